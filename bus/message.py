@@ -1,0 +1,122 @@
+"""Messages and their ids: pure data and encodings, no I/O.
+
+An id is ``"<ms>-<seq>"``, the Redis stream id form, on both backends. Ids are
+compared as the pair of numbers (``id_key``), never as strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+ZERO_ID = "0-0"
+
+
+class IdKey(NamedTuple):
+    ms: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+def id_key(message_id: str) -> IdKey:
+    """Parse ``"<ms>-<seq>"``; raise ValueError for anything else."""
+    ms, sep, seq = message_id.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit() or len(message_id) > 41:
+        raise ValueError(f"not a message id: {message_id!r}")
+    return IdKey(int(ms), int(seq))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One accepted chat message. ``ts`` is the id's millisecond part."""
+
+    id: str
+    room: str
+    user: str
+    text: str
+    client_id: str | None = None
+    key: IdKey = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", id_key(self.id))
+
+    @property
+    def ts(self) -> int:
+        return self.key.ms
+
+    def frame(self, replay: bool = False) -> bytes:
+        """The UTF-8 JSON of section 4's message frame; callers encode once per message."""
+        body: dict[str, Any] = {
+            "type": "message",
+            "id": self.id,
+            "room": self.room,
+            "user": self.user,
+            "message": self.text,
+            "ts": self.ts,
+        }
+        if replay:
+            body["replay"] = True
+        return orjson.dumps(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message the bus has not stored yet."""
+
+    room: str
+    user: str
+    text: str
+    client_id: str | None = None
+
+    def stored_as(self, message_id: str) -> Message:
+        return Message(message_id, self.room, self.user, self.text, self.client_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What publish returns: the stored message, and whether it was a resend of one."""
+
+    message: Message
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Retained messages after a position, oldest first.
+
+    ``last_id`` is the newest id in the room at the time of the read (None for a
+    room with nothing retained); ``complete`` is true only when nothing after the
+    requested position can be missing (see ``completeness``).
+    """
+
+    messages: list[Message]
+    last_id: str | None
+    complete: bool
+
+
+def completeness(
+    since: IdKey | None,
+    *,
+    born: IdKey | None,
+    max_deleted: IdKey,
+    retained: int,
+    replayed: int,
+) -> bool:
+    """Whether a replay can vouch that nothing after ``since`` is missing.
+
+    ``born`` is the first id the room's log ever held (its epoch): a ``since``
+    older than that comes from a history that was lost (a Redis restarted
+    empty, a restarted in-process bus), which ids alone cannot reveal.
+    ``max_deleted`` is the newest id trimming removed. Without ``since`` the
+    replay is complete when it holds the room's whole history.
+    """
+    if since is None:
+        return max_deleted == (0, 0) and replayed == retained
+    if born is None:
+        # Nothing was ever stored here, yet the client saw an id: it was lost.
+        return False
+    return since >= born and since >= max_deleted

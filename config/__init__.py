@@ -1,0 +1,1 @@
+"""Start-up configuration: typed settings and logging set-up."""

@@ -1,0 +1,80 @@
+"""structlog, set up once at start-up, as structlog's production recipe has it.
+
+Every line on stdout is one JSON object (or a console line on a terminal)
+with ``timestamp`` (ISO 8601 UTC), ``level``, ``event`` and ``node``.
+Context bound with ``structlog.contextvars`` (a connection's ``conn``,
+``room``, ``user``) is merged into every line logged in that context. The
+standard library's loggers (Tornado's access and error logs, asyncio) go
+through the same processors, so their lines are JSON too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+
+def _orjson_dumps(event: EventDict, **_: Any) -> str:
+    return orjson.dumps(event, default=str).decode()
+
+
+def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)
+    return event
+
+
+def shared_processors(node_id: str) -> list[Processor]:
+    def add_node(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        event.setdefault("node", node_id)
+        return event
+
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_node,
+        _drop_color_message,
+    ]
+
+
+def configure_logging(node_id: str, log_format: str, stream: TextIO | None = None) -> None:
+    """Route structlog and the standard library's loggers to one stdout pipeline."""
+    stream = stream or sys.stdout
+    shared = shared_processors(node_id)
+    if log_format == "console":
+        renderer: Processor = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        exception_processors: list[Processor] = []
+    else:
+        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        exception_processors = [structlog.processors.dict_tracebacks]
+
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *exception_processors,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    # Tornado's access log is replaced by our own http.request event.
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)

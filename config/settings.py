@@ -1,0 +1,235 @@
+"""One typed, frozen Settings object, parsed once at start-up.
+
+Every setting comes, highest precedence first, from a command-line flag, the
+environment (``CHAT_`` + the flag in upper snake case, ``REDIS_URL`` too), the
+TOML file named by ``--config``/``CHAT_CONFIG``, ``config/chat.toml``, and the
+built-in default. This module is the only reader of ``os.environ``; a bad value
+stops start-up with an error naming the setting and the value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+import socket
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+DEFAULT_FILE = Path(__file__).with_name("chat.toml")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names both."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8888
+    redis_url: str | None = None
+    node_id: str = ""  # filled from host name and port when empty
+    history: int = 50
+    retention: int = 1000
+    rate_limit: float = 20.0  # messages per second per connection; 0 turns it off
+    rate_burst: int = 40
+    log_format: str = ""  # "json" or "console"; empty: console on a terminal
+    log_message_text: bool = False  # room traffic is logged without text unless set
+    cookie_secret: str = ""  # random per process when empty (one process only)
+    allowed_origins: tuple[str, ...] = ()
+    behind_proxy: bool = False
+    presence_timeout: float = 30.0
+    max_message_chars: int = 4096
+    max_frame_bytes: int = 64 * 1024
+    send_buffer_limit: int = 1024 * 1024  # unsent bytes before a slow client is dropped
+    resend_window: float = 600.0  # seconds a client_id is remembered for safe resends
+    redis_timeout: float = 1.0  # seconds; a publish to an unreachable Redis fails after this
+    dead_node_after: float = 300.0  # seconds before a silent node's consumer groups are removed
+    shutdown_timeout: float = 5.0
+    cookie_secret_generated: bool = field(default=False, repr=False)
+
+    @property
+    def uses_redis(self) -> bool:
+        return bool(self.redis_url)
+
+
+def _positive_int(name: str, raw: Any) -> int:
+    value = _int(name, raw)
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, got {raw!r}")
+    return value
+
+
+def _int(name: str, raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _non_negative_float(name: str, raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _bool(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _text(name: str, raw: Any) -> str:
+    return str(raw)
+
+
+def _port(name: str, raw: Any) -> int:
+    value = _int(name, raw)
+    if not 0 <= value <= 65535:
+        raise SettingsError(f"{name} must be a TCP port (0-65535), got {raw!r}")
+    return value
+
+
+def _log_format(name: str, raw: Any) -> str:
+    if raw not in ("json", "console", ""):
+        raise SettingsError(f"{name} must be 'json' or 'console', got {raw!r}")
+    return str(raw)
+
+
+def _origins(name: str, raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    origins = tuple(str(item).strip().rstrip("/").lower() for item in items if str(item).strip())
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise SettingsError(f"{name} entries must look like scheme://host[:port], got {origin!r}")
+    return origins
+
+
+def _redis_url(name: str, raw: Any) -> str | None:
+    text = str(raw).strip()
+    if not text:
+        return None
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL")
+    return text
+
+
+# name -> (parser, flag help). The order is the order of --help.
+_PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
+    "host": (_text, "address to listen on"),
+    "port": (_port, "port to listen on"),
+    "redis_url": (_redis_url, "Redis URL; without it the in-process bus is used"),
+    "node_id": (_text, "stable name of this process in the cluster"),
+    "history": (_positive_int, "messages replayed on join"),
+    "retention": (_positive_int, "messages kept per room (at least)"),
+    "rate_limit": (_non_negative_float, "messages per second per connection; 0 turns it off"),
+    "rate_burst": (_positive_int, "burst of the per-connection rate limit"),
+    "log_format": (_log_format, "json or console"),
+    "log_message_text": (_bool, "include message text in the traffic log"),
+    "cookie_secret": (_text, "secret that signs the name cookie; shared by all processes"),
+    "allowed_origins": (_origins, "comma-separated scheme://host[:port] also allowed to connect"),
+    "behind_proxy": (_bool, "trust X-Forwarded-For/-Proto/-Host from the proxy"),
+    "presence_timeout": (_non_negative_float, "seconds before a dead process's members leave"),
+    "max_message_chars": (_positive_int, "longest message text, in code points"),
+    "max_frame_bytes": (_positive_int, "larger frames close the connection with 1009"),
+    "send_buffer_limit": (_positive_int, "unsent bytes before a slow client is dropped"),
+    "resend_window": (_non_negative_float, "seconds a client_id is remembered"),
+    "redis_timeout": (_non_negative_float, "seconds before a Redis command is given up"),
+    "dead_node_after": (_non_negative_float, "seconds before a silent node's groups are removed"),
+    "shutdown_timeout": (_non_negative_float, "seconds SIGTERM waits for connections to close"),
+}
+_BOOL_FLAGS = {"log_message_text", "behind_proxy"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_arg_parser(prog: str = "server.py") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Room chat server")
+    parser.add_argument("--config", help="TOML file with settings (overrides config/chat.toml)")
+    add_setting_flags(parser)
+    return parser
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    for name, (_, help_text) in _PARSERS.items():
+        if name in _BOOL_FLAGS:
+            parser.add_argument(_flag(name), dest=name, action="store_const", const=True, help=help_text)
+        else:
+            parser.add_argument(_flag(name), dest=name, help=help_text)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - set(_PARSERS)
+    if unknown:
+        raise SettingsError(f"config file {path} has unknown settings: {', '.join(sorted(unknown))}")
+    return data
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if environ.get("REDIS_URL"):
+        found["redis_url"] = environ["REDIS_URL"]
+    for name in _PARSERS:
+        key = "CHAT_" + name.upper()
+        if key in environ:
+            found[name] = environ[key]
+    return found
+
+
+def load_settings(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Parse flags, environment and config files into Settings; raise SettingsError."""
+    environ = os.environ if environ is None else environ
+    args = build_arg_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    return settings_from(vars(args), environ)
+
+
+def settings_from(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
+    """Merge already-parsed flags with the environment and the config files."""
+    raw: dict[str, Any] = {}
+    if DEFAULT_FILE.exists():
+        raw.update(_read_toml(DEFAULT_FILE))
+    extra_file = flags.get("config") or environ.get("CHAT_CONFIG")
+    if extra_file:
+        raw.update(_read_toml(Path(extra_file)))
+    raw.update(_from_environ(environ))
+    raw.update({name: value for name, value in flags.items() if name in _PARSERS and value is not None})
+    values = {name: _PARSERS[name][0](name, value) for name, value in raw.items()}
+    return _fill_derived(Settings(**values))
+
+
+def _fill_derived(settings: Settings) -> Settings:
+    changes: dict[str, Any] = {}
+    if not settings.node_id:
+        changes["node_id"] = f"{socket.gethostname()}-{settings.port}"
+    if not settings.cookie_secret:
+        changes["cookie_secret"] = secrets.token_urlsafe(32)
+        changes["cookie_secret_generated"] = True
+    if not settings.log_format:
+        changes["log_format"] = "console" if sys.stdout.isatty() else "json"
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,72 @@
+"""Client frames, parsed and validated at the edge (pure, no I/O).
+
+``parse_frame`` turns one WebSocket frame into a ``ChatRequest`` or a
+``TypingRequest``, or raises ``FrameError`` carrying the section 4 error
+code, so the handler never sees unvalidated input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+MAX_CLIENT_ID = 64
+
+
+class FrameError(Exception):
+    """A frame the server refuses: ``code`` is the contract's error code."""
+
+    def __init__(self, code: str, detail: str, client_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.client_id = client_id
+
+    def frame(self) -> dict[str, str]:
+        body = {"type": "error", "error": self.code, "detail": self.detail}
+        if self.client_id is not None:
+            body["client_id"] = self.client_id
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    text: str
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TypingRequest:
+    pass
+
+
+def parse_frame(data: str | bytes, max_chars: int) -> ChatRequest | TypingRequest:
+    if isinstance(data, bytes):
+        raise FrameError("bad_request", "send text frames holding a JSON object")
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise FrameError("bad_json", "the frame is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise FrameError("bad_request", "the frame must be a JSON object")
+    client_id = _client_id(body)
+    if "message" not in body and body.get("typing") is True:
+        return TypingRequest()
+    text = body.get("message")
+    if not isinstance(text, str) or not text:
+        raise FrameError("bad_request", '"message" must be a non-empty string', client_id)
+    if len(text) > max_chars:
+        raise FrameError(
+            "message_too_long", f"a message holds at most {max_chars} characters", client_id
+        )
+    return ChatRequest(text, client_id)
+
+
+def _client_id(body: dict[str, object]) -> str | None:
+    if "client_id" not in body:
+        return None
+    client_id = body["client_id"]
+    if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID:
+        raise FrameError("bad_request", f'"client_id" must be a string of at most {MAX_CLIENT_ID} characters')
+    return client_id

@@ -1,0 +1,228 @@
+"""The room WebSocket of section 4: open -> join, on_message -> publish, on_close -> leave.
+
+The handler speaks WebSocket and JSON; everything about storing, ordering
+and fanning out messages is the RoomBus's. It never writes to another
+connection: frames for this client arrive through ``send_frame`` from the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import structlog
+from tornado.web import HTTPError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from bus.backend import BusUnavailable
+from bus.message import Draft, History, IdKey, id_key
+from bus.room_bus import RoomBus
+from config.settings import Settings
+from handlers.identity import cookie_user, guest_name, is_room_name
+from handlers.inbound import ChatRequest, FrameError, parse_frame
+from handlers.rate_limit import TokenBucket
+
+log = structlog.get_logger("chat.ws")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+@dataclass
+class SocketRegistry:
+    """The open room sockets of this process, so shutdown can close them all."""
+
+    sockets: set["RoomSocket"] = field(default_factory=set)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def next_id(self) -> int:
+        return int(next(self._ids))
+
+    def close_all(self, code: int, reason: str) -> None:
+        for socket in list(self.sockets):
+            socket.close(code, reason)
+
+
+def _host_port(netloc: str, scheme: str) -> str:
+    """``host:port`` with the scheme's default port made explicit, lower-cased."""
+    netloc = netloc.lower()
+    if netloc.startswith("["):
+        has_port = "]:" in netloc
+    else:
+        has_port = ":" in netloc
+    return netloc if has_port else f"{netloc}:{_DEFAULT_PORTS.get(scheme, '80')}"
+
+
+class RoomSocket(WebSocketHandler):
+    def initialize(self, bus: RoomBus, settings: Settings, registry: SocketRegistry) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._registry = registry
+        self._joined = False
+        self._opened_at = 0.0
+        self._messages_in = 0
+        self._messages_out = 0
+        self._unsent = 0
+        self._server_close_code: int | None = None
+        self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
+        self.room = ""
+        self.user = ""
+        self.conn = ""
+        self._since: IdKey | None = None
+
+    # ---- handshake -------------------------------------------------------
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        room = args[0]
+        if not is_room_name(room):
+            raise HTTPError(404)
+        since = self.get_query_argument("since", None)
+        if since is not None:
+            try:
+                self._since = id_key(since)
+            except ValueError:
+                raise HTTPError(400, reason="since must be a message id") from None
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        """Refuse browsers on other sites: a page elsewhere must not speak as our user.
+
+        Same host (the proxy's ``X-Forwarded-Host`` when configured to trust
+        it) or an origin in ``allowed_origins`` is accepted. Tornado calls this
+        only when an Origin header is present; non-browser clients send none.
+        """
+        parts = urlsplit(origin)
+        if not parts.scheme or not parts.netloc:
+            return False
+        if f"{parts.scheme}://{parts.netloc}".lower() in self._settings.allowed_origins:
+            return True
+        host = self.request.host
+        if self._settings.behind_proxy:
+            host = self.request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
+        scheme = "https" if parts.scheme == "https" else "http"
+        return _host_port(parts.netloc, scheme) == _host_port(host, scheme)
+
+    # ---- life cycle ------------------------------------------------------
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        self.room = args[0]
+        self.user = cookie_user(self) or guest_name()
+        self.conn = f"{self._settings.node_id}:{self._registry.next_id()}"
+        self._opened_at = time.monotonic()
+        self._registry.sockets.add(self)
+        structlog.contextvars.bind_contextvars(conn=self.conn, room=self.room, user=self.user)
+        log.info("ws.connect", client=self.request.remote_ip, since=str(self._since) if self._since else None)
+        try:
+            history = await self._bus.join(self.room, self, self._since)
+        except BusUnavailable as exc:
+            log.warning("ws.join_failed", reason=str(exc))
+            self._send_json(FrameError("unavailable", "the chat is unavailable, try again").frame())
+            self._close_by_server(CLOSE_TRY_AGAIN, "bus unavailable")
+            return
+        self._joined = True
+        self._replay(history)
+        self._bus.go_live(self.room, self)
+
+    def _replay(self, history: History) -> None:
+        for message in history.messages:
+            self.send_frame(message.frame(replay=True))
+        self._send_json({
+            "type": "ready", "room": self.room, "user": self.user,
+            "last_id": history.last_id, "complete": history.complete,
+        })
+
+    def on_close(self) -> None:
+        self._registry.sockets.discard(self)
+        code = self._server_close_code or self.close_code
+        log.info(
+            "ws.disconnect", conn=self.conn, room=self.room, user=self.user, code=code,
+            reason=self.close_reason, duration_ms=round((time.monotonic() - self._opened_at) * 1000),
+            messages_in=self._messages_in, messages_out=self._messages_out,
+        )
+        if self._joined:
+            self._joined = False
+            # Kept so the task is not collected before it runs.
+            self._leave_task = asyncio.ensure_future(self._bus.leave(self.room, self))
+
+    # ---- inbound ---------------------------------------------------------
+
+    async def on_message(self, data: str | bytes) -> None:
+        try:
+            request = parse_frame(data, self._settings.max_message_chars)
+            if not isinstance(request, ChatRequest):
+                return  # typing notices: presence is not built yet
+            if not self._bucket.take():
+                raise FrameError("rate_limited", "too many messages, slow down", request.client_id)
+            await self._publish(request)
+        except FrameError as error:
+            self._reject(error)
+
+    async def _publish(self, request: ChatRequest) -> None:
+        draft = Draft(self.room, self.user, request.text, request.client_id)
+        try:
+            published = await self._bus.publish(draft)
+        except BusUnavailable as exc:
+            log.warning("bus.publish_failed", reason=str(exc))
+            raise FrameError("unavailable", "the message was not stored, try again", request.client_id) from None
+        self._messages_in += 1
+        message = published.message
+        fields: dict[str, Any] = {"msg_id": message.id, "bytes": len(request.text.encode())}
+        if published.duplicate:
+            fields["resend"] = True
+        if self._settings.log_message_text:
+            fields["text"] = request.text
+        log.info("message.accepted", **fields)
+        if request.client_id is not None:
+            self._send_json({"type": "ack", "client_id": request.client_id, "id": message.id})
+
+    def _reject(self, error: FrameError) -> None:
+        log.info("message.rejected", reason=error.code)
+        self._send_json(error.frame())
+
+    # ---- outbound --------------------------------------------------------
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue a frame for this client without waiting (the bus's Member).
+
+        The bytes not yet handed to the kernel are counted; past
+        ``send_buffer_limit`` the client is not keeping up and is dropped with
+        1008 so that it holds no memory and slows nobody.
+        """
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        size = len(frame)
+        if self._unsent + size > self._settings.send_buffer_limit:
+            log.warning("ws.slow_consumer", conn=self.conn, room=self.room, user=self.user, unsent=self._unsent)
+            self._close_by_server(CLOSE_POLICY, "too slow: unsent data over the limit")
+            return
+        try:
+            written = self.write_message(frame)
+        except WebSocketClosedError:
+            return
+        self._unsent += size
+        self._messages_out += 1
+        written.add_done_callback(lambda done: self._flushed(done, size))
+
+    def _flushed(self, done: Any, size: int) -> None:
+        self._unsent -= size
+        if not done.cancelled():
+            done.exception()  # a closed stream is reported by on_close, not here
+
+    def _send_json(self, body: dict[str, Any]) -> None:
+        self.send_frame(orjson.dumps(body))
+
+    def _close_by_server(self, code: int, reason: str) -> None:
+        self._server_close_code = code
+        self.close(code, reason)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code is not None and self._server_close_code is None:
+            self._server_close_code = code
+        super().close(code, reason)

@@ -1,0 +1,135 @@
+"""Room chat server: ``python server.py [flags]`` serves one process.
+
+Start-up reads the settings once, sets up logging, builds the bus (Redis
+streams when a Redis URL is set, else in-process), the Tornado application,
+and serves until SIGTERM or SIGINT, then shuts down in order: stop accepting,
+close every WebSocket with 1001, close the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import structlog
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from bus.backend import Backend
+from bus.memory import MemoryBackend
+from bus.room_bus import RoomBus
+from config.logging import configure_logging
+from config.settings import Settings, SettingsError, load_settings
+from handlers.health import HealthHandler, ReadyHandler
+from handlers.pages import LobbyHandler, RoomPageHandler, UserNameHandler
+from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketRegistry
+
+ROOT = Path(__file__).resolve().parent
+log = structlog.get_logger("chat.server")
+
+
+def build_backend(settings: Settings) -> Backend:
+    if settings.redis_url:
+        from bus.streams import StreamsBackend
+
+        return StreamsBackend(settings)
+    return MemoryBackend(settings.retention, settings.resend_window)
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    request = handler.request
+    log.info(
+        "http.request", method=request.method, path=request.path, status=handler.get_status(),
+        duration_ms=round(request.request_time() * 1000, 2), client=request.remote_ip,
+    )
+
+
+def make_app(settings: Settings, bus: RoomBus, registry: SocketRegistry) -> tornado.web.Application:
+    socket_args = dict(bus=bus, settings=settings, registry=registry)
+    return tornado.web.Application(
+        [
+            tornado.web.url(r"/", tornado.web.RedirectHandler, dict(url="/chat/")),
+            tornado.web.url(r"/chat/", LobbyHandler, name="lobby"),
+            tornado.web.url(r"/chat/name", UserNameHandler, name="user_name"),
+            tornado.web.url(r"/chat/([^/]+)/", RoomPageHandler, name="room"),
+            tornado.web.url(r"/ws/chat/([^/]+)/", RoomSocket, socket_args),
+            tornado.web.url(r"/healthz", HealthHandler),
+            tornado.web.url(r"/readyz", ReadyHandler, dict(bus=bus)),
+        ],
+        template_path=str(ROOT / "templates"),
+        static_path=str(ROOT / "static"),
+        cookie_secret=settings.cookie_secret,
+        xsrf_cookies=True,
+        websocket_max_message_size=settings.max_frame_bytes,
+        log_function=_log_request,
+    )
+
+
+class ChatServer:
+    """One process: bus, application, HTTP server; started and stopped in order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bus = RoomBus(build_backend(settings), settings.history)
+        self.registry = SocketRegistry()
+        self.app = make_app(settings, self.bus, self.registry)
+        self.http: tornado.httpserver.HTTPServer | None = None
+        self.port = settings.port
+
+    async def start(self) -> None:
+        await self.bus.start()
+        self.http = tornado.httpserver.HTTPServer(self.app, xheaders=self.settings.behind_proxy)
+        sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
+        self.port = sockets[0].getsockname()[1]
+        self.http.add_sockets(sockets)
+        log.info("server.started", host=self.settings.host, port=self.port,
+                 bus="redis" if self.settings.redis_url else "memory")
+
+    async def stop(self) -> None:
+        """Stop accepting, close sockets with 1001, wait for them, close the bus."""
+        if self.http is not None:
+            self.http.stop()
+        self.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        while self.registry.sockets and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.http is not None:
+            await asyncio.wait_for(self.http.close_all_connections(), timeout=1.0)
+        await self.bus.close()
+        log.info("server.stopped", open_sockets=len(self.registry.sockets))
+
+
+async def serve(settings: Settings) -> None:
+    server = ChatServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("server.stopping")
+    await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings(argv)
+    except SettingsError as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.node_id, settings.log_format)
+    if settings.cookie_secret_generated:
+        log.warning("settings.cookie_secret_generated",
+                    detail="names reset at restart; set CHAT_COOKIE_SECRET, shared by every process")
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
