@@ -199,8 +199,7 @@ class RoomSocket(WebSocketHandler):
             return
         size = len(frame)
         if self._unsent + size > self._settings.send_buffer_limit:
-            log.warning("ws.slow_consumer", conn=self.conn, room=self.room, user=self.user, unsent=self._unsent)
-            self._close_by_server(CLOSE_POLICY, "too slow: unsent data over the limit")
+            self._drop_slow_client()
             return
         try:
             written = self.write_message(frame)
@@ -209,6 +208,15 @@ class RoomSocket(WebSocketHandler):
         self._unsent += size
         self._messages_out += 1
         written.add_done_callback(lambda done: self._flushed(done, size))
+
+    def _drop_slow_client(self) -> None:
+        log.warning("ws.slow_consumer", conn=self.conn, room=self.room, user=self.user, unsent=self._unsent)
+        connection = self.ws_connection
+        self._close_by_server(CLOSE_POLICY, "too slow: unsent data over the limit")
+        # The close frame waits behind the unread data and a client that does
+        # not read will not answer it: free the connection now, not in 5 s.
+        if connection is not None:
+            connection.stream.close()
 
     def _flushed(self, done: Any, size: int) -> None:
         self._unsent -= size

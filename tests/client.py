@@ -14,6 +14,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from handlers.identity import USER_COOKIE
 
 TIMEOUT = 5.0
+NOTICES = ("presence", "join", "leave", "typing")
 
 
 def user_cookie(secret: str, name: str) -> str:
@@ -61,18 +62,20 @@ class ChatClient:
             raise ConnectionError(f"closed: {self.conn.close_code} {self.conn.close_reason}")
         return json.loads(raw)
 
-    async def recv_type(self, kind: str, timeout: float = TIMEOUT) -> dict[str, Any]:
-        """The next frame of one type, skipping presence and typing notices."""
+    async def recv_type(
+        self, kind: str, timeout: float = TIMEOUT, skip: tuple[str, ...] = NOTICES,
+    ) -> dict[str, Any]:
+        """The next frame of one type; only the ``skip`` types may come before it."""
         while True:
             frame = await self.recv(timeout)
             if frame["type"] == kind:
                 return frame
-            assert frame["type"] in ("presence", "join", "leave", "typing"), frame
+            assert frame["type"] in skip, frame
 
     async def messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The next ``count`` message frames, within one overall deadline."""
         async def collect() -> list[dict[str, Any]]:
-            return [await self.recv_type("message", timeout) for _ in range(count)]
+            return [await self.recv_type("message", timeout, NOTICES + ("ack",)) for _ in range(count)]
         return await asyncio.wait_for(collect(), timeout)
 
     async def nothing_for(self, seconds: float) -> None:
