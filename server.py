@@ -1,4 +1,6 @@
-"""Room chat server: ``python server.py [flags]`` serves one process.
+"""Room chat server: ``python server.py [flags]`` serves one process;
+``python server.py report [...]`` summarises its logs (ops/report.py);
+``python server.py cluster [...]`` runs N processes behind nginx (ops/cluster.py).
 
 Start-up reads the settings once, sets up logging, builds the bus (Redis
 streams when a Redis URL is set, else in-process), the Tornado application,
@@ -28,6 +30,7 @@ from config.settings import Settings, SettingsError, load_settings
 from handlers.health import HealthHandler, ReadyHandler
 from handlers.pages import LobbyHandler, RoomPageHandler, UserNameHandler
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketRegistry
+from ops.metrics import Metrics, MetricsHandler
 
 ROOT = Path(__file__).resolve().parent
 log = structlog.get_logger("chat.server")
@@ -49,8 +52,10 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
-def make_app(settings: Settings, bus: RoomBus, registry: SocketRegistry) -> tornado.web.Application:
-    socket_args = dict(bus=bus, settings=settings, registry=registry)
+def make_app(
+    settings: Settings, bus: RoomBus, registry: SocketRegistry, metrics: Metrics,
+) -> tornado.web.Application:
+    socket_args = dict(bus=bus, settings=settings, registry=registry, metrics=metrics)
     return tornado.web.Application(
         [
             tornado.web.url(r"/", tornado.web.RedirectHandler, dict(url="/chat/")),
@@ -60,6 +65,7 @@ def make_app(settings: Settings, bus: RoomBus, registry: SocketRegistry) -> torn
             tornado.web.url(r"/ws/chat/([^/]+)/", RoomSocket, socket_args),
             tornado.web.url(r"/healthz", HealthHandler),
             tornado.web.url(r"/readyz", ReadyHandler, dict(bus=bus)),
+            tornado.web.url(r"/metrics", MetricsHandler, dict(metrics=metrics)),
         ],
         template_path=str(ROOT / "templates"),
         static_path=str(ROOT / "static"),
@@ -75,9 +81,12 @@ class ChatServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.bus = RoomBus(build_backend(settings), settings.history)
+        # One registry per server: several servers in one process count apart.
+        self.metrics = Metrics()
+        self.bus = RoomBus(build_backend(settings), settings.history, observer=self.metrics)
+        self.metrics.count_rooms_with(self.bus.room_count)
         self.registry = SocketRegistry()
-        self.app = make_app(settings, self.bus, self.registry)
+        self.app = make_app(settings, self.bus, self.registry, self.metrics)
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port = settings.port
 
@@ -118,6 +127,14 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        from ops.report import main as report_main
+
+        return report_main(argv[1:])
+    if argv[:1] == ["cluster"]:
+        from ops.cluster import main as cluster_main
+
+        return cluster_main(argv[1:])
     try:
         settings = load_settings(argv)
     except SettingsError as exc:

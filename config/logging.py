@@ -5,7 +5,8 @@ with ``timestamp`` (ISO 8601 UTC), ``level``, ``event`` and ``node``.
 Context bound with ``structlog.contextvars`` (a connection's ``conn``,
 ``room``, ``user``) is merged into every line logged in that context. The
 standard library's loggers (Tornado's access and error logs, asyncio) go
-through the same processors, so their lines are JSON too.
+through the same processors, so their lines are JSON too. An exception is
+rendered once, as the ``exception`` field (a list of frames, without locals).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 
@@ -26,6 +28,13 @@ def _orjson_dumps(event: EventDict, **_: Any) -> str:
 def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     event.pop("color_message", None)
     return event
+
+
+# Tracebacks as a field, without frame locals: a local may hold a message's
+# text or a secret, and the logs must hold neither unless configured.
+_dict_tracebacks = structlog.processors.ExceptionRenderer(
+    ExceptionDictTransformer(show_locals=False)
+)
 
 
 def shared_processors(node_id: str) -> list[Processor]:
@@ -51,7 +60,7 @@ def configure_logging(node_id: str, log_format: str, stream: TextIO | None = Non
         exception_processors: list[Processor] = []
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-        exception_processors = [structlog.processors.dict_tracebacks]
+        exception_processors = [_dict_tracebacks]
 
     structlog.configure(
         processors=[
@@ -64,7 +73,8 @@ def configure_logging(node_id: str, log_format: str, stream: TextIO | None = Non
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        # Lines from Tornado and asyncio name their logger; ours name their event.
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             *exception_processors,

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import orjson
 import structlog
 from tornado.web import HTTPError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from bus.backend import BusUnavailable
 from bus.message import Draft, History, IdKey, id_key
@@ -26,6 +26,7 @@ from config.settings import Settings
 from handlers.identity import cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, FrameError, parse_frame
 from handlers.rate_limit import TokenBucket
+from ops.metrics import Metrics
 
 log = structlog.get_logger("chat.ws")
 
@@ -61,8 +62,10 @@ def _host_port(netloc: str, scheme: str) -> str:
 
 
 class RoomSocket(WebSocketHandler):
-    def initialize(self, bus: RoomBus, settings: Settings, registry: SocketRegistry) -> None:
+    def initialize(self, bus: RoomBus, settings: Settings, registry: SocketRegistry, metrics: Metrics) -> None:
         self._bus = bus
+        self._metrics = metrics
+        self._counted = False  # in chat_connections; on_close must undo only what open did
         self._settings = settings
         self._registry = registry
         self._joined = False
@@ -109,6 +112,21 @@ class RoomSocket(WebSocketHandler):
         scheme = "https" if parts.scheme == "https" else "http"
         return _host_port(parts.netloc, scheme) == _host_port(host, scheme)
 
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if protocol is not None:
+            # Tornado closes a frame over the size limit with 1009 by itself and
+            # keeps no note of the code; remember it so ws.disconnect can log it.
+            protocol_close = protocol.close
+
+            def close_noting_code(code: int | None = None, reason: str | None = None) -> None:
+                if code is not None and self._server_close_code is None:
+                    self._server_close_code = code
+                protocol_close(code, reason)
+
+            protocol.close = close_noting_code  # type: ignore[method-assign]
+        return protocol
+
     # ---- life cycle ------------------------------------------------------
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
@@ -117,6 +135,8 @@ class RoomSocket(WebSocketHandler):
         self.conn = f"{self._settings.node_id}:{self._registry.next_id()}"
         self._opened_at = time.monotonic()
         self._registry.sockets.add(self)
+        self._metrics.connection_opened()
+        self._counted = True
         structlog.contextvars.bind_contextvars(conn=self.conn, room=self.room, user=self.user)
         log.info("ws.connect", client=self.request.remote_ip, since=str(self._since) if self._since else None)
         try:
@@ -140,9 +160,14 @@ class RoomSocket(WebSocketHandler):
 
     def on_close(self) -> None:
         self._registry.sockets.discard(self)
+        if self._counted:
+            self._counted = False
+            self._metrics.connection_closed()
         code = self._server_close_code or self.close_code
+        # conn, room and user come from the context open() bound: Tornado runs
+        # on_close in the connection's own task, whoever closed it.
         log.info(
-            "ws.disconnect", conn=self.conn, room=self.room, user=self.user, code=code,
+            "ws.disconnect", code=code,
             reason=self.close_reason, duration_ms=round((time.monotonic() - self._opened_at) * 1000),
             messages_in=self._messages_in, messages_out=self._messages_out,
         )
@@ -167,7 +192,8 @@ class RoomSocket(WebSocketHandler):
     async def _publish(self, request: ChatRequest) -> None:
         draft = Draft(self.room, self.user, request.text, request.client_id)
         try:
-            published = await self._bus.publish(draft)
+            with self._metrics.publish_seconds.time():
+                published = await self._bus.publish(draft)
         except BusUnavailable as exc:
             log.warning("bus.publish_failed", reason=str(exc))
             raise FrameError("unavailable", "the message was not stored, try again", request.client_id) from None
@@ -176,6 +202,8 @@ class RoomSocket(WebSocketHandler):
         fields: dict[str, Any] = {"msg_id": message.id, "bytes": len(request.text.encode())}
         if published.duplicate:
             fields["resend"] = True
+        else:
+            self._metrics.message_published()
         if self._settings.log_message_text:
             fields["text"] = request.text
         log.info("message.accepted", **fields)
@@ -184,6 +212,7 @@ class RoomSocket(WebSocketHandler):
 
     def _reject(self, error: FrameError) -> None:
         log.info("message.rejected", reason=error.code)
+        self._metrics.message_rejected(error.code)
         self._send_json(error.frame())
 
     # ---- outbound --------------------------------------------------------

@@ -14,9 +14,12 @@
   let ready = false;
   let lastId = null;          // newest message id shown; the resume point
   let attempt = 0;            // reconnect attempts since the last ready
-  const outbox = new Map();   // client_id -> {text, item}: sent, not yet acknowledged
+  const outbox = new Map();   // client_id -> {text, item, sentAt}: not yet acknowledged
+  const acked = new Map();    // message id -> pending item: acknowledged, not shown yet
   const typers = new Map();   // user -> timer that clears their typing notice
   let lastTypingSent = 0;
+  let userName = document.getElementById("user-name").textContent;
+  let retryTimer = null;
 
   function idKey(id) {
     const [ms, seq] = id.split("-");
@@ -51,8 +54,15 @@
     el.textContent = text;
     return el;
   }
+  function keepOutboxLast() {
+    log.querySelectorAll("li.pending").forEach(function (el) { log.appendChild(el); });
+  }
   function showNotice(text) {
+    const shown = log.querySelectorAll("li:not(.pending)");
+    const last = shown[shown.length - 1];
+    if (last && last.classList.contains("notice") && last.textContent === text) return;  // no repeats
     line("notice").textContent = text;
+    keepOutboxLast();
   }
   function showMessage(frame) {
     if (!newer(frame.id, lastId)) return;   // already shown: a replay overlap
@@ -61,8 +71,9 @@
     item.dataset.id = frame.id;
     const time = new Date(frame.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     item.append(span("time", time), span("author", frame.user), span("text", frame.message));
-    const outboxItems = log.querySelectorAll("li.pending");
-    outboxItems.forEach(function (el) { log.appendChild(el); });  // keep the outbox last
+    if (!frame.replay && typers.has(frame.user)) stopTyping(frame.user);  // they sent it
+    dropShown();
+    keepOutboxLast();
   }
 
   function sendFrame(body) {
@@ -75,20 +86,40 @@
   function sendChat(text) {
     const clientId = newClientId();
     const item = line("pending");
-    item.append(span("author", "you"), span("text", text), span("time", " (sending…)"));
-    outbox.set(clientId, { text: text, item: item });
-    sendFrame({ message: text, client_id: clientId });
+    item.append(span("time", "sending…"), span("author", userName), span("text", text));
+    const entry = { text: text, item: item, sentAt: 0 };
+    outbox.set(clientId, entry);
+    send(clientId, entry);
   }
-  function resendOutbox() {
+  function send(clientId, entry) {
+    if (sendFrame({ message: entry.text, client_id: clientId })) entry.sentAt = Date.now();
+  }
+  function resendOutbox(olderThan) {
+    const now = Date.now();
     outbox.forEach(function (entry, clientId) {
-      sendFrame({ message: entry.text, client_id: clientId });
+      if (now - entry.sentAt >= olderThan) send(clientId, entry);
     });
   }
-  function settle(clientId) {
+  function settle(clientId) {        // refused for good: forget it
     const entry = outbox.get(clientId);
     if (!entry) return;
     entry.item.remove();
     outbox.delete(clientId);
+  }
+  function accepted(clientId, id) {  // stored: the pending line goes once the message shows
+    const entry = outbox.get(clientId);
+    if (!entry) return;
+    outbox.delete(clientId);
+    acked.set(id, entry.item);
+    dropShown();
+  }
+  function dropShown() {
+    acked.forEach(function (item, id) {
+      if (lastId !== null && !newer(id, lastId)) {
+        item.remove();
+        acked.delete(id);
+      }
+    });
   }
 
   function showMembers(list) {
@@ -112,7 +143,12 @@
   }
   function showTyping(user) {
     clearTimeout(typers.get(user));
-    typers.set(user, setTimeout(function () { typers.delete(user); renderTyping(); }, 3000));
+    typers.set(user, setTimeout(function () { stopTyping(user); }, 3000));
+    renderTyping();
+  }
+  function stopTyping(user) {
+    clearTimeout(typers.get(user));
+    typers.delete(user);
     renderTyping();
   }
   function renderTyping() {
@@ -127,15 +163,18 @@
       attempt = 0;
       if (frame.last_id && newer(frame.last_id, lastId)) lastId = frame.last_id;
       setStatus("open", "connected");
+      if (frame.user) userName = frame.user;
       if (!frame.complete && resumed) showNotice("Some earlier messages are no longer available.");
-      resendOutbox();
+      dropShown();
+      resendOutbox(0);
     },
-    ack: function (frame) { settle(frame.client_id); },
+    ack: function (frame) { accepted(frame.client_id, frame.id); },
     error: function (frame) {
-      if (frame.client_id && frame.error !== "unavailable" && frame.error !== "rate_limited") {
-        settle(frame.client_id);
-      }
-      showNotice("Not sent: " + frame.detail);
+      // Unavailable or rate limited: the message stays in the outbox and is retried.
+      const retried = frame.client_id && outbox.has(frame.client_id) &&
+        (frame.error === "unavailable" || frame.error === "rate_limited");
+      if (frame.client_id && !retried) settle(frame.client_id);
+      showNotice((retried ? "Not sent yet, retrying: " : "Not sent: ") + frame.detail);
     },
     presence: function (frame) { showMembers(frame.members); },
     join: function (frame) { addMember(frame.user); },
@@ -145,6 +184,7 @@
 
   let resumed = false;
   function connect() {
+    retryTimer = null;
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     let url = scheme + "//" + window.location.host + "/ws/chat/" + encodeURIComponent(room) + "/";
     resumed = lastId !== null;
@@ -164,12 +204,20 @@
       const delay = Math.min(10000, 500 * Math.pow(2, attempt)) * (0.5 + Math.random() / 2);
       attempt += 1;
       setStatus("closed", "disconnected, retrying in " + Math.ceil(delay / 1000) + " s");
-      setTimeout(connect, delay);
+      retryTimer = setTimeout(connect, delay);
     };
   }
+  function connectNow() {     // the network is back: skip the rest of the backoff
+    if (retryTimer === null) return;
+    clearTimeout(retryTimer);
+    connect();
+  }
+  window.addEventListener("online", connectNow);
 
-  // Messages refused as unavailable or rate limited stay in the outbox; retry them.
-  setInterval(function () { if (ready && outbox.size) resendOutbox(); }, 3000);
+  // Messages refused as unavailable or rate limited stay in the outbox, and so
+  // would one whose ack was lost: resend what has waited 3 s (the server
+  // recognises the client_id and does not publish it twice).
+  setInterval(function () { if (ready && outbox.size) resendOutbox(3000); }, 1000);
 
   document.getElementById("chat-form").addEventListener("submit", function (event) {
     event.preventDefault();

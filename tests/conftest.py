@@ -7,19 +7,23 @@ connect real WebSocket clients to it; it is stopped after the test.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import warnings
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
+import redis
 
 from config.settings import Settings
 from server import ChatServer
+from tests.services import RedisServer, ServiceError
 
 # pytest-tornado 0.8.1 calls IOLoop.make_current(), deprecated since Tornado 6.2.
 warnings.filterwarnings("ignore", message="make_current is deprecated", category=DeprecationWarning)
 
 SECRET = "test-secret"
-BACKENDS = ["memory"]
+BACKENDS = ["memory", "redis"]
+REDIS_DATABASES = 1000  # one per test, reused round-robin after FLUSHDB
 
 MakeServer = Callable[..., Awaitable[ChatServer]]
 
@@ -43,6 +47,35 @@ def bus_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]
     if backend == "redis":
         return request.getfixturevalue("redis_bus_settings")
     return {}
+
+
+@pytest.fixture(scope="session")
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests that stop or restart Redis start their own."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), ["--databases", str(REDIS_DATABASES)])
+    try:
+        server.start()
+    except ServiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+_redis_db = itertools.count(1)
+
+
+@pytest.fixture
+def redis_db(redis_service: RedisServer) -> str:
+    """The URL of an empty database of the session's Redis, this test's alone."""
+    url = redis_service.url(next(_redis_db) % REDIS_DATABASES)
+    with redis.Redis.from_url(url, socket_timeout=5) as client:
+        client.flushdb()
+    return url
+
+
+@pytest.fixture
+def redis_bus_settings(redis_db: str) -> dict[str, Any]:
+    return {"redis_url": redis_db}
 
 
 @pytest.fixture

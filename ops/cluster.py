@@ -1,0 +1,285 @@
+"""``python server.py cluster``: a real deployment on one machine, for trying it out.
+
+Starts, in order, redis-server from ``config/redis.conf`` on a free loopback
+port with its data in a directory of its own (skipped with ``--redis-url``),
+N chat processes on free ports with distinct node ids (``node-1`` ...), and
+nginx from ``config/nginx.conf`` on the public port. SIGINT or SIGTERM stops
+everything it started, in the reverse order, and exits 0; SIGHUP does a
+rolling restart (each chat process in turn: SIGTERM, wait, start again under
+the same port and node id, wait until healthy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+NGINX_TEMPLATE = ROOT / "config" / "nginx.conf"
+REDIS_CONF = ROOT / "config" / "redis.conf"
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+
+class ClusterError(RuntimeError):
+    """A part of the cluster could not be started; the message says which."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def find_binary(name: str, package: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        raise ClusterError(f"{name} not found: install Debian's {package} package (apt-get install {package})")
+    return found
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise ClusterError(f"{what} did not come up within {timeout:.0f} s")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class Service:
+    """One child process, in a process group of its own so a stop reaches all of it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        output = self.log_path.open("ab") if self.log_path else None
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdout=output, stderr=subprocess.STDOUT if output else None,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT,
+        )
+        if output:
+            output.close()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Signal, wait, and SIGKILL what is still there after ``timeout``."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        return self.process.returncode
+
+
+@dataclass
+class ChatNode:
+    service: Service
+    port: int
+
+
+@dataclass
+class Cluster:
+    processes: int
+    port: int
+    run_dir: Path
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    python: str = sys.executable
+    extra_args: list[str] = field(default_factory=list)
+    cookie_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    redis: Service | None = None
+    nodes: list[ChatNode] = field(default_factory=list)
+    nginx: Service | None = None
+
+    def start(self) -> None:
+        """Start Redis, the chat processes and nginx; on any failure stop what started."""
+        try:
+            self._start_redis()
+            for index in range(1, self.processes + 1):
+                self._start_node(index)
+            self._start_nginx()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def _start_redis(self) -> None:
+        if self.redis_url:
+            return
+        port = free_port()
+        data_dir = self.run_dir / "redis-data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [find_binary("redis-server", "redis-server"), str(REDIS_CONF),
+                "--port", str(port), "--dir", str(data_dir), "--daemonize", "no"]
+        self.redis = Service("redis", argv, dict(os.environ), self.run_dir / "redis.log")
+        self.redis.start()
+        wait_until(lambda: port_open(port), "redis-server")
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+
+    def _start_node(self, index: int) -> None:
+        port = free_port()
+        # Secrets go through the environment: a command line is visible to every user.
+        env = dict(os.environ, REDIS_URL=self.redis_url or "", CHAT_COOKIE_SECRET=self.cookie_secret,
+                   CHAT_BEHIND_PROXY="true", CHAT_LOG_FORMAT="json")
+        argv = [self.python, str(ROOT / "server.py"), "--port", str(port),
+                "--node-id", f"node-{index}", *self.extra_args]
+        node = ChatNode(Service(f"node-{index}", argv, env, self.run_dir / f"node-{index}.log"), port)
+        node.service.start()
+        self.nodes.append(node)
+        self._wait_healthy(node)
+
+    def _wait_healthy(self, node: ChatNode) -> None:
+        url = f"http://127.0.0.1:{node.port}/healthz"
+        wait_until(lambda: http_ok(url) or not node.service.running(), node.service.name)
+        if not node.service.running():
+            raise ClusterError(f"{node.service.name} exited at start; see {node.service.log_path}")
+
+    def _start_nginx(self) -> None:
+        config = self.run_dir / "nginx.conf"
+        config.write_text(self.nginx_config())
+        argv = [find_binary("nginx", "nginx"), "-c", str(config), "-p", str(self.run_dir)]
+        self.nginx = Service("nginx", argv, dict(os.environ), self.run_dir / "nginx.log")
+        self.nginx.start()
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.port}/healthz")
+                   or not self.nginx.running(), "nginx")  # type: ignore[union-attr]
+        if not self.nginx.running():
+            raise ClusterError(f"nginx exited at start; see {self.run_dir / 'nginx-error.log'}")
+
+    def nginx_config(self) -> str:
+        # max_fails=0: never mark a process down, try it again on the next
+        # request. A process that is restarting refuses at once, and nginx
+        # moves on to the next one (proxy_next_upstream); with the default
+        # (down for 10 s) a rolling restart would leave nginx none to offer.
+        servers = "\n".join(f"        server 127.0.0.1:{node.port} max_fails=0;"
+                             for node in self.nodes)
+        # As root, nginx's workers would drop to "nobody", who cannot enter a
+        # private run directory; run them as the launcher's own user instead.
+        user_line = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+        # safe_substitute leaves nginx's own $variables alone; ours are ${braced}.
+        text = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
+            user_line=user_line, run_dir=self.run_dir, listen=f"{self.host}:{self.port}",
+            upstream_servers=servers, static_dir=ROOT / "static",
+            mime_types=_mime_types(),
+        )
+        body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        if "${" in body:
+            raise ClusterError(f"{NGINX_TEMPLATE} has a ${{...}} value the launcher does not know")
+        return text
+
+    def rolling_restart(self) -> None:
+        """Restart each chat process in turn; the others carry the room meanwhile."""
+        for node in self.nodes:
+            node.service.stop(signal.SIGTERM)
+            node.service.start()
+            self._wait_healthy(node)
+
+    def stop(self) -> None:
+        """Stop in reverse order: nginx first so no new connection reaches a stopping process."""
+        if self.nginx is not None:
+            self.nginx.stop(signal.SIGQUIT)
+        for node in reversed(self.nodes):
+            node.service.stop(signal.SIGTERM)
+        if self.redis is not None:
+            self.redis.stop(signal.SIGTERM)  # redis-server flushes its AOF on SIGTERM
+
+
+def _mime_types() -> str:
+    for candidate in ("/etc/nginx/mime.types", "/usr/local/nginx/conf/mime.types"):
+        if Path(candidate).exists():
+            return candidate
+    raise ClusterError("nginx's mime.types not found: is Debian's nginx package installed?")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="server.py cluster", description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=3, help="chat processes (default 3)")
+    parser.add_argument("--port", type=int, default=8080, help="public port of nginx (default 8080)")
+    parser.add_argument("--host", default="127.0.0.1", help="address nginx listens on")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting one")
+    parser.add_argument("--run-dir", help="configs, logs and Redis data (default: a new temp dir)")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    if args.processes < 1:
+        print("server.py cluster: --processes must be at least 1", file=sys.stderr)
+        return 2
+    run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="chat-cluster-")).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(args.processes, args.port, run_dir, redis_url=args.redis_url, host=args.host)
+    signals: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda number, _frame: signals.append(number))
+    try:
+        cluster.start()
+    except ClusterError as exc:
+        print(f"server.py cluster: {exc}", file=sys.stderr)
+        return 1
+    print(f"chat cluster: {cluster.url}  ({args.processes} processes, run dir {run_dir})", flush=True)
+    return _supervise(cluster, signals)
+
+
+def _supervise(cluster: Cluster, signals: list[int]) -> int:
+    """Wait for signals; restart a chat process that died on its own."""
+    while True:
+        while signals:
+            number = signals.pop(0)
+            if number != signal.SIGHUP:
+                print("chat cluster: stopping", flush=True)
+                cluster.stop()
+                return 0
+            print("chat cluster: rolling restart", flush=True)
+            cluster.rolling_restart()
+            print("chat cluster: rolling restart done", flush=True)
+        for node in cluster.nodes:
+            if not node.service.running():
+                print(f"chat cluster: {node.service.name} exited ({node.service.process.returncode}); "
+                      "starting it again", flush=True)
+                node.service.start()
+        time.sleep(0.2)  # a supervisor's poll, not a test's wait

@@ -1,0 +1,104 @@
+"""Prometheus metrics of one server process, served at ``/metrics``.
+
+Each ``ChatServer`` owns one ``Metrics`` and so one ``CollectorRegistry``:
+nothing is registered in prometheus_client's global registry, so several
+servers in one process (the tests) count apart. Handlers get the instance
+through ``initialize()``; the RoomBus reports fan-out through the
+``FanoutObserver`` protocol, which ``Metrics`` implements.
+
+Every process exposes only its own counts; a deployment of several processes
+is scraped target by target and summed across ``instance`` (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from tornado.web import RequestHandler
+
+# The error codes of contract section 4; listed so every series exists at 0
+# from the start and a rate() over it does not miss the first rejection.
+REJECT_REASONS = ("bad_json", "bad_request", "message_too_long", "rate_limited", "unavailable")
+
+# Publish is a local append (memory) or one XADD round trip (Redis) and times
+# out after redis_timeout (1 s by default): buckets from 100 µs to 2.5 s.
+PUBLISH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Fan-out age spans a local hop (sub-millisecond) up to a consumer catching up
+# after a Redis outage (seconds).
+FANOUT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The instruments of contract section 1, registered in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connections = Gauge(
+            "chat_connections", "Open room WebSockets on this process.", registry=self.registry)
+        self.rooms = Gauge(
+            "chat_rooms", "Rooms with at least one member on this process.", registry=self.registry)
+        self.published_total = Counter(
+            "chat_messages_published", "Messages accepted and stored on the bus (resends not counted).",
+            registry=self.registry)
+        self.delivered_total = Counter(
+            "chat_messages_delivered", "Messages handed to local sockets, one per recipient.",
+            registry=self.registry)
+        self.rejected_total = Counter(
+            "chat_messages_rejected", "Client messages refused, by error code.", ["reason"],
+            registry=self.registry)
+        self.publish_seconds = Histogram(
+            "chat_bus_publish_seconds", "Time to store one message on the bus, failures included.",
+            buckets=PUBLISH_BUCKETS, registry=self.registry)
+        self.fanout_seconds = Histogram(
+            "chat_fanout_seconds", "Age of a message (from its id's timestamp) when fanned out here.",
+            buckets=FANOUT_BUCKETS, registry=self.registry)
+        self.bus_reconnects_total = Counter(
+            "chat_bus_reconnects", "Times the bus backend reconnected after losing its server.",
+            registry=self.registry)
+        for reason in REJECT_REASONS:
+            self.rejected_total.labels(reason=reason)
+
+    def count_rooms_with(self, room_count: Callable[[], int]) -> None:
+        """Read ``chat_rooms`` from the bus at scrape time rather than tracking it twice."""
+        self.rooms.set_function(room_count)
+
+    def connection_opened(self) -> None:
+        self.connections.inc()
+
+    def connection_closed(self) -> None:
+        self.connections.dec()
+
+    def message_published(self) -> None:
+        self.published_total.inc()
+
+    def message_rejected(self, reason: str) -> None:
+        self.rejected_total.labels(reason=reason).inc()
+
+    def bus_reconnected(self) -> None:
+        """For the Redis backend: call once each time it is connected again after a failure."""
+        self.bus_reconnects_total.inc()
+
+    # ---- bus.room_bus.FanoutObserver ---------------------------------------
+
+    def delivered(self, room: str, recipients: int, age_seconds: float) -> None:
+        """One message fanned out to ``recipients`` local members, ``age_seconds`` after it was stored."""
+        if recipients:
+            self.delivered_total.inc(recipients)
+        # Clocks of two processes may disagree by a little; never observe a negative age.
+        self.fanout_seconds.observe(max(0.0, age_seconds))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsHandler(RequestHandler):
+    """``GET /metrics``: this process's registry in the Prometheus text format."""
+
+    def initialize(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.write(self._metrics.exposition())

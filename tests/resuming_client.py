@@ -1,0 +1,125 @@
+"""A plain client that behaves like the room page across server restarts.
+
+It reconnects after a drop, resumes with ``since`` = the newest id it has,
+and resends its unacknowledged messages with their ``client_id``: what the
+room page does, so deployment tests can check "nothing missed, nothing twice"
+with many clients at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+from urllib.parse import quote
+
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from bus.message import id_key
+from tests.client import TIMEOUT, user_cookie
+
+_names = itertools.count(1)
+
+
+class ResumingClient:
+    def __init__(self, url: str, *, user: str | None = None, secret: str = "test-secret") -> None:
+        self.url = url
+        self.headers = {"Cookie": user_cookie(secret, user)} if user else {}
+        self.received: list[dict[str, Any]] = []  # message frames, in arrival order
+        self.last_id: str | None = None
+        self.outbox: dict[str, str] = {}  # client_id -> text, not yet acknowledged
+        self.acks: dict[str, str] = {}
+        self.connects = 0
+        self.incomplete_resumes = 0
+        self._conn: WebSocketClientConnection | None = None
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._name = f"resumer-{next(_names)}"
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._conn is not None:
+            self._conn.close()
+
+    async def wait_ready(self, timeout: float = 15.0) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def say(self, text: str, client_id: str) -> None:
+        """Queue a message; it is (re)sent until acknowledged."""
+        self.outbox[client_id] = text
+        self._send(client_id, text)
+
+    async def wait_for(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until ``count`` messages have arrived (in total)."""
+        async def enough() -> None:
+            while len(self.received) < count:
+                await asyncio.sleep(0.02)  # polling our own list, bounded by the deadline
+        await asyncio.wait_for(enough(), timeout)
+        return self.received
+
+    async def wait_acked(self, timeout: float = 30.0) -> None:
+        async def drained() -> None:
+            while self.outbox:
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(drained(), timeout)
+
+    def _resend(self, client_id: str) -> None:
+        if client_id in self.outbox:
+            self._send(client_id, self.outbox[client_id])
+
+    def _send(self, client_id: str, text: str) -> None:
+        if self._conn is not None and self._ready.is_set():
+            self._conn.write_message(json.dumps({"message": text, "client_id": client_id}))
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._session()
+                delay = 0.05
+            except (OSError, asyncio.TimeoutError, ConnectionError, HTTPClientError):
+                pass  # refused, 502 from nginx, dropped: retry as the room page does
+            self._ready.clear()
+            await asyncio.sleep(delay)  # reconnect backoff, as the room page does
+            delay = min(delay * 2, 1.0)
+
+    async def _session(self) -> None:
+        url = self.url + (f"?since={quote(self.last_id)}" if self.last_id else "")
+        request = HTTPRequest(url, headers=self.headers, connect_timeout=TIMEOUT, request_timeout=TIMEOUT)
+        self._conn = await asyncio.wait_for(websocket_connect(request), TIMEOUT)
+        self.connects += 1
+        while True:
+            raw = await self._conn.read_message()
+            if raw is None:
+                raise ConnectionError("closed")
+            self._handle(json.loads(raw))
+
+    def _handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "message":
+            if self.last_id is None or id_key(frame["id"]) > id_key(self.last_id):
+                self.last_id = frame["id"]
+                self.received.append(frame)
+            else:
+                self.received.append({**frame, "duplicate": True})
+        elif kind == "ready":
+            if self.connects > 1 and not frame["complete"]:
+                self.incomplete_resumes += 1
+            self._ready.set()
+            for client_id, text in list(self.outbox.items()):
+                self._send(client_id, text)
+        elif kind == "ack":
+            self.outbox.pop(frame["client_id"], None)
+            self.acks[frame["client_id"]] = frame["id"]
+        elif kind == "error" and frame.get("client_id"):
+            if frame["error"] not in ("unavailable", "rate_limited"):
+                raise AssertionError(f"message refused: {frame}")
+            client_id = frame["client_id"]  # refused for now: try again shortly, as the page does
+            asyncio.get_running_loop().call_later(0.5, self._resend, client_id)

@@ -1,0 +1,139 @@
+"""External services for tests: a real redis-server on a free loopback port.
+
+``RedisServer`` runs Debian's ``redis-server`` binary in a directory of its
+own; tests stop, kill and restart it on the same port to exercise failures.
+Nothing here fakes Redis: without the binary, starting fails with a message
+that says what to install.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Sequence
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+
+class ServiceError(RuntimeError):
+    """A service binary is missing or did not start; the message says what to do."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _redis_ping(port: int, timeout: float) -> bool:
+    """True when a Redis on the port answers PING with PONG (not LOADING)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One redis-server process: start, stop (graceful), kill (SIGKILL), restart on the same port.
+
+    By default nothing is persisted (``--save ""``, ``--appendonly no``), so a
+    restart comes back empty; pass ``["--appendonly", "yes"]`` for a Redis
+    that keeps its data across restarts (in ``directory``).
+    """
+
+    def __init__(self, directory: Path, args: Sequence[str] = (), binary: str = "redis-server") -> None:
+        self.directory = Path(directory)
+        self.args = list(args)
+        self.binary = binary
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        if self.port is None:
+            raise ServiceError("redis-server was never started")
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self, port: int | None = None, args: Sequence[str] | None = None) -> "RedisServer":
+        """Start on ``port`` (a free one if None; the same one on restarts) and wait for PING."""
+        path = shutil.which(self.binary)
+        if path is None:
+            raise ServiceError(
+                f"{self.binary} not found on PATH: the Redis tests need a real Redis; "
+                "install it with `apt-get install redis-server`")
+        if args is not None:
+            self.args = list(args)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = port or self.port or free_port()
+        command = [path, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+                   "--daemonize", "no", "--logfile", "redis.log"]
+        for option, default in (("--save", ""), ("--appendonly", "no")):
+            if option not in self.args:
+                command += [option, default]
+        command += self.args
+        self.process = subprocess.Popen(command, cwd=self.directory, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        assert self.process is not None and self.port is not None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceError(f"redis-server exited with {self.process.returncode}: {self.log_tail()}")
+            if _redis_ping(self.port, 0.5):
+                return
+            time.sleep(0.02)  # polling the port, bounded by the deadline
+        self.kill()
+        raise ServiceError(f"redis-server did not answer on port {self.port} within {START_TIMEOUT}s")
+
+    def log_tail(self, lines: int = 20) -> str:
+        log = self.directory / "redis.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+    def stop(self) -> None:
+        """Graceful shutdown (SIGTERM): with append-only on, everything written is on disk."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, as in a crash."""
+        self._end(signal.SIGKILL)
+
+    def pause(self) -> None:
+        """SIGSTOP: Redis keeps its connections open but answers nothing (a hung server)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def restart(self, args: Sequence[str] | None = None) -> None:
+        """Stop gracefully and start again on the same port and directory."""
+        self.stop()
+        self.start(self.port, args)
+
+    def _end(self, signum: int) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGCONT)  # a paused Redis could not act on SIGTERM
+        process.send_signal(signum)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None

@@ -1,0 +1,59 @@
+"""config/logging.py: Tornado's, asyncio's and our own errors as JSON lines, traceback once, as a field."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.log_probe import SECRET_LOCAL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_probe(log_format: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tests.log_probe", log_format], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+
+
+def the_line(events: list[dict[str, Any]], **match: str) -> dict[str, Any]:
+    found = [e for e in events if all(e.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, (match, found)
+    return found[0]
+
+
+def exception_type(event: dict[str, Any]) -> str:
+    return str(event["exception"][0]["exc_type"])
+
+
+def test_errors_of_every_logger_are_one_json_line_each_with_the_traceback_as_a_field() -> None:
+    result = run_probe("json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all({"timestamp", "level", "event", "node"} <= set(e) for e in events)
+    tornado_error = the_line(events, logger="tornado.application", level="error")
+    assert exception_type(tornado_error) == "RuntimeError"
+    assert any(frame["name"] == "get" for frame in tornado_error["exception"][0]["frames"])
+    assert exception_type(the_line(events, logger="asyncio")) == "ValueError"
+    ours = the_line(events, event="probe.failed")
+    assert exception_type(ours) == "KeyError" and ours["conn"] == "probe:1"
+    assert the_line(events, event="http.request")["status"] == 500
+    # Once: only the exception field tells of it, as data rather than text.
+    assert result.stdout.count("boom in a handler") == 1
+    assert "Traceback" not in result.stdout
+
+
+def test_tracebacks_leave_frame_locals_out() -> None:
+    result = run_probe("json")
+    assert SECRET_LOCAL not in result.stdout
+    assert all("locals" not in frame for line in result.stdout.splitlines()
+               for exc in json.loads(line).get("exception", []) for frame in exc["frames"])
+
+
+def test_the_console_format_is_for_people() -> None:
+    result = run_probe("console")
+    assert result.returncode == 0
+    assert not result.stdout.startswith("{")
+    assert "Traceback (most recent call last)" in result.stdout and "RuntimeError: boom in a handler" in result.stdout
