@@ -23,6 +23,7 @@ What it guarantees to each member of a room:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -131,7 +132,10 @@ class RoomBus:
         # history before this node's delivery of the room has started.
         task = self._subscribing.get(room)
         if task is None or (task.done() and task.exception() is not None):
-            task = asyncio.ensure_future(self._backend.subscribe(room))
+            # A fresh context: the task outlives the joiner whose connection
+            # context (conn, user) would otherwise stick to the backend's logs.
+            task = asyncio.get_running_loop().create_task(
+                self._backend.subscribe(room), context=contextvars.Context())
             self._subscribing[room] = task
         await asyncio.shield(task)
 

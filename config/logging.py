@@ -3,10 +3,15 @@
 Every line on stdout is one JSON object (or a console line on a terminal)
 with ``timestamp`` (ISO 8601 UTC), ``level``, ``event`` and ``node``.
 Context bound with ``structlog.contextvars`` (a connection's ``conn``,
-``room``, ``user``) is merged into every line logged in that context. The
-standard library's loggers (Tornado's access and error logs, asyncio) go
-through the same processors, so their lines are JSON too. An exception is
-rendered once, as the ``exception`` field (a list of frames, without locals).
+``room``, ``user``) is merged into every line logged in that context.
+
+Two routes, one pipeline: structlog's own events are rendered and written
+straight to the stream (no ``logging.LogRecord`` per chat message); the
+standard library's loggers (Tornado's error logs, asyncio) reach the same
+stream through a ``ProcessorFormatter`` running the same processors and
+renderer, so their lines are JSON too. Both write whole lines and flush, so
+lines never mix. An exception is rendered once, as the ``exception`` field
+(a list of frames, without locals).
 """
 
 from __future__ import annotations
@@ -51,35 +56,32 @@ def shared_processors(node_id: str) -> list[Processor]:
     ]
 
 
+def rendering_processors(log_format: str, stream: TextIO) -> list[Processor]:
+    """The last steps of every line: tracebacks as a field (JSON), then the renderer."""
+    if log_format == "console":
+        return [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+    return [_dict_tracebacks, structlog.processors.JSONRenderer(serializer=_orjson_dumps)]
+
+
 def configure_logging(node_id: str, log_format: str, stream: TextIO | None = None) -> None:
     """Route structlog and the standard library's loggers to one stdout pipeline."""
     stream = stream or sys.stdout
     shared = shared_processors(node_id)
-    if log_format == "console":
-        renderer: Processor = structlog.dev.ConsoleRenderer(colors=stream.isatty())
-        exception_processors: list[Processor] = []
-    else:
-        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-        exception_processors = [_dict_tracebacks]
-
+    rendering = rendering_processors(log_format, stream)
+    # Our own events (one per chat message) go straight to the stream: a
+    # detour through the standard library's LogRecords costs several times the
+    # rest of the pipeline (structlog's docs/performance.md).
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *rendering],
+        logger_factory=structlog.WriteLoggerFactory(stream),
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         cache_logger_on_first_use=True,
     )
+    # Tornado's and asyncio's loggers: the same processors and renderer, the same stream.
     formatter = structlog.stdlib.ProcessorFormatter(
         # Lines from Tornado and asyncio name their logger; ours name their event.
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *exception_processors,
-            renderer,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import math
+import os
 import statistics
 import sys
 import unicodedata
@@ -373,7 +374,10 @@ def main(argv: Sequence[str]) -> int:
         print(f"server.py report: {exc}", file=sys.stderr)
         return 1
     render = render_json if args.format == "json" else render_table
-    sys.stdout.write(render(report))
-    if args.format == "json":
-        sys.stdout.write("\n")
+    try:
+        sys.stdout.write(render(report) + ("\n" if args.format == "json" else ""))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `... | head` closed the pipe: not an error; keep Python from reporting it at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

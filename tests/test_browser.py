@@ -42,13 +42,9 @@ from playwright.async_api import (
 )
 
 from server import ChatServer
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.client import ChatClient
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 TIMEOUT_MS = 5_000
 RECONNECT_TIMEOUT_MS = 15_000  # the room page's longest backoff is 10 s
 expect.set_options(timeout=TIMEOUT_MS)

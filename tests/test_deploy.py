@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from playwright.async_api import expect
 from tornado.httpclient import AsyncHTTPClient
 
 from ops.cluster import ROOT, Cluster, free_port
 from bus.message import id_key
+from tests.browser import chromium
 from tests.client import ChatClient
 from tests.conftest import SECRET
 from tests.processes import ServerProcess
@@ -104,19 +106,43 @@ async def test_behind_nginx_origin_is_checked_and_logs_show_the_client(cluster: 
 
 @pytest.mark.gen_test(timeout=60)
 async def test_sigterm_closes_sockets_with_1001_and_exits_0(tmp_path: Path) -> None:
-    server = await ServerProcess([], tmp_path / "server.log").start()
-    clients = [await ChatClient.connect(server.port, "bye") for _ in range(3)]
-    started = time.monotonic()
-    server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-    codes = await asyncio.gather(*(c.wait_closed(timeout=5) for c in clients))
-    assert codes == [1001, 1001, 1001]
-    exit_code = await asyncio.get_running_loop().run_in_executor(None, server.process.wait, 5)
-    assert exit_code == 0 and time.monotonic() - started < 5
-    assert [e["code"] for e in server.events("ws.disconnect")] == [1001, 1001, 1001]
+    server = ServerProcess([], tmp_path / "server.log")
+    try:
+        await server.start()
+        clients = [await ChatClient.connect(server.port, "bye") for _ in range(3)]
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        codes = await asyncio.gather(*(c.wait_closed(timeout=5) for c in clients))
+        assert codes == [1001, 1001, 1001]
+        exit_code = await asyncio.get_running_loop().run_in_executor(None, server.process.wait, 5)
+        assert exit_code == 0 and time.monotonic() - started < 5
+        assert [e["code"] for e in server.events("ws.disconnect")] == [1001, 1001, 1001]
+    finally:
+        server.kill()
 
 
 @pytest.mark.gen_test(timeout=120)
 async def test_rolling_restart_loses_nothing_and_doubles_nothing(cluster: Cluster) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        sockets: list[str] = []
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        await page.goto(f"http://127.0.0.1:{cluster.port}/chat/rolling/")
+        await expect(page.locator("#connection-status")).to_have_attribute("data-state", "open", timeout=10_000)
+        room_order = await _send_200_through_a_rolling_restart(cluster)
+        shown = page.locator("#chat-log li.message")
+        await expect(shown).to_have_count(200, timeout=30_000)
+        assert await shown.evaluate_all("items => items.map(li => li.dataset.id)") == room_order
+        await expect(page.locator("#connection-status")).to_have_attribute("data-state", "open")
+        assert len(sockets) >= 2 and "?since=" in sockets[-1]  # it was moved, and resumed
+
+
+async def _send_200_through_a_rolling_restart(cluster: Cluster) -> list[str]:
+    """Plain receivers and a sender through nginx while every process restarts in turn.
+
+    Returns the room's order as the sender saw it, after checking that every
+    receiver got all 200 messages, in that order, once each.
+    """
     url = f"ws://127.0.0.1:{cluster.port}/ws/chat/rolling/"
     receivers = [ResumingClient(url) for _ in range(3)]
     sender = ResumingClient(url, user="sender")
@@ -143,6 +169,7 @@ async def test_rolling_restart_loses_nothing_and_doubles_nothing(cluster: Cluste
         assert client.connects >= 2  # it really was moved by the restart
         await client.stop()
     assert sorted(sender.acks.values(), key=id_key) == room_order
+    return room_order
 
 
 def _process_tree(pid: int) -> set[int]:

@@ -23,18 +23,18 @@ from tests.traffic import EXPECTED
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAFFIC_LOG = ROOT / "tests" / "data" / "traffic.log"
-MINUTE = "2026-11-24T15:54Z"
-# Medians of the frozen ws.disconnect durations: lobby (39, 102, 107, 108) ms,
-# café (46, 50) ms, quiet (1) ms; an even count averages the middle two, half up.
-MEDIANS = {"lobby": 105, "café": 48, "quiet": 1}
+MINUTE = "2026-11-24T16:09Z"
+# Medians of the frozen ws.disconnect durations: lobby (78, 103, 105, 106) ms,
+# café (70, 73) ms, quiet (1) ms; an even count averages the middle two, half up.
+MEDIANS = {"lobby": 104, "café": 72, "quiet": 1}
 BUSIEST = {"lobby": {"minute": MINUTE, "messages": 9}, "café": {"minute": MINUTE, "messages": 2}, "quiet": None}
 
 TABLE = f"""\
 rooms: 3; lines read: 47 (31 room events, 16 other events, 0 not JSON, 0 outside the filters)
 
 room   accepted  resends  rejected  users  connections  median conn         busiest minute
-café          2        0         0      2            2        48 ms  {MINUTE} (2)
-lobby         9        1         5      3            4       105 ms  {MINUTE} (9)
+café          2        0         0      2            2        72 ms  {MINUTE} (2)
+lobby         9        1         5      3            4       104 ms  {MINUTE} (9)
 quiet         0        0         0      1            1         1 ms                      -
 
 rejected by reason:
