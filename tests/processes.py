@@ -1,7 +1,9 @@
 """Real ``server.py`` processes for tests: start on a free port, wait for /healthz, stop or kill.
 
-Each process logs (JSON lines, unbuffered) to a file of its own, which tests
-read back with ``events()``.
+Each process writes its stdout (JSON lines, unbuffered) to a file of its own
+and its stderr beside it (``.stderr``: structlog owns stdout, so anything
+here is a line that escaped it); tests read them back with ``lines()``,
+``events()`` and ``stderr()``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def stderr_path(self) -> Path:
+        return self.log_path.with_suffix(".stderr")
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -42,10 +48,10 @@ class ServerProcess:
         """Spawn the process and wait until /healthz answers 200, or fail with its log."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_") and k != "REDIS_URL"}
         env["PYTHONUNBUFFERED"] = "1"
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, self.stderr_path.open("ab") as errors:
             self.process = subprocess.Popen(
                 [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *self.args],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT, env=env, stdout=log, stderr=errors,
             )
         await self._wait_healthy(timeout)
         return self
@@ -100,14 +106,21 @@ class ServerProcess:
             self.process.send_signal(signal.SIGCONT)
 
     def log_tail(self, lines: int = 30) -> str:
+        return "\n".join((self.lines() + self.stderr().decode(errors="replace").splitlines())[-lines:])
+
+    def lines(self) -> list[str]:
+        """Every stdout line written so far."""
         if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return []
+        return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+    def stderr(self) -> bytes:
+        return self.stderr_path.read_bytes() if self.stderr_path.exists() else b""
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """The JSON log lines written so far (of one event name when given)."""
         found = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        for line in self.lines():
             try:
                 event = json.loads(line)
             except ValueError:

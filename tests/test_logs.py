@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from structlog.testing import capture_logs
 
 from ops.report import TrafficReport
 from tests.client import ChatClient
-from tests.traffic import EXPECTED, TEXT_MARKER, ServerProcess, drive_traffic
+from tests.traffic import EXPECTED, TEXT_MARKER, drive_traffic, traffic_server
 
 # Fields each room traffic event carries (conn, room, user come from the
 # context bound once in open(), not from each call).
@@ -42,13 +43,13 @@ def assert_one_context_per_connection(events: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_run_with_traffic_logs_json_lines_with_the_section_6_fields() -> None:
-    server = await ServerProcess().start()
+async def test_a_run_with_traffic_logs_json_lines_with_the_section_6_fields(tmp_path: Path) -> None:
+    server = await traffic_server(tmp_path).start()
     try:
         staying = await drive_traffic(server.port)
     finally:
         status = await server.stop()
-    assert status == 0 and server.stderr == b""
+    assert status == 0 and server.stderr() == b""
     assert [await client.wait_closed() for client in staying] == [1001, 1001, 1001]
     events = server.events()  # raises if any line is not JSON
     for event in events:
@@ -59,18 +60,18 @@ async def test_a_run_with_traffic_logs_json_lines_with_the_section_6_fields() ->
         for event in of_kind:
             assert fields <= set(event), event
     assert_one_context_per_connection(events)
-    assert not any(TEXT_MARKER in line for line in server.lines)
+    assert not any(TEXT_MARKER in line for line in server.lines())
     assert not any("text" in e for e in events if e["event"] == "message.accepted")
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_fresh_run_reports_the_same_counts_as_the_frozen_log() -> None:
-    server = await ServerProcess().start()
+async def test_a_fresh_run_reports_the_same_counts_as_the_frozen_log(tmp_path: Path) -> None:
+    server = await traffic_server(tmp_path).start()
     try:
         await drive_traffic(server.port)
     finally:
         await server.stop()
-    report = TrafficReport().feed_all(server.lines).as_dict()
+    report = TrafficReport().feed_all(server.lines()).as_dict()
     for name, expected in EXPECTED.items():
         room = report["rooms"][name]
         assert {key: room[key] for key in expected} == expected, name

@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
 from tests.client import ChatClient
+from tests.processes import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "traffic-secret"
 # Every message text carries this marker, so a test can prove no text reached the log.
 TEXT_MARKER = "SECRET-TEXT-"
 # Slow refill, small burst: the rate-limited count does not depend on timing.
 SERVER_FLAGS = ["--rate-limit", "0.1", "--rate-burst", "4"]
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
 
 # What drive_traffic does, room by room (resends are accepted but not counted as new).
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -49,60 +44,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
 }
 
 
-class ServerProcess:
-    """``python server.py`` on a free port; every stdout line is kept for the test."""
-
-    def __init__(self, node_id: str = "node-a", extra_flags: list[str] | None = None) -> None:
-        self.node_id = node_id
-        self.flags = ["--port", "0", "--node-id", node_id, "--cookie-secret", SECRET,
-                      "--log-format", "json", *SERVER_FLAGS, *(extra_flags or [])]
-        self.lines: list[str] = []
-        self.stderr = b""
-        self.port = 0
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._started: asyncio.Future[int] | None = None
-
-    async def start(self) -> "ServerProcess":
-        # A clean environment: the developer's CHAT_* or REDIS_URL must not change the run.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_") and k != "REDIS_URL"}
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "server.py"), *self.flags, cwd=ROOT, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        self._started = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.ensure_future(self._read_stdout())
-        self.port = await asyncio.wait_for(asyncio.shield(self._started), START_TIMEOUT)
-        return self
-
-    async def _read_stdout(self) -> None:
-        # Drained all along: a full pipe would block the server's logging.
-        assert self._proc is not None and self._proc.stdout is not None and self._started is not None
-        async for raw in self._proc.stdout:
-            line = raw.decode("utf-8").rstrip("\n")
-            self.lines.append(line)
-            if not self._started.done() and '"server.started"' in line:
-                self._started.set_result(int(json.loads(line)["port"]))
-        if not self._started.done():
-            self._started.set_exception(RuntimeError("server exited before it started"))
-
-    async def stop(self) -> int:
-        """SIGTERM, then the exit status once stdout is fully read."""
-        assert self._proc is not None and self._reader is not None
-        if self._proc.returncode is None:
-            self._proc.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = await asyncio.wait_for(
-                asyncio.gather(self._reader, self._proc.stderr.read()), STOP_TIMEOUT)  # type: ignore[union-attr]
-            self.stderr = stderr
-            return await asyncio.wait_for(self._proc.wait(), STOP_TIMEOUT)
-        finally:
-            if self._proc.returncode is None:
-                self._proc.kill()
-                await self._proc.wait()
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines]
+def traffic_server(log_dir: Path, node_id: str = "node-a", extra_flags: list[str] | None = None) -> ServerProcess:
+    """The server the scripted traffic runs against (not started yet)."""
+    flags = ["--node-id", node_id, "--cookie-secret", SECRET, "--log-format", "json",
+             *SERVER_FLAGS, *(extra_flags or [])]
+    return ServerProcess(flags, log_dir / f"{node_id}.log")
 
 
 # ---- the scripted traffic --------------------------------------------------

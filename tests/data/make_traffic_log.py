@@ -10,23 +10,25 @@ purpose, then update the timestamps the report tests quote:
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from pathlib import Path
 
-from tests.traffic import ServerProcess, drive_traffic
+from tests.traffic import drive_traffic, traffic_server
 
 OUT = Path(__file__).with_name("traffic.log")
 
 
 async def record() -> list[str]:
-    server = await ServerProcess().start()
-    try:
-        staying = await drive_traffic(server.port)
-    finally:
-        status = await server.stop()
-    if status != 0 or server.stderr:
-        raise SystemExit(f"server exited {status}: {server.stderr.decode()}")
-    del staying  # kept open until SIGTERM so that they close with 1001
-    return server.lines
+    with tempfile.TemporaryDirectory() as log_dir:
+        server = await traffic_server(Path(log_dir)).start()
+        try:
+            staying = await drive_traffic(server.port)
+        finally:
+            status = await server.stop()
+        if status != 0 or server.stderr():
+            raise SystemExit(f"server exited {status}: {server.stderr().decode()}")
+        del staying  # kept open until SIGTERM so that they close with 1001
+        return server.lines()
 
 
 def main() -> None:
