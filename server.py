@@ -36,11 +36,11 @@ ROOT = Path(__file__).resolve().parent
 log = structlog.get_logger("chat.server")
 
 
-def build_backend(settings: Settings) -> Backend:
+def build_backend(settings: Settings, metrics: Metrics) -> Backend:
     if settings.redis_url:
         from bus.streams import StreamsBackend
 
-        return StreamsBackend(settings)
+        return StreamsBackend(settings, on_recovered=metrics.bus_reconnected)
     return MemoryBackend(settings.retention, settings.resend_window)
 
 
@@ -83,7 +83,7 @@ class ChatServer:
         self.settings = settings
         # One registry per server: several servers in one process count apart.
         self.metrics = Metrics()
-        self.bus = RoomBus(build_backend(settings), settings.history, observer=self.metrics)
+        self.bus = RoomBus(build_backend(settings, self.metrics), settings.history, observer=self.metrics)
         self.metrics.count_rooms_with(self.bus.room_count)
         self.registry = SocketRegistry()
         self.app = make_app(settings, self.bus, self.registry, self.metrics)

@@ -52,11 +52,6 @@ def node_rooms_key(node: str) -> str:
     return f"chat:{{@nodes}}:rooms:{node}"
 
 
-def room_of(key: str) -> str:
-    """The room of a stream key (``chat:{<room>}``)."""
-    return key[len("chat:{"):-1]
-
-
 def decode_fields(message_id: str, room: str, fields: dict[str, str]) -> Message | None:
     """A stream entry as a Message; None for an entry deleted since it was read."""
     if not fields:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import redis
+
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
@@ -31,15 +33,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _redis_ping(port: int, timeout: float) -> bool:
-    """True when a Redis on the port answers PING with PONG (not LOADING)."""
+def _serving(port: int, pid: int) -> bool:
+    """True when the Redis answering on the port is process ``pid`` and has loaded its data."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+        with redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+            return int(client.info("server")["process_id"]) == pid
+    except (redis.RedisError, OSError):
+        return False  # not listening yet, or still LOADING
 
 
 class RedisServer:
@@ -72,26 +72,31 @@ class RedisServer:
         if args is not None:
             self.args = list(args)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = port or self.port or free_port()
+        chosen = port or self.port
+        for _ in range(3):  # a free port picked here may be taken before Redis binds it
+            self.port = chosen or free_port()
+            if self._spawn(path) or chosen:
+                break
+        if not self.running:
+            raise ServiceError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
+        return self
+
+    def _spawn(self, path: str) -> bool:
+        """Run redis-server on self.port; True once it serves, False if it exited."""
         command = [path, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
                    "--daemonize", "no", "--logfile", "redis.log"]
         for option, default in (("--save", ""), ("--appendonly", "no")):
             if option not in self.args:
                 command += [option, default]
         command += self.args
-        self.process = subprocess.Popen(command, cwd=self.directory, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT)
-        self._wait_ready()
-        return self
-
-    def _wait_ready(self) -> None:
+        process = self.process = subprocess.Popen(
+            command, cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
-        assert self.process is not None and self.port is not None
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServiceError(f"redis-server exited with {self.process.returncode}: {self.log_tail()}")
-            if _redis_ping(self.port, 0.5):
-                return
+            if process.poll() is not None:
+                return False
+            if _serving(int(self.port or 0), process.pid):
+                return True
             time.sleep(0.02)  # polling the port, bounded by the deadline
         self.kill()
         raise ServiceError(f"redis-server did not answer on port {self.port} within {START_TIMEOUT}s")

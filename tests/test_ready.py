@@ -61,7 +61,7 @@ async def test_readyz_follows_a_backend_that_cannot_publish_and_recovers(
 ) -> None:
     backends: list[SwitchableBackend] = []
 
-    def build(settings: Settings) -> SwitchableBackend:
+    def build(settings: Settings, _metrics: object) -> SwitchableBackend:
         backends.append(SwitchableBackend(settings.retention, settings.resend_window))
         return backends[-1]
 

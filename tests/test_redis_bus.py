@@ -1,0 +1,428 @@
+"""Issue 3, the Redis Streams bus: several processes, failures, persistence, consumer groups.
+
+Everything runs against real redis-server processes: the session's (a fresh
+database per test) when Redis stays up, one of the test's own when the test
+stops, pauses or restarts it. Multi-process tests run real ``server.py``
+processes; the rest run the server in the test's IOLoop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from bus.message import Draft, id_key
+from bus.streams import BLOCK_MS, StreamsBackend
+from bus.streams_scripts import NODES_KEY, node_rooms_key, stream_key
+from tests.client import ChatClient
+from tests.conftest import SECRET, base_settings
+from tests.processes import ServerProcess
+from tests.services import RedisServer, free_port
+
+Spawn = Callable[..., Awaitable[ServerProcess]]
+
+
+@pytest.fixture
+def backend() -> str:
+    """Every server these tests make runs on the Redis bus."""
+    return "redis"
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to stop, pause and restart (started by the test)."""
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Start ``server.py`` processes on one Redis; all are killed after the test."""
+    processes: list[ServerProcess] = []
+
+    async def start(node: str, redis_url: str, *extra: str) -> ServerProcess:
+        process = ServerProcess(
+            ["--redis-url", redis_url, "--node-id", node, "--cookie-secret", SECRET,
+             "--rate-limit", "0", "--log-format", "json", *extra],
+            tmp_path / f"{node}.log",
+        )
+        processes.append(process)
+        return await process.start()
+
+    yield start
+    for process in processes:
+        process.resume()
+        process.kill()
+
+
+@pytest.fixture
+def redis_client(io_loop: Any, redis_db: str) -> Iterator[aioredis.Redis]:
+    """A client of the test's database of the session Redis, for looking behind the server's back."""
+    client = aioredis.Redis.from_url(redis_db, decode_responses=True, socket_timeout=5)
+    yield client
+    io_loop.run_sync(client.aclose)
+
+
+def ids(frames: list[dict[str, Any]]) -> list[str]:
+    return [frame["id"] for frame in frames]
+
+
+def strictly_increasing(message_ids: list[str]) -> bool:
+    keys = [id_key(i) for i in message_ids]
+    return all(a < b for a, b in zip(keys, keys[1:]))
+
+
+async def fetch(port: int, path: str) -> HTTPResponse:
+    return await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}{path}", raise_error=False, request_timeout=5)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Poll ``check`` until it holds, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def reply_to(client: ChatClient, client_id: str) -> dict[str, Any]:
+    """The ack or error frame for a message sent with ``client_id``, skipping other frames."""
+    while True:
+        frame = await client.recv()
+        if frame["type"] in ("ack", "error") and frame.get("client_id") == client_id:
+            return frame
+
+
+async def send_for_ack(client: ChatClient, text: str, client_id: str) -> dict[str, Any]:
+    """Send one message; return its ack or error frame (its echo may be skipped on the way)."""
+    await client.say(text, client_id=client_id)
+    return await reply_to(client, client_id)
+
+
+async def group_names(client: aioredis.Redis, room: str) -> set[str]:
+    return {group["name"] for group in await client.xinfo_groups(stream_key(room))}
+
+
+async def pending_count(client: aioredis.Redis, room: str, group: str) -> int:
+    return int((await client.xpending(stream_key(room), group))["pending"])
+
+
+async def reader_blocked(client: aioredis.Redis, node: str) -> bool:
+    """Whether the node's reader sits in a blocking XREADGROUP right now."""
+    return any(c.get("name") == f"chat-{node}" and c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "")
+               for c in await client.client_list())
+
+
+# ---- several processes, one chat (acceptance 2, 3, 7) ----------------------------------
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_two_processes_show_their_clients_one_order(spawn: Spawn, redis_db: str) -> None:
+    one, two = await spawn("n1", redis_db), await spawn("n2", redis_db)
+    ann = await ChatClient.connect(one.port, "plaza", user="ann")
+    bob = await ChatClient.connect(two.port, "plaza", user="bob")
+
+    async def say_many(client: ChatClient, prefix: str) -> None:
+        for k in range(40):
+            await client.say(f"{prefix}{k}")
+
+    await asyncio.gather(say_many(ann, "a"), say_many(bob, "b"))
+    seen_by_ann, seen_by_bob = await ann.messages(80), await bob.messages(80)
+    assert ids(seen_by_ann) == ids(seen_by_bob)
+    assert strictly_increasing(ids(seen_by_ann))
+    texts = [frame["message"] for frame in seen_by_ann]
+    assert sorted(texts) == sorted([f"a{k}" for k in range(40)] + [f"b{k}" for k in range(40)])
+    for prefix in "ab":  # each sender's messages crossed to the other process, in the order sent
+        assert [t for t in texts if t[0] == prefix] == [f"{prefix}{k}" for k in range(40)]
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_killed_node_restarted_under_its_id_misses_nothing_and_leaves_nothing_pending(
+    spawn: Spawn, redis_db: str, redis_client: aioredis.Redis,
+) -> None:
+    one, two = await spawn("n1", redis_db), await spawn("n2", redis_db)
+    ann = await ChatClient.connect(one.port, "crash", user="ann")
+    bob = await ChatClient.connect(two.port, "crash", user="bob")
+    for k in range(50):
+        await bob.say(f"m{k}")
+    seen = await ann.messages(50)
+
+    # Frozen inside its blocking read, n1 still has entries handed to it by
+    # Redis: they sit in its group's pending list, read but never acknowledged.
+    await eventually(lambda: reader_blocked(redis_client, "n1"), 5, "n1's reader blocked")
+    one.pause()
+    for k in range(50, 120):
+        await bob.say(f"m{k}")
+    sent = await bob.messages(120)
+    assert await pending_count(redis_client, "crash", "n1") > 0
+    one.kill()  # while n2 goes on taking messages
+    for k in range(120, 200):
+        await bob.say(f"m{k}")
+    sent += await bob.messages(80)
+    assert [f["message"] for f in sent] == [f"m{k}" for k in range(200)]
+
+    await one.start()  # same port, same node id
+    again = await ChatClient.connect(one.port, "crash", user="ann", since=seen[-1]["id"])
+    assert again.ready is not None and again.ready["complete"] is True
+    assert ids(again.history) == ids(sent[50:])  # every missed message, once, in order
+    await bob.say("after")
+    [live] = await again.messages(1)
+    assert live["message"] == "after"
+    await again.nothing_for(0.3)  # and nothing twice
+
+    async def nothing_pending() -> bool:
+        return await pending_count(redis_client, "crash", "n1") == 0
+    await eventually(nothing_pending, 10, "n1's pending list empty")
+    [n1_group] = [g for g in await redis_client.xinfo_groups(stream_key("crash")) if g["name"] == "n1"]
+    assert n1_group["last-delivered-id"] == live["id"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_one_client_id_sent_at_once_through_two_processes_is_published_once(
+    spawn: Spawn, redis_db: str, redis_client: aioredis.Redis,
+) -> None:
+    one, two = await spawn("n1", redis_db), await spawn("n2", redis_db)
+    via_one = await ChatClient.connect(one.port, "dup", user="ann")
+    via_two = await ChatClient.connect(two.port, "dup", user="ann")
+    watcher = await ChatClient.connect(two.port, "dup", user="eve")
+
+    for k in range(10):
+        cid = f"c{k}"
+        await asyncio.gather(via_one.say(f"hi {k}", client_id=cid), via_two.say(f"hi {k}", client_id=cid))
+        first, second = await reply_to(via_one, cid), await reply_to(via_two, cid)
+        assert first["type"] == second["type"] == "ack" and first["id"] == second["id"]
+    texts = [frame["message"] for frame in await watcher.messages(10)]
+    assert texts == [f"hi {k}" for k in range(10)]
+    await via_one.say("end")
+    [end] = await watcher.messages(1)
+    assert end["message"] == "end"  # no second copy of anything came before it
+    assert await redis_client.xlen(stream_key("dup")) == 11
+
+
+# ---- Redis failures (acceptance 4, 5, 6) -----------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_redis_down_means_unavailable_and_503_and_an_empty_restart_recovers(
+    spawn: Spawn, own_redis: RedisServer,
+) -> None:
+    own_redis.start()
+    server = await spawn("n1", own_redis.url(), "--redis-timeout", "1")
+    ann = await ChatClient.connect(server.port, "outage", user="ann")
+    watcher = await ChatClient.connect(server.port, "outage", user="eve")
+    assert (await send_for_ack(ann, "before", "c0"))["type"] == "ack"
+    [before] = await watcher.messages(1)
+
+    own_redis.kill()
+    for attempt in range(3):
+        started = time.monotonic()
+        error = await send_for_ack(ann, "lost", f"down{attempt}")
+        assert error["error"] == "unavailable" and time.monotonic() - started < 2.0
+    ready = await fetch(server.port, "/readyz")
+    assert ready.code == 503 and json.loads(ready.body)["reason"]
+
+    own_redis.start()  # same port, nothing persisted: an empty Redis
+    deadline, attempt = time.monotonic() + 10, 0
+    while (reply := await send_for_ack(ann, "after", f"up{attempt}"))["type"] != "ack":
+        assert time.monotonic() < deadline, "no message accepted within 10 s of Redis coming back"
+        attempt += 1
+        await asyncio.sleep(0.1)  # polling for recovery, bounded by the deadline
+    [after] = await watcher.messages(1)  # delivered live through the re-created group
+    assert after["id"] == reply["id"] and after["message"] == "after"
+    assert (await fetch(server.port, "/readyz")).code == 200
+
+    errors, recoveries = server.events("bus.error"), server.events("bus.recovered")
+    assert len(errors) == 1 and errors[0]["reason"]  # once per outage, with the reason
+    assert len(recoveries) == 1
+    metrics = (await fetch(server.port, "/metrics")).body.decode()
+    assert "chat_bus_reconnects_total 1.0" in metrics.splitlines()
+    # A since from before the restart: that history is gone, and the ready frame says so.
+    resumed = await ChatClient.connect(server.port, "outage", since=before["id"])
+    assert resumed.ready is not None and resumed.ready["complete"] is False
+    assert ids(resumed.history) == [after["id"]]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_server_started_before_its_redis_becomes_ready_when_redis_comes(
+    make_server: Any, own_redis: RedisServer,
+) -> None:
+    own_redis.port = free_port()
+    server = await make_server(redis_url=own_redis.url())
+    assert (await fetch(server.port, "/readyz")).code == 503
+    own_redis.start()
+
+    async def ready() -> bool:
+        return (await fetch(server.port, "/readyz")).code == 200
+    await eventually(ready, 10, "/readyz 200 once Redis is up")
+    ann = await ChatClient.connect(server.port, "late", user="ann")
+    await ann.say("hello")
+    [frame] = await ann.messages(1)
+    assert frame["message"] == "hello"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_hung_redis_fails_a_publish_within_redis_timeout(make_server: Any, own_redis: RedisServer) -> None:
+    own_redis.start()
+    server = await make_server(redis_url=own_redis.url(), redis_timeout=0.5)
+    ann = await ChatClient.connect(server.port, "hung", user="ann")
+    own_redis.pause()
+    try:
+        started = time.monotonic()
+        error = await send_for_ack(ann, "stuck", "c1")
+        assert error["error"] == "unavailable" and time.monotonic() - started < 1.5
+        assert server.bus.unavailable_reason() is not None
+    finally:
+        own_redis.resume()
+
+    async def ready() -> bool:
+        return server.bus.unavailable_reason() is None
+    await eventually(ready, 10, "bus ready again")
+    assert (await send_for_ack(ann, "free", "c2"))["type"] == "ack"
+    assert server.bus.backend.recoveries == 1  # what a reconnects metric counts
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_append_only_redis_restart_keeps_history_ids_and_resume(
+    make_server: Any, own_redis: RedisServer,
+) -> None:
+    own_redis.start(args=["--appendonly", "yes"])
+    server = await make_server(redis_url=own_redis.url(), rate_limit=0)
+    ann = await ChatClient.connect(server.port, "kept", user="ann")
+    for k in range(5):
+        await ann.say(f"m{k}")
+    sent = await ann.messages(5)
+
+    old_pid = own_redis.process.pid if own_redis.process else None
+    own_redis.restart()
+    assert own_redis.process is not None and own_redis.process.pid != old_pid
+
+    async def ready() -> bool:
+        return server.bus.unavailable_reason() is None
+    await eventually(ready, 10, "bus ready after the restart")
+    joined = await ChatClient.connect(server.port, "kept", user="bob")
+    assert ids(joined.history) == ids(sent) and joined.ready is not None and joined.ready["complete"] is True
+    resumed = await ChatClient.connect(server.port, "kept", since=sent[1]["id"])
+    assert ids(resumed.history) == ids(sent[2:]) and resumed.ready is not None
+    assert resumed.ready["complete"] is True
+
+    await joined.say("later")
+    [later_for_ann] = await ann.messages(1)  # ann's connection lived through the restart
+    [later_for_resumed] = await resumed.messages(1)
+    assert later_for_ann["id"] == later_for_resumed["id"]
+    assert id_key(later_for_ann["id"]) > id_key(sent[-1]["id"])
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_trimming_records_the_newest_trimmed_id_exactly(io_loop: Any, redis_db: str) -> None:
+    backend = StreamsBackend(base_settings(redis_url=redis_db, retention=20, node_id="trim"))
+    await backend.start(lambda messages: None)
+    try:
+        stored = [(await backend.publish(Draft("t", "ann", f"m{k}"))).message for k in range(100)]
+        full = await backend.history("t", None, 1000)
+        retained = [m.id for m in full.messages]
+        assert 20 <= len(retained) <= 22 and retained == [m.id for m in stored[-len(retained):]]
+        assert full.complete is False  # the room's history is no longer whole
+        newest_trimmed = stored[-len(retained) - 1]
+        at_the_edge = await backend.history("t", newest_trimmed.key, 50)
+        assert at_the_edge.complete is True and [m.id for m in at_the_edge.messages] == retained
+        one_before = await backend.history("t", stored[-len(retained) - 2].key, 50)
+        assert one_before.complete is False
+    finally:
+        await backend.close()
+
+
+# ---- consumer groups: the read loop, vanished groups, dead nodes -----------------------
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_room_added_while_the_reader_blocks_is_read_at_once(make_server: Any) -> None:
+    server = await make_server()
+    await ChatClient.connect(server.port, "first")  # the reader now blocks on this room
+    for k in range(4):
+        client = await ChatClient.connect(server.port, f"new{k}")
+        started = time.monotonic()
+        await client.say("hello")
+        await client.messages(1)
+        # Without the wake-up, the read would name the new room only after its block of BLOCK_MS.
+        assert time.monotonic() - started < BLOCK_MS / 4000
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_one_read_covers_many_rooms(make_server: Any, own_redis: RedisServer) -> None:
+    own_redis.start()
+    server = await make_server(redis_url=own_redis.url())
+    rooms = [f"r{k}" for k in range(20)]
+    clients = [await ChatClient.connect(server.port, room) for room in rooms]
+    async with aioredis.Redis.from_url(own_redis.url(), decode_responses=True) as direct:
+        await eventually(lambda: reader_blocked(direct, "test-node"), 5, "reader blocked")
+        reads_before = (await direct.info("commandstats"))["cmdstat_xreadgroup"]["calls"]
+        async with direct.pipeline(transaction=True) as pipe:  # one message in every room at once
+            for room in rooms:
+                pipe.xadd(stream_key(room), {"user": "bot", "text": room})
+            await pipe.execute()
+        for room, client in zip(rooms, clients):
+            [frame] = await client.messages(1)
+            assert frame["message"] == room
+        reads = (await direct.info("commandstats"))["cmdstat_xreadgroup"]["calls"] - reads_before
+    assert reads <= 3, f"{reads} XREADGROUP calls for one batch over 20 rooms"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_vanished_group_is_recreated_where_the_node_left_off(
+    make_server: Any, redis_client: aioredis.Redis,
+) -> None:
+    server = await make_server(rate_limit=0)
+    ann = await ChatClient.connect(server.port, "gone", user="ann")
+    for k in range(3):
+        await ann.say(f"m{k}")
+    before = await ann.messages(3)
+    await eventually(lambda: reader_blocked(redis_client, "test-node"), 5, "reader blocked")
+    async with redis_client.pipeline(transaction=True) as pipe:
+        # The group goes, and messages arrive before the node can re-create it.
+        pipe.xgroup_destroy(stream_key("gone"), "test-node")
+        for k in range(3, 6):
+            pipe.xadd(stream_key("gone"), {"user": "bot", "text": f"m{k}"})
+        await pipe.execute()
+    after = await ann.messages(3)
+    assert [f["message"] for f in after] == ["m3", "m4", "m5"]
+    assert strictly_increasing(ids(before + after))
+    assert server.bus.unavailable_reason() is None  # a lost group is not an outage
+    await ann.nothing_for(0.3)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_dead_nodes_group_is_removed_after_dead_node_after(
+    make_server: Any, spawn: Spawn, redis_db: str, redis_client: aioredis.Redis,
+) -> None:
+    live = await make_server(node_id="live", dead_node_after=1.0)
+    ghost = await spawn("ghost", redis_db, "--dead-node-after", "1")
+    on_live = await ChatClient.connect(live.port, "haunt", user="ann")
+    await ChatClient.connect(ghost.port, "haunt", user="bob")
+    assert await group_names(redis_client, "haunt") == {"live", "ghost"}
+
+    # While the ghost lives, the live node's janitor passes over it for longer than the limit.
+    start = float(await redis_client.zscore(NODES_KEY, "live") or 0)
+
+    async def live_beat_past_limit() -> bool:
+        return float(await redis_client.zscore(NODES_KEY, "live") or 0) > start + 1500
+    await eventually(live_beat_past_limit, 10, "live node heartbeats for 1.5 s")
+    assert await group_names(redis_client, "haunt") == {"live", "ghost"}
+
+    ghost.kill()
+
+    async def ghost_gone() -> bool:
+        return await group_names(redis_client, "haunt") == {"live"}
+    await eventually(ghost_gone, 10, "the dead node's group destroyed")
+    assert await redis_client.zscore(NODES_KEY, "ghost") is None
+    assert not await redis_client.exists(node_rooms_key("ghost"))
+    await on_live.say("still here")
+    [frame] = await on_live.messages(1)
+    assert frame["message"] == "still here"
