@@ -14,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 # The package starts system services we do not use; the tests start their own.
 systemctl disable --now redis-server nginx >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true
 service nginx stop >/dev/null 2>&1 || true

@@ -103,3 +103,17 @@ async def test_fan_out_logs_nothing_per_recipient(make_server: Any) -> None:
             await client.messages(1)
     # The Redis bus may log its own housekeeping meanwhile; nothing else may appear.
     assert [e["event"] for e in logs if not e["event"].startswith("bus.")] == ["message.accepted"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_forwarded_for_is_logged_only_behind_a_proxy(tmp_path: Path) -> None:
+    spoof = {"X-Forwarded-For": "203.0.113.9"}
+    for flags, expected in (([], "127.0.0.1"), (["--behind-proxy"], "203.0.113.9")):
+        server = await traffic_server(tmp_path, f"n{len(flags)}", flags).start()
+        try:
+            client = await ChatClient.connect(server.port, "room", headers=spoof)
+            client.close()
+        finally:
+            await server.stop()
+        [connect] = [e for e in server.events() if e["event"] == "ws.connect"]
+        assert connect["client"] == expected

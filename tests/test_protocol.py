@@ -363,3 +363,18 @@ async def test_same_host_no_origin_and_allowed_origins_are_accepted(make_server:
                     {"Origin": "https://chat.example.com"}):
         client = await ChatClient.connect(server.port, "o", headers=headers)
         assert client.ready is not None
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_forwarded_host_counts_only_behind_a_proxy(make_server: Any) -> None:
+    """X-Forwarded-Host names the public host only when the server trusts its proxy."""
+    headers = {"Origin": "https://chat.example.com", "X-Forwarded-Host": "chat.example.com",
+               "X-Forwarded-Proto": "https"}
+    direct = await make_server()
+    with pytest.raises(HTTPClientError) as refused:
+        await ChatClient.connect(direct.port, "o", headers=headers)
+    assert refused.value.code == 403
+
+    proxied = await make_server(behind_proxy=True)
+    client = await ChatClient.connect(proxied.port, "o", headers=headers)
+    assert client.ready is not None
