@@ -16,15 +16,30 @@ Delivery semantics, which the RoomBus relies on:
   restarts under the same id may see entries again (at-least-once); the
   RoomBus drops anything not newer than what a member already has.
 - Everything published after ``subscribe(room)`` returns is delivered.
+
+Presence (contract section 4b) is best-effort and apart from that order:
+
+- ``set_connections`` records how many connections a user has to a room
+  through this node; the backend sums them over nodes. When a user's total
+  goes from 0 to more, or back to 0, every node's ``notify`` gets a ``join``
+  or ``leave`` Notice for the room; so do dead nodes' users (after
+  ``presence_timeout``). ``announce`` spreads a ``typing`` Notice the same way.
+  Notices reach subscribed rooms only, at most once, in the order the backend
+  decided them; a notice lost in an outage is made good by a ``presence``
+  Notice (the whole list) once the node can hear the room again.
+- ``set_connections``, ``members`` and ``announce`` raise ``BusUnavailable``
+  when the backend is down; the backend keeps what ``set_connections`` was
+  told and records it once it is back.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Protocol
 
-from bus.message import Draft, History, IdKey, Message, Published
+from bus.message import Draft, History, IdKey, Message, Notice, Published
 
 Deliver = Callable[[list[Message]], None]
+Notify = Callable[[Notice], None]
 
 
 class BusError(Exception):
@@ -36,8 +51,8 @@ class BusUnavailable(BusError):
 
 
 class Backend(Protocol):
-    async def start(self, deliver: Deliver) -> None:
-        """Connect and begin delivering subscribed rooms' new messages to ``deliver``."""
+    async def start(self, deliver: Deliver, notify: Notify | None = None) -> None:
+        """Connect and begin delivering subscribed rooms' new messages to ``deliver``, notices to ``notify``."""
 
     async def close(self) -> None:
         """Stop delivering and release connections; pending publishes fail."""
@@ -58,6 +73,16 @@ class Backend(Protocol):
 
     async def unsubscribe(self, room: str) -> None:
         """Stop delivering this room's messages."""
+
+    async def set_connections(self, room: str, user: str, connections: int) -> None:
+        """This node now has ``connections`` (0: none) open to the room for the user; join/leave follow."""
+
+    async def members(self, room: str) -> list[tuple[str, int]]:
+        """Everyone in the room on every node: (user, connections), sorted by user."""
+
+    async def announce(self, notice: Notice, once_per: float) -> bool:
+        """Notify the room's members on every node; False (not sent) when the same
+        user's notice of that kind went out on another node less than ``once_per`` seconds ago."""
 
     def unavailable_reason(self) -> str | None:
         """None when publishing works, else a short reason for /readyz."""

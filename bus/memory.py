@@ -5,6 +5,7 @@ the same path as the Redis backend (store, then deliver to subscribed rooms)
 so tests on the default configuration exercise the production path. Delivery
 is scheduled with ``call_soon`` rather than made inside ``publish``, as a
 stream consumer would, so a publisher never runs fan-out on its own stack.
+Presence is a dict of counts; its notices are scheduled the same way.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from bus.backend import BusUnavailable, Deliver
-from bus.message import Draft, History, IdKey, Message, Published, completeness
+from bus.backend import BusUnavailable, Deliver, Notify
+from bus.message import Draft, History, IdKey, Message, Notice, Published, completeness
 
 _NO_ID = IdKey(0, 0)
 
@@ -36,15 +37,17 @@ class MemoryBackend:
         self._last = _NO_ID
         # (room, user, client_id) -> (message, expiry on the monotonic clock), oldest first.
         self._resends: OrderedDict[tuple[str, str, str], tuple[Message, float]] = OrderedDict()
+        self._present: dict[str, dict[str, int]] = {}  # room -> user -> open connections
         self._deliver: Deliver | None = None
+        self._notify: Notify | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def start(self, deliver: Deliver) -> None:
-        self._deliver = deliver
+    async def start(self, deliver: Deliver, notify: Notify | None = None) -> None:
+        self._deliver, self._notify = deliver, notify
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        self._deliver = None
+        self._deliver = self._notify = None
 
     def unavailable_reason(self) -> str | None:
         return None if self._deliver is not None else "bus closed"
@@ -115,3 +118,35 @@ class MemoryBackend:
 
     async def unsubscribe(self, room: str) -> None:
         self._subscribed.discard(room)
+
+    # ---- presence: one node, so this node's counts are the totals ------------
+
+    async def set_connections(self, room: str, user: str, connections: int) -> None:
+        if self._deliver is None:
+            raise BusUnavailable("bus closed")
+        users = self._present.setdefault(room, {})
+        was_in = users.pop(user, 0) > 0
+        if connections > 0:
+            users[user] = connections
+        elif not users:
+            del self._present[room]
+        if was_in != (connections > 0):
+            self._schedule(Notice(room, "join" if connections > 0 else "leave", user))
+
+    async def members(self, room: str) -> list[tuple[str, int]]:
+        return sorted(self._present.get(room, {}).items())
+
+    async def announce(self, notice: Notice, once_per: float) -> bool:
+        """One node: the RoomBus's own throttle already covers every connection, so ``once_per`` adds nothing."""
+        if self._deliver is None:
+            raise BusUnavailable("bus closed")
+        self._schedule(notice)
+        return True
+
+    def _schedule(self, notice: Notice) -> None:
+        if self._loop is not None and notice.room in self._subscribed:
+            self._loop.call_soon(self._notify_one, notice)
+
+    def _notify_one(self, notice: Notice) -> None:
+        if self._notify is not None and notice.room in self._subscribed:
+            self._notify(notice)

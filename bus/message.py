@@ -2,6 +2,9 @@
 
 An id is ``"<ms>-<seq>"``, the Redis stream id form, on both backends. Ids are
 compared as the pair of numbers (``id_key``), never as strings.
+
+Notices (presence, join, leave, typing) are the other kind of frame: ephemeral,
+never stored, never replayed, and outside the messages' order.
 """
 
 from __future__ import annotations
@@ -120,3 +123,31 @@ def completeness(
         # Nothing was ever stored here, yet the client saw an id: it was lost.
         return False
     return since >= born and since >= max_deleted
+
+
+NOTICE_KINDS = ("join", "leave", "typing")
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An ephemeral room event of section 4b: not stored, not replayed, not ordered with messages.
+
+    ``kind`` is ``join``, ``leave`` or ``typing`` (about ``user``; that user's
+    own connections do not get it), or ``presence``: the whole member list,
+    ``members`` as (user, connections) sorted by user, for everyone.
+    """
+
+    room: str
+    kind: str
+    user: str = ""
+    members: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def presence(cls, room: str, members: dict[str, int]) -> "Notice":
+        return cls(room, "presence", members=tuple(sorted(members.items())))
+
+    def frame(self) -> bytes:
+        if self.kind == "presence":
+            listed = [{"user": user, "connections": count} for user, count in self.members]
+            return orjson.dumps({"type": "presence", "members": listed})
+        return orjson.dumps({"type": self.kind, "user": self.user})

@@ -1,4 +1,4 @@
-"""RoomBus: the local members of each room, join history, and fan-out.
+"""RoomBus: the local members of each room, join history, fan-out, presence.
 
 The RoomBus sits between the handlers (which speak WebSocket) and one backend
 (which stores and orders messages). It knows nothing of Tornado: a member is
@@ -18,6 +18,15 @@ What it guarantees to each member of a room:
 - Fan-out never waits for a member: each frame is encoded once per message
   and handed to every member's non-blocking ``send_frame``; a member that
   cannot keep up drops itself.
+
+Presence (section 4b) rides beside the messages and never holds them up:
+``go_live`` sends a ``presence`` frame (everyone in the room, on every node)
+right after the caller's ``ready``; ``join``/``leave``/``typing`` notices
+follow. The snapshot is read after this node hears the room's notices, and
+notices arriving meanwhile wait in the seat, so the list a member builds from
+the snapshot plus the notices ends where the room is. Notices about a user
+are not sent to that user's own connections. Presence is best-effort: a
+backend failure in it never fails a join, a leave or a message.
 """
 
 from __future__ import annotations
@@ -25,11 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bus.backend import Backend
-from bus.message import ZERO_ID, Draft, History, IdKey, Message, Published, id_key
+from bus.backend import Backend, BusUnavailable
+from bus.message import ZERO_ID, Draft, History, IdKey, Message, Notice, Published, id_key
+
+TYPING_EVERY = 1.0  # seconds: at most one typing notice per user per room
 
 
 class Member(Protocol):
@@ -47,9 +59,11 @@ class _Seat:
     """One member's place in a room: buffered until live, then fed in order."""
 
     member: Member
+    user: str
     after: IdKey = field(default_factory=lambda: id_key(ZERO_ID))
     live: bool = False
-    buffered: list[Message] = field(default_factory=list)
+    buffered: list[Message | bytes] = field(default_factory=list)  # messages, and encoded notices
+    presence: bytes | None = None  # the snapshot read at join, sent first by go_live
 
     def offer(self, message: Message, frame: bytes) -> bool:
         if not self.live:
@@ -61,13 +75,28 @@ class _Seat:
         self.member.send_frame(frame)
         return True
 
+    def notify(self, notice: Notice, frame: bytes) -> None:
+        if notice.user == self.user:
+            return  # their own join, leave or typing: the others' business
+        if not self.live:
+            self.buffered.append(frame)
+            return
+        self.member.send_frame(frame)
+
+
+@dataclass(eq=False)
+class _Room:
+    seats: dict[Member, _Seat] = field(default_factory=dict)
+    connections: Counter[str] = field(default_factory=Counter)  # user -> seats on this node
+    typed: dict[str, float] = field(default_factory=dict)  # user -> monotonic time of their last typing notice
+
 
 class RoomBus:
     def __init__(self, backend: Backend, history: int, observer: FanoutObserver | None = None) -> None:
         self._backend = backend
         self._history = history
         self._observer = observer
-        self._rooms: dict[str, dict[Member, _Seat]] = {}
+        self._rooms: dict[str, _Room] = {}
         self._subscribing: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -75,7 +104,7 @@ class RoomBus:
         return self._backend
 
     async def start(self) -> None:
-        await self._backend.start(self._fan_out)
+        await self._backend.start(self._fan_out, self._notify)
 
     async def close(self) -> None:
         await self._backend.close()
@@ -90,42 +119,118 @@ class RoomBus:
         """Store a message; it reaches members through the backend, like everyone's."""
         return await self._backend.publish(draft)
 
-    async def join(self, room: str, member: Member, since: IdKey | None) -> History:
-        """Seat a member and read the history to replay to it.
+    async def join(self, room: str, member: Member, user: str, since: IdKey | None) -> History:
+        """Seat a member and read the history to replay to it, and who is in the room.
 
         The caller sends the history and its ``ready`` frame, then calls
-        ``go_live``; live messages wait in the member's seat until then.
-        Raises BusUnavailable (the member is not seated) when the backend fails.
+        ``go_live``; live messages and notices wait in the member's seat until
+        then. Raises BusUnavailable (the member is not seated) when the
+        backend fails to subscribe or read history; presence failures do not.
         """
-        seat = _Seat(member)
-        self._rooms.setdefault(room, {})[member] = seat
+        seat = _Seat(member, user)
+        state = self._rooms.setdefault(room, _Room())
+        state.seats[member] = seat
+        state.connections[user] += 1
         try:
             await self._ensure_subscribed(room)
-            history = await self._backend.history(room, since, self._history)
+            history, _ = await asyncio.gather(
+                self._backend.history(room, since, self._history), self._register(room, user))
         except BaseException:
             await self.leave(room, member)
             raise
         seat.after = id_key(history.last_id) if history.last_id else id_key(ZERO_ID)
+        # Read after this node hears the room's notices (subscribed above) and
+        # after this connection counts: the list includes the joiner, and any
+        # change after the read arrives as a notice.
+        seat.presence = await self._snapshot(room)
         return history
 
     def go_live(self, room: str, member: Member) -> None:
-        """Send what arrived during the join (newer than its history), then go live."""
-        seat = self._rooms.get(room, {}).get(member)
+        """Send the presence list, then what arrived during the join (messages newer than its history)."""
+        seat = self._seat(room, member)
         if seat is None:
             return
         seat.live = True
+        if seat.presence is not None:
+            seat.member.send_frame(seat.presence)
+            seat.presence = None
         buffered, seat.buffered = seat.buffered, []
-        for message in buffered:
-            seat.offer(message, message.frame())
+        for item in buffered:
+            if isinstance(item, Message):
+                seat.offer(item, item.frame())
+            else:
+                seat.member.send_frame(item)
 
     async def leave(self, room: str, member: Member) -> None:
         """Unseat a member; the last one out stops this node's delivery of the room."""
-        seats = self._rooms.get(room)
-        if seats is None or seats.pop(member, None) is None or seats:
+        state = self._rooms.get(room)
+        seat = state.seats.pop(member, None) if state is not None else None
+        if state is None or seat is None:
             return
-        del self._rooms[room]
-        self._subscribing.pop(room, None)
-        await self._backend.unsubscribe(room)
+        state.connections[seat.user] -= 1
+        if state.connections[seat.user] <= 0:
+            del state.connections[seat.user]
+            state.typed.pop(seat.user, None)
+        if not state.seats:
+            del self._rooms[room]
+            self._subscribing.pop(room, None)
+            # Before any await: a join that comes meanwhile subscribes anew.
+            await self._backend.unsubscribe(room)
+        await self._register(room, seat.user)
+
+    async def typing(self, room: str, member: Member) -> None:
+        """Tell the room's other members that this member's user is typing.
+
+        At most one notice per user per room per TYPING_EVERY (on every node
+        together, where the backend can tell); extras are dropped silently.
+        """
+        state = self._rooms.get(room)
+        seat = state.seats.get(member) if state is not None else None
+        if state is None or seat is None or not seat.live:
+            return
+        now = time.monotonic()
+        if now - state.typed.get(seat.user, -TYPING_EVERY) < TYPING_EVERY:
+            return
+        try:
+            sent = await self._backend.announce(Notice(room, "typing", seat.user), TYPING_EVERY)
+        except BusUnavailable:
+            return  # best-effort; the backend has logged the outage
+        if sent:
+            state.typed[seat.user] = now
+
+    def _seat(self, room: str, member: Member) -> _Seat | None:
+        state = self._rooms.get(room)
+        return state.seats.get(member) if state is not None else None
+
+    def _local_members(self, room: str) -> Counter[str]:
+        state = self._rooms.get(room)
+        return state.connections if state is not None else Counter()
+
+    async def _register(self, room: str, user: str) -> None:
+        """Tell the backend this node's count of the user's connections, as it is when this runs."""
+        try:
+            await self._backend.set_connections(room, user, self._local_members(room)[user])
+        except BusUnavailable:
+            pass  # best-effort: the backend records it once it is back
+
+    async def _snapshot(self, room: str) -> bytes:
+        try:
+            members = dict(await self._backend.members(room))
+        except BusUnavailable:
+            members = {}
+        return self._with_local(Notice.presence(room, members)).frame()
+
+    def _with_local(self, notice: Notice) -> Notice:
+        """The list with this node's own members in it, at least as many times as they are here.
+
+        A backend that lost its presence records (a Redis restarted empty)
+        gets them back only once this node has re-registered; its members
+        must not vanish from their own list meanwhile.
+        """
+        members = dict(notice.members)
+        for user, count in self._local_members(notice.room).items():
+            members[user] = max(members.get(user, 0), count)
+        return Notice.presence(notice.room, members)
 
     async def _ensure_subscribed(self, room: str) -> None:
         # Every joiner of a room awaits the same subscription, so nobody reads
@@ -142,12 +247,23 @@ class RoomBus:
     def _fan_out(self, messages: list[Message]) -> None:
         """Backend callback: hand each message to its room's members, in order."""
         for message in messages:
-            seats = self._rooms.get(message.room)
-            if not seats:
+            state = self._rooms.get(message.room)
+            if state is None or not state.seats:
                 continue
             frame = message.frame()
             recipients = 0
-            for seat in list(seats.values()):
+            for seat in list(state.seats.values()):
                 recipients += seat.offer(message, frame)
             if self._observer is not None:
                 self._observer.delivered(message.room, recipients, time.time() - message.ts / 1000)
+
+    def _notify(self, notice: Notice) -> None:
+        """Backend callback: hand a notice to its room's members (encoded once)."""
+        state = self._rooms.get(notice.room)
+        if state is None:
+            return
+        if notice.kind == "presence":
+            notice = self._with_local(notice)
+        frame = notice.frame()
+        for seat in list(state.seats.values()):
+            seat.notify(notice, frame)

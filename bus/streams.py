@@ -27,6 +27,13 @@ empty holds only entries this node never saw), re-reads pending entries and
 logs ``bus.recovered``. Nodes heartbeat into a sorted set; a node silent for
 ``dead_node_after`` seconds has its groups destroyed by whichever node notices.
 
+Presence (section 4b): ``streams_presence`` keeps this node's share of each
+room's member list in Redis and reaps dead nodes' shares after
+``presence_timeout``, in a heartbeat loop of its own; ``streams_notices``
+listens on the pub/sub channels of this node's rooms for join, leave and
+typing notices. Both are best-effort: their failures never fail a publish
+or a join.
+
 Redis Cluster: every script touches keys of one hash tag only, but the reader's
 multi-room XREADGROUP would have to be split per slot; this backend speaks to
 one Redis, which is what the deployment of contract section 5 runs.
@@ -41,7 +48,7 @@ import asyncio
 import contextlib
 import re
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar, cast
+from typing import Any, Awaitable, Callable, TypeVar, cast
 
 import structlog
 from redis.asyncio import Redis
@@ -50,35 +57,17 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bus import streams_scripts as lua
-from bus.backend import BusUnavailable, Deliver
-from bus.message import Draft, History, IdKey, Published, completeness, id_key
+from bus.backend import BusUnavailable, Deliver, Notify
+from bus.keyed_locks import KeyedLocks
+from bus.message import Draft, History, IdKey, Notice, Published, completeness, id_key
+from bus.streams_notices import NoticeListener
+from bus.streams_presence import NodePresence
 from bus.streams_reader import BLOCK_MS, REDIS_ERRORS, GroupReader, Health, RoomGroup, describe
 from config.settings import Settings
 
 log = structlog.get_logger("chat.bus")
 
 T = TypeVar("T")
-
-
-class _RoomLocks:
-    """One lock per room while anyone holds or awaits it: subscribe and unsubscribe of a room do not interleave."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, room: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(room, (asyncio.Lock(), 0))
-        self._locks[room] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[room]
-            if users == 1:
-                del self._locks[room]
-            else:
-                self._locks[room] = (lock, users - 1)
 
 
 class StreamsBackend:
@@ -98,7 +87,9 @@ class StreamsBackend:
         self._resend_ms = int(settings.resend_window * 1000)
         self._timeout = settings.redis_timeout or None  # 0: no limit
         self._dead_after = settings.dead_node_after  # 0: never remove silent nodes
-        self._beat_every = min(5.0, max(0.05, self._dead_after / 4)) if self._dead_after else 5.0
+        # Often enough for the shorter of the two limits (0 turns one off).
+        limits = [limit for limit in (self._dead_after, settings.presence_timeout) if limit]
+        self._beat_every = min(5.0, max(0.05, min(limits) / 4)) if limits else 5.0
         common: dict[str, Any] = dict(
             decode_responses=True, retry=Retry(NoBackoff(), 0),  # no silent resends of a publish
             socket_connect_timeout=self._timeout,
@@ -121,7 +112,15 @@ class StreamsBackend:
             ensure_group=self._ensure_group, health=self._health,
             connected=self._registered, drop_later=self._drop_later,
         )
-        self._locks = _RoomLocks()
+        self._presence = NodePresence(
+            redis=self._redis, node=self._node, presence_timeout=settings.presence_timeout, timeout=self._timeout)
+        listener = Redis.from_url(  # the subscribed connection is this client's alone
+            settings.redis_url, socket_timeout=self._timeout,
+            # Bytes: redis-py parses a PING answer in subscribed mode right only undecoded.
+            **{**common, "decode_responses": False, "client_name": common["client_name"] + "-notices"})
+        self._notices = NoticeListener(client=listener, node=self._node, timeout=self._timeout,
+                                       members=self._presence.members)
+        self._locks = KeyedLocks()  # subscribe and unsubscribe of a room do not interleave
         # Groups to drop unless a member comes (room -> when): an earlier
         # run's, a failed unsubscribe's, one re-created while unsubscribed.
         self._orphans: dict[str, float] = {}
@@ -131,10 +130,12 @@ class StreamsBackend:
 
     # ---- the Backend interface ---------------------------------------------
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, notify: Notify | None = None) -> None:
         self._tasks = [
             self._reader.start(deliver),
             asyncio.create_task(self._run_heartbeat(), name="bus-heartbeat"),
+            asyncio.create_task(self._presence.run(self._beat_every), name="bus-presence"),
+            self._notices.start(notify),
         ]
         # Wait for the first connection attempt so /readyz is right from the
         # start. A Redis that is down is not fatal: the reader keeps retrying.
@@ -145,7 +146,7 @@ class StreamsBackend:
         """Stop the loops first (nothing reads or acks after this), drop our groups, close connections."""
         if self._closed:
             return
-        self._closed = self._reader.closed = True
+        self._closed = self._reader.closed = self._notices.closed = True
         # Cancelled again until done: Python 3.11's wait_for can swallow a
         # cancellation that lands as its inner call finishes; the loops also
         # check their closed flag, so a lost cancellation ends them next turn.
@@ -158,6 +159,11 @@ class StreamsBackend:
         if rooms and self._health.reason is None:
             with contextlib.suppress(BusUnavailable):
                 await self._command(lambda: self._drop(rooms), "close")
+        if self._health.reason is None:
+            # This node's members leave now, not after presence_timeout.
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._presence.clear()
+        await self._notices.aclose()
         await self._reader.aclose()
         await self._redis.aclose()
 
@@ -215,17 +221,31 @@ class StreamsBackend:
             status, last_delivered, born = await self._command(lambda: self._create_group(group), "subscribe")
             group.grouped(status, last_delivered, born)
             self._reader.add(group)
+            await self._notices.listen(room)  # best-effort; returns once Redis has the subscription
         await self._reader.wake()
 
     async def unsubscribe(self, room: str) -> None:
         async with self._locks.hold(room):
             if self._reader.remove(room) is None or self._closed:
                 return  # after close, the groups were dropped with the connections
+            await self._notices.unlisten(room)
             await self._reader.wake()  # so the next read no longer names the group we drop
             try:
                 await self._command(lambda: self._drop([room]), "unsubscribe")
             except BusUnavailable:
                 self._drop_later(room)
+
+    async def set_connections(self, room: str, user: str, connections: int) -> None:
+        self._check_open()
+        await self._presence.set_connections(room, user, connections)
+
+    async def members(self, room: str) -> list[tuple[str, int]]:
+        self._check_open()
+        return await self._presence.members(room)
+
+    async def announce(self, notice: Notice, once_per: float) -> bool:
+        self._check_open()
+        return await self._presence.announce(notice, once_per)
 
     # ---- Redis calls -----------------------------------------------------
 
@@ -286,8 +306,13 @@ class StreamsBackend:
             return True
 
     async def _registered(self) -> None:
-        """On every (re)connection: heartbeat now; the first time, list an earlier run's groups."""
+        """On every (re)connection: heartbeat now; the first time, list an earlier run's groups.
+
+        Presence writes this node's members again in its own loop, whatever
+        Redis lost or missed meanwhile; it does not hold up the reader.
+        """
         await self._beat()
+        self._presence.reconnected()
         if not self._adopted:
             # Groups an earlier run of this node left behind (it was killed):
             # kept for a while for members that come back here, then dropped.

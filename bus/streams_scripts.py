@@ -20,15 +20,33 @@ character, so no room can be called that):
   the Redis clock, so nodes' clocks need not agree).
 - ``chat:{@nodes}:rooms:<node>``: the rooms whose stream holds a consumer
   group of that node, so a janitor can find and destroy them.
+
+Presence (contract section 4b; ``streams_presence``) is counted per node
+*incarnation*, ``<node>/<token>`` with a token new at each start and after the
+node was taken for dead, so that a janitor removing a dead incarnation's
+counts can never remove counts its node wrote afresh:
+
+- ``chat:{<room>}:users``: hash, user -> connections to the room over all
+  nodes; the presence list.
+- ``chat:{<room>}:members:<incarnation>``: hash, user -> connections through
+  that incarnation; what to take off ``users`` when it dies.
+- ``chat:{<room>}:notices``: the pub/sub channel of the room's join, leave and
+  typing notices, payload ``<kind>:<user>``.
+- ``chat:{<room>}:typing:<user>``: present for a second after the user's
+  typing notice, so one goes out per second whichever node the user is on.
+- ``chat:{@nodes}:presence``: sorted set, incarnation -> last heartbeat (ms,
+  Redis clock).
+- ``chat:{@nodes}:presence:<incarnation>``: the rooms where it has counts.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from bus.message import Message
+from bus.message import NOTICE_KINDS, Message, Notice
 
 NODES_KEY = "chat:{@nodes}:heartbeat"
+PRESENCE_KEY = "chat:{@nodes}:presence"
 
 
 def stream_key(room: str) -> str:
@@ -50,6 +68,37 @@ def resend_key(room: str, user: str, client_id: str) -> str:
 
 def node_rooms_key(node: str) -> str:
     return f"chat:{{@nodes}}:rooms:{node}"
+
+
+def users_key(room: str) -> str:
+    return f"chat:{{{room}}}:users"
+
+
+def members_key(room: str, incarnation: str) -> str:
+    return f"chat:{{{room}}}:members:{incarnation}"
+
+
+def notices_channel(room: str) -> str:
+    return f"chat:{{{room}}}:notices"
+
+
+def typing_key(room: str, user: str) -> str:
+    return f"chat:{{{room}}}:typing:{user}"
+
+
+def presence_rooms_key(incarnation: str) -> str:
+    return f"chat:{{@nodes}}:presence:{incarnation}"
+
+
+def decode_notice(channel: str, payload: str) -> Notice | None:
+    """A notice as published on a room's channel (``<kind>:<user>``); None for anything else."""
+    prefix, suffix = "chat:{", "}:notices"
+    if not (channel.startswith(prefix) and channel.endswith(suffix)):
+        return None
+    kind, sep, user = payload.partition(":")
+    if not sep or not user or kind not in NOTICE_KINDS:
+        return None
+    return Notice(channel[len(prefix):-len(suffix)], kind, user)
 
 
 def decode_fields(message_id: str, room: str, fields: dict[str, str]) -> Message | None:
@@ -194,4 +243,73 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 for i = 3, #ARGV do redis.call('SREM', KEYS[2], ARGV[i]) end
 if redis.call('SCARD', KEYS[2]) == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 1
+"""
+
+# Set one node incarnation's connection counts in a room, keep the room's
+# totals in step, and publish ``join``/``leave`` when a user's total leaves or
+# reaches 0. Counts are absolute, so sending them again changes nothing: a
+# node re-sends them all after an outage. With ``exact`` = '1' the listed
+# users are the incarnation's whole share of the room and any other user it
+# had goes (no users listed: the incarnation leaves the room; a janitor does
+# this for dead ones).
+# KEYS: members (the incarnation's, this room), users. ARGV: channel, exact, user, count, ...
+# Returns how many notices it published.
+SET_CONNECTIONS = """
+local published = 0
+local function set(user, count)
+  local old = tonumber(redis.call('HGET', KEYS[1], user) or '0')
+  if count == old then return end
+  -- The total first: a script that fails is not undone, and should it fail
+  -- here (a key of the wrong type), the node's count must not claim it was.
+  local total = redis.call('HINCRBY', KEYS[2], user, count - old)
+  if count > 0 then redis.call('HSET', KEYS[1], user, count) else redis.call('HDEL', KEYS[1], user) end
+  local before = total - (count - old)
+  if total <= 0 then redis.call('HDEL', KEYS[2], user) end
+  if before <= 0 and total > 0 then
+    redis.call('PUBLISH', ARGV[1], 'join:' .. user)
+    published = published + 1
+  elseif before > 0 and total <= 0 then
+    redis.call('PUBLISH', ARGV[1], 'leave:' .. user)
+    published = published + 1
+  end
+end
+local listed = {}
+for i = 3, #ARGV, 2 do
+  listed[ARGV[i]] = true
+  set(ARGV[i], tonumber(ARGV[i + 1]))
+end
+if ARGV[2] == '1' then
+  for _, user in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if not listed[user] then set(user, 0) end
+  end
+end
+return published
+"""
+
+# A node incarnation's presence heartbeat (Redis clock). An incarnation silent
+# for longer than the timeout is dead for good: it is not refreshed again (its
+# node must start over under a new one), so a janitor that saw it dead never
+# races its return. A new incarnation (first = '1') is simply recorded.
+# KEYS: presence zset. ARGV: incarnation, timeout_ms (0: never), first.
+# Returns {1, now_ms, {incarnation, score, ...}} or {0, now_ms, {}} when it is dead.
+PRESENCE_BEAT = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local timeout = tonumber(ARGV[2])
+if ARGV[3] ~= '1' then
+  local last = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if not last or (timeout > 0 and ms - tonumber(last) > timeout) then return {0, ms, {}} end
+end
+redis.call('ZADD', KEYS[1], ms, ARGV[1])
+return {1, ms, redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
+"""
+
+# A typing notice, unless the user had one published in the last window_ms (on any node).
+# KEYS: typing key. ARGV: channel, user, window_ms. Returns 1 if published.
+TYPING = """
+if redis.call('SET', KEYS[1], '1', 'PX', ARGV[3], 'NX') then
+  redis.call('PUBLISH', ARGV[1], 'typing:' .. ARGV[2])
+  return 1
+end
+return 0
 """

@@ -143,7 +143,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "cookie_secret": (_text, "secret that signs the name cookie; shared by all processes"),
     "allowed_origins": (_origins, "comma-separated scheme://host[:port] also allowed to connect"),
     "behind_proxy": (_bool, "trust X-Forwarded-For/-Proto/-Host from the proxy"),
-    "presence_timeout": (_non_negative_float, "seconds before a dead process's members leave"),
+    "presence_timeout": (_non_negative_float, "seconds before a dead process's members leave (0: never)"),
     "max_message_chars": (_positive_int, "longest message text, in code points"),
     "max_frame_bytes": (_positive_int, "larger frames close the connection with 1009"),
     "send_buffer_limit": (_positive_int, "unsent bytes before a slow client is dropped"),

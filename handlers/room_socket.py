@@ -1,4 +1,4 @@
-"""The room WebSocket of section 4: open -> join, on_message -> publish, on_close -> leave.
+"""The room WebSocket of sections 4 and 4b: open -> join, on_message -> publish or typing, on_close -> leave.
 
 The handler speaks WebSocket and JSON; everything about storing, ordering
 and fanning out messages is the RoomBus's. It never writes to another
@@ -24,7 +24,7 @@ from bus.message import Draft, History, IdKey, id_key
 from bus.room_bus import RoomBus
 from config.settings import Settings
 from handlers.identity import cookie_user, guest_name, is_room_name
-from handlers.inbound import ChatRequest, FrameError, parse_frame
+from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
 from handlers.rate_limit import TokenBucket
 from ops.metrics import Metrics
 
@@ -69,6 +69,7 @@ class RoomSocket(WebSocketHandler):
         self._settings = settings
         self._registry = registry
         self._joined = False
+        self._closed = False
         self._opened_at = 0.0
         self._messages_in = 0
         self._messages_out = 0
@@ -140,15 +141,20 @@ class RoomSocket(WebSocketHandler):
         structlog.contextvars.bind_contextvars(conn=self.conn, room=self.room, user=self.user)
         log.info("ws.connect", client=self.request.remote_ip, since=str(self._since) if self._since else None)
         try:
-            history = await self._bus.join(self.room, self, self._since)
+            history = await self._bus.join(self.room, self, self.user, self._since)
         except BusUnavailable as exc:
             log.warning("ws.join_failed", reason=str(exc))
             self._send_json(FrameError("unavailable", "the chat is unavailable, try again").frame())
             self._close_by_server(CLOSE_TRY_AGAIN, "bus unavailable")
             return
+        if self._closed:
+            # Gone while joining: on_close saw no seat to give up, so give it
+            # up here, or the user would stay in the room's presence for good.
+            self._leave_task = asyncio.ensure_future(self._bus.leave(self.room, self))
+            return
         self._joined = True
         self._replay(history)
-        self._bus.go_live(self.room, self)
+        self._bus.go_live(self.room, self)  # presence, then live messages and notices
 
     def _replay(self, history: History) -> None:
         for message in history.messages:
@@ -159,6 +165,7 @@ class RoomSocket(WebSocketHandler):
         })
 
     def on_close(self) -> None:
+        self._closed = True
         self._registry.sockets.discard(self)
         if self._counted:
             self._counted = False
@@ -181,8 +188,11 @@ class RoomSocket(WebSocketHandler):
     async def on_message(self, data: str | bytes) -> None:
         try:
             request = parse_frame(data, self._settings.max_message_chars)
-            if not isinstance(request, ChatRequest):
-                return  # typing notices: presence is not built yet
+            if isinstance(request, TypingRequest):
+                # Throttled by the bus (one per user per second), not by the
+                # message bucket: typing must not use up a user's messages.
+                await self._bus.typing(self.room, self)
+                return
             if not self._bucket.take():
                 raise FrameError("rate_limited", "too many messages, slow down", request.client_id)
             await self._publish(request)

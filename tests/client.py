@@ -1,4 +1,10 @@
-"""A real WebSocket client for tests: Tornado's own, with timeouts on every wait."""
+"""A real WebSocket client for tests: Tornado's own, with timeouts on every wait.
+
+Frames are taken off the socket as they arrive and queued here without bound:
+Tornado's own queue holds one, and a test that leaves a few notices unread
+would otherwise stall the connection, its close handshake included. A client
+that really stops reading is tested with a raw socket instead.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +28,11 @@ def user_cookie(secret: str, name: str) -> str:
 
 
 class ChatClient:
-    def __init__(self, conn: WebSocketClientConnection) -> None:
+    def __init__(self, conn: WebSocketClientConnection, frames: "asyncio.Queue[str | bytes | None]") -> None:
         self.conn = conn
         self.history: list[dict[str, Any]] = []
         self.ready: dict[str, Any] | None = None
+        self._frames = frames  # None once the connection closed
 
     @classmethod
     async def connect(
@@ -40,8 +47,9 @@ class ChatClient:
         if user is not None:
             all_headers["Cookie"] = user_cookie(secret, user)
         request = HTTPRequest(url, headers=all_headers, connect_timeout=TIMEOUT, request_timeout=TIMEOUT)
-        conn = await asyncio.wait_for(websocket_connect(request), TIMEOUT)
-        client = cls(conn)
+        frames: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        conn = await asyncio.wait_for(websocket_connect(request, on_message_callback=frames.put_nowait), TIMEOUT)
+        client = cls(conn, frames)
         if join:
             await client.read_join()
         return client
@@ -57,10 +65,18 @@ class ChatClient:
             self.history.append(frame)
 
     async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.conn.read_message(), timeout)
+        raw = await asyncio.wait_for(self._frames.get(), timeout)
         if raw is None:
+            self._frames.put_nowait(None)  # closed for good: every later read says so too
             raise ConnectionError(f"closed: {self.conn.close_code} {self.conn.close_reason}")
         return json.loads(raw)
+
+    async def recv_chat(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The next frame that is not a presence, join, leave or typing notice."""
+        while True:
+            frame = await self.recv(timeout)
+            if frame["type"] not in NOTICES:
+                return frame
 
     async def recv_type(
         self, kind: str, timeout: float = TIMEOUT, skip: tuple[str, ...] = NOTICES,
@@ -100,10 +116,17 @@ class ChatClient:
 
     async def wait_closed(self, timeout: float = TIMEOUT) -> int | None:
         async def drain() -> None:
-            while await self.conn.read_message() is not None:
+            while await self._frames.get() is not None:
                 pass
+            self._frames.put_nowait(None)
         await asyncio.wait_for(drain(), timeout)
         return self.conn.close_code
 
     def close(self) -> None:
         self.conn.close()
+
+    def drop(self) -> None:
+        """Lose the connection: the TCP connection closes without a close frame (a lid shut, a network gone)."""
+        protocol = self.conn.protocol
+        if protocol is not None and protocol.stream is not None:
+            protocol.stream.close()

@@ -258,6 +258,27 @@ async def test_two_users_chat_both_ways_with_button_and_enter(make_server: Any, 
     assert all(url.endswith("/ws/chat/general/") for url in ann.sockets + zoe.sockets)
 
 
+# ---- 1b. who is in the room, who is typing ------------------------------------
+
+@pytest.mark.gen_test(timeout=30)
+async def test_each_page_lists_who_is_in_the_room_and_drops_who_left(make_server: Any, open_user: OpenUser) -> None:
+    server = await make_server()
+    ann = await open_user(server, "Ann")
+    bob = await open_user(server, "Bob")
+    for user in (ann, bob):
+        await user.enter_room("members")
+    for user in (ann, bob):  # Bob's page from its presence list, Ann's from Bob's join
+        await expect(user.page.locator("#member-list li")).to_have_text(["Ann", "Bob"])
+
+    await bob.page.locator("#chat-message-input").fill("Hel")
+    await expect(ann.page.locator("#typing-status")).to_have_text("Bob is typing…")
+    await expect(bob.page.locator("#typing-status")).to_have_text("")
+
+    await bob.page.goto(f"{bob.base}/chat/")  # Bob leaves the room
+    await expect(ann.page.locator("#member-list li")).to_have_text(["Ann"])
+    assert ann.unexpected_errors() == [] and bob.unexpected_errors() == []
+
+
 # ---- 2. user text is text, never markup ---------------------------------------
 
 @pytest.mark.gen_test(timeout=30)

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient
 
 from ops.metrics import Metrics
-from tests.client import ChatClient
+from tests.client import NOTICES, ChatClient
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 NAMES = {"chat_connections", "chat_rooms", "chat_messages_published", "chat_messages_delivered",
@@ -78,7 +78,7 @@ async def test_rejections_count_by_reason_and_resends_are_not_published_again(ma
     await client.recv_type("error")
     for _ in range(2):  # the second is a resend of the first
         await client.say("once", client_id="c1")
-        await client.recv_type("ack", skip=("message",))
+        await client.recv_type("ack", skip=NOTICES + ("message",))
     samples = await scrape(server.port)
     assert value(samples, "chat_messages_rejected_total", reason="bad_json") == 1
     assert value(samples, "chat_messages_rejected_total", reason="bad_request") == 1

@@ -177,7 +177,7 @@ async def test_client_id_is_acknowledged_and_a_resend_is_not_published_twice(mak
     ann = await ChatClient.connect(server.port, "acks", user="ann")
 
     await ann.say("once", client_id="c-1")
-    own = sorted([await ann.recv(), await ann.recv()], key=lambda f: f["type"])
+    own = sorted([await ann.recv_chat(), await ann.recv_chat()], key=lambda f: f["type"])
     ack = own[0]
     [delivered] = await watcher.messages(1)
     assert ack == {"type": "ack", "client_id": "c-1", "id": delivered["id"]}

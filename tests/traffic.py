@@ -16,7 +16,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.client import ChatClient
+from tests.client import NOTICES, ChatClient
 from tests.processes import ServerProcess
 
 SECRET = "traffic-secret"
@@ -69,12 +69,12 @@ async def say(client: ChatClient, body: str, client_id: str | None = None) -> di
 async def rejected(client: ChatClient, raw: str) -> str:
     """Send a raw frame the server refuses; the error code it answers."""
     client.send_raw(raw)
-    return str((await client.recv_type("error", skip=("message", "ack")))["error"])
+    return str((await client.recv_type("error", skip=NOTICES + ("message", "ack")))["error"])
 
 
 async def resend(client: ChatClient, body: str, client_id: str) -> dict[str, Any]:
     await client.say(body, client_id)
-    return await client.recv_type("ack", skip=("message",))
+    return await client.recv_type("ack", skip=NOTICES + ("message",))
 
 
 async def close(client: ChatClient, code: int | None) -> int | None:
