@@ -7,7 +7,7 @@ through ``initialize()``; the RoomBus reports fan-out through the
 ``FanoutObserver`` protocol, which ``Metrics`` implements.
 
 Every process exposes only its own counts; a deployment of several processes
-is scraped target by target and summed across ``instance`` (docs/operations.md).
+is scraped target by target and summed across ``instance`` (README, "Metrics").
 """
 
 from __future__ import annotations
