@@ -254,7 +254,7 @@ class RoomSocket(WebSocketHandler):
         self._close_by_server(CLOSE_POLICY, "too slow: unsent data over the limit")
         # The close frame waits behind the unread data and a client that does
         # not read will not answer it: free the connection now, not in 5 s.
-        if connection is not None:
+        if connection is not None and connection.stream is not None:
             connection.stream.close()
 
     def _flushed(self, done: Any, size: int) -> None:

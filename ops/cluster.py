@@ -96,6 +96,9 @@ class Service:
         if output:
             output.close()
 
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -279,7 +282,7 @@ def _supervise(cluster: Cluster, signals: list[int]) -> int:
             print("chat cluster: rolling restart done", flush=True)
         for node in cluster.nodes:
             if not node.service.running():
-                print(f"chat cluster: {node.service.name} exited ({node.service.process.returncode}); "
+                print(f"chat cluster: {node.service.name} exited ({node.service.exit_code()}); "
                       "starting it again", flush=True)
                 node.service.start()
         time.sleep(0.2)  # a supervisor's poll, not a test's wait
