@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import warnings
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
@@ -16,6 +17,7 @@ import redis
 
 from config.settings import Settings
 from server import ChatServer
+from tests.processes import ServerProcess
 from tests.services import RedisServer, ServiceError
 
 # pytest-tornado 0.8.1 calls IOLoop.make_current(), deprecated since Tornado 6.2.
@@ -91,3 +93,26 @@ def make_server(io_loop: Any, bus_settings: dict[str, Any]) -> Any:
     yield make
     for server in servers:
         io_loop.run_sync(server.stop, timeout=10)
+
+
+Spawn = Callable[..., Awaitable[ServerProcess]]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Start real ``server.py`` processes on one Redis; all are killed after the test."""
+    processes: list[ServerProcess] = []
+
+    async def start(node: str, redis_url: str, *extra: str) -> ServerProcess:
+        process = ServerProcess(
+            ["--redis-url", redis_url, "--node-id", node, "--cookie-secret", SECRET,
+             "--rate-limit", "0", "--log-format", "json", *extra],
+            tmp_path / f"{node}.log",
+        )
+        processes.append(process)
+        return await process.start()
+
+    yield start
+    for process in processes:
+        process.resume()  # a test may have left it stopped (SIGSTOP)
+        process.kill()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,12 +20,10 @@ from structlog.testing import capture_logs
 
 from bus.streams_scripts import users_key
 from tests.client import TIMEOUT, ChatClient
-from tests.conftest import SECRET
-from tests.processes import ServerProcess
+from tests.conftest import Spawn
 from tests.services import RedisServer
 
 Frame = dict[str, Any]
-Spawn = Callable[..., Awaitable[ServerProcess]]
 
 
 # ---- helpers -----------------------------------------------------------------
@@ -169,24 +167,6 @@ async def test_typing_reaches_the_other_users_at_most_once_a_second(make_server:
 
 
 # ---- Redis: a restart, several processes, a process killed ------------------
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start ``server.py`` processes on one Redis; all are killed after the test."""
-    processes: list[ServerProcess] = []
-
-    async def start(node: str, redis_url: str, *extra: str) -> ServerProcess:
-        process = ServerProcess(
-            ["--redis-url", redis_url, "--node-id", node, "--cookie-secret", SECRET, "--log-format", "json", *extra],
-            tmp_path / f"{node}.log",
-        )
-        processes.append(process)
-        return await process.start()
-
-    yield start
-    for process in processes:
-        process.kill()
 
 
 @pytest.mark.gen_test(timeout=30)

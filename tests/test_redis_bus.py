@@ -22,11 +22,9 @@ from bus.message import Draft, id_key
 from bus.streams import BLOCK_MS, StreamsBackend
 from bus.streams_scripts import NODES_KEY, node_rooms_key, stream_key
 from tests.client import ChatClient
-from tests.conftest import SECRET, base_settings
-from tests.processes import ServerProcess
+from tests.conftest import Spawn, base_settings
 from tests.services import RedisServer, free_port
 
-Spawn = Callable[..., Awaitable[ServerProcess]]
 
 
 @pytest.fixture
@@ -41,26 +39,6 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis")
     yield server
     server.kill()
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start ``server.py`` processes on one Redis; all are killed after the test."""
-    processes: list[ServerProcess] = []
-
-    async def start(node: str, redis_url: str, *extra: str) -> ServerProcess:
-        process = ServerProcess(
-            ["--redis-url", redis_url, "--node-id", node, "--cookie-secret", SECRET,
-             "--rate-limit", "0", "--log-format", "json", *extra],
-            tmp_path / f"{node}.log",
-        )
-        processes.append(process)
-        return await process.start()
-
-    yield start
-    for process in processes:
-        process.resume()
-        process.kill()
 
 
 @pytest.fixture
