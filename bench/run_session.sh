@@ -15,12 +15,19 @@
 #                                     Redis URL (redis-py 8's asyncio pool caps at 100,
 #                                     see bench/RESULTS.md)
 # Extra compare.py flags: $COMPARE_ARGS (default --step-duration 4 --step-warmup 1 --refine 2).
+# $PY is the Python for compare.py and both servers (default .venv/bin/python);
+# $SHARED the harness (default ../shared/bench).  To measure a fixed commit while
+# the tree is being edited, run from an export of it:
+#   bench/experiments/prepare.sh HEAD && cd /tmp/chatsnap && \
+#   PY=/work/main/.venv/bin/python SHARED=/work/shared/bench \
+#   /work/main/bench/run_session.sh /work/main/bench/results/sessionN.jsonl 3
 # Progress (with the load average before each run) goes to stderr.
 set -euo pipefail
 out=${1:?usage: bench/run_session.sh OUT.jsonl [ROUNDS] [SCENARIOS]}
 rounds=${2:-1}
 scenarios=${3:-rooms,latency,conns,broadcast}
 PY=${PY:-.venv/bin/python}
+SHARED=${SHARED:-../shared/bench}
 REDIS_PORT=${REDIS_PORT:-6391}
 SERVERS=${SERVERS:-min mem redis redispool}
 COMPARE_ARGS=${COMPARE_ARGS:---step-duration 4 --step-warmup 1 --refine 2}
@@ -28,12 +35,12 @@ compare() { # name port no-redis? server-command scenario
   local name=$1 port=$2 noredis=$3 cmd=$4 scen=$5
   echo "== $(date -u +%H:%M:%S) round $r $scen $name (loadavg $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   # shellcheck disable=SC2086
-  "$PY" ../shared/bench/compare.py --name "$name" --port "$port" --redis-port "$REDIS_PORT" \
+  "$PY" "$SHARED/compare.py" --name "$name" --port "$port" --redis-port "$REDIS_PORT" \
       $noredis --scenarios "$scen" $COMPARE_ARGS --server "$cmd" --out "$out" >/dev/null
 }
 run() { # key scenario
   case $1 in
-    min)       compare tornado_minimal        8801 --no-redis "$PY ../shared/bench/peers/tornado_minimal.py {port}" "$2" ;;
+    min)       compare tornado_minimal        8801 --no-redis "$PY $SHARED/peers/tornado_minimal.py {port}" "$2" ;;
     mem)       compare this_server_memory     8802 --no-redis "$PY server.py --port {port} --rate-limit 0" "$2" ;;
     redis)     compare this_server_redis      8803 "" "$PY server.py --port {port} --redis-url redis://127.0.0.1:{redis_port}/0 --rate-limit 0" "$2" ;;
     redispool) compare this_server_redis_pool 8804 "" "$PY server.py --port {port} --redis-url 'redis://127.0.0.1:{redis_port}/0?max_connections=100000' --rate-limit 0" "$2" ;;

@@ -51,7 +51,7 @@ import time
 from typing import Any, Awaitable, Callable, TypeVar, cast
 
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -68,6 +68,10 @@ from config.settings import Settings
 log = structlog.get_logger("chat.bus")
 
 T = TypeVar("T")
+# Connections for commands (the blocking read and pub/sub have their own).
+# Commands take well under a millisecond, so 64 serve thousands of joins a
+# second; callers beyond that wait for one, within redis_timeout.
+POOL_SIZE = 64
 
 
 class StreamsBackend:
@@ -95,7 +99,13 @@ class StreamsBackend:
             socket_connect_timeout=self._timeout,
             client_name="chat-" + re.sub(r"[^\w.:-]", "_", self._node),  # CLIENT LIST shows who is who
         )
-        self._redis = Redis.from_url(settings.redis_url, socket_timeout=self._timeout, **common)
+        # A blocking pool: a burst of joins (every page of a restarted process
+        # reconnecting at once) waits for a free connection instead of
+        # failing, as redis-py's default pool does past its size.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=POOL_SIZE, timeout=self._timeout,
+            socket_timeout=self._timeout, **common)
+        self._redis = Redis.from_pool(pool)
         reader = Redis.from_url(  # the blocking reads' own connection: see GroupReader.wake
             settings.redis_url, single_connection_client=True,
             socket_timeout=BLOCK_MS / 1000 + (self._timeout or 5.0), **common,
