@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,9 @@ from urllib.parse import urlsplit
 
 import orjson
 import structlog
+from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
+from tornado.websocket import WebSocketHandler, WebSocketProtocol
 
 from bus.backend import BusUnavailable
 from bus.message import Draft, History, IdKey, id_key
@@ -34,6 +36,18 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked text frame around ``payload`` (RFC 6455, section 5.2)."""
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length <= 0xFFFF:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
 
 
 @dataclass
@@ -94,6 +108,10 @@ class RoomSocket(WebSocketHandler):
             except ValueError:
                 raise HTTPError(400, reason="since must be a message id") from None
         await super().get(*args, **kwargs)
+
+    def get_compression_options(self) -> None:
+        """No permessage-deflate: ``send_frame`` writes uncompressed frames itself."""
+        return None
 
     def check_origin(self, origin: str) -> bool:
         """Refuse browsers on other sites: a page elsewhere must not speak as our user.
@@ -233,16 +251,23 @@ class RoomSocket(WebSocketHandler):
         The bytes not yet handed to the kernel are counted; past
         ``send_buffer_limit`` the client is not keeping up and is dropped with
         1008 so that it holds no memory and slows nobody.
+
+        The frame goes straight to the connection's stream rather than through
+        ``write_message``, which wraps every write in a coroutine Task: one
+        Task per recipient per message was the largest cost of fan-out we
+        control (bench/RESULTS.md, "Prototype"). Valid because server frames
+        are unmasked and this server offers no compression.
         """
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        connection = self.ws_connection
+        if connection is None or connection.is_closing() or connection.stream is None:
             return
         size = len(frame)
         if self._unsent + size > self._settings.send_buffer_limit:
             self._drop_slow_client()
             return
         try:
-            written = self.write_message(frame)
-        except WebSocketClosedError:
+            written = connection.stream.write(text_frame(frame))
+        except StreamClosedError:
             return
         self._unsent += size
         self._messages_out += 1

@@ -10,6 +10,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from bus.message import id_key
+from handlers.room_socket import text_frame
 from tests.client import NOTICES, ChatClient
 
 Frame = dict[str, Any]
@@ -378,3 +379,12 @@ async def test_forwarded_host_counts_only_behind_a_proxy(make_server: Any) -> No
     proxied = await make_server(behind_proxy=True)
     client = await ChatClient.connect(proxied.port, "o", headers=headers)
     assert client.ready is not None
+
+
+@pytest.mark.parametrize("length,header", [
+    (0, b"\x81\x00"), (125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"),
+    (65535, b"\x81\x7e\xff\xff"), (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+])
+def test_server_text_frames_carry_the_rfc_6455_length_forms(length: int, header: bytes) -> None:
+    payload = b"x" * length
+    assert text_frame(payload) == header + payload
