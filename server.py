@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -92,21 +91,23 @@ class ChatServer:
 
     async def start(self) -> None:
         await self.bus.start()
-        self.http = tornado.httpserver.HTTPServer(self.app, xheaders=self.settings.behind_proxy)
-        sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
-        self.port = sockets[0].getsockname()[1]
-        self.http.add_sockets(sockets)
+        self.listen()
         log.info("server.started", host=self.settings.host, port=self.port,
                  bus="redis" if self.settings.redis_url else "memory")
+
+    def listen(self) -> None:
+        """Accept connections on the configured port (the bound one after a first listen)."""
+        self.http = tornado.httpserver.HTTPServer(self.app, xheaders=self.settings.behind_proxy)
+        sockets = tornado.netutil.bind_sockets(self.port, self.settings.host)
+        self.port = sockets[0].getsockname()[1]
+        self.http.add_sockets(sockets)
 
     async def stop(self) -> None:
         """Stop accepting, close sockets with 1001, wait for them, close the bus."""
         if self.http is not None:
             self.http.stop()
         self.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
-        deadline = time.monotonic() + self.settings.shutdown_timeout
-        while self.registry.sockets and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await self.registry.wait_empty(self.settings.shutdown_timeout)
         if self.http is not None:
             await asyncio.wait_for(self.http.close_all_connections(), timeout=1.0)
         await self.bus.close()

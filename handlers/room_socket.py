@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import struct
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,19 +49,38 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-@dataclass
 class SocketRegistry:
-    """The open room sockets of this process, so shutdown can close them all."""
+    """The open room sockets of this process, so shutdown can close them all and wait."""
 
-    sockets: set["RoomSocket"] = field(default_factory=set)
-    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    def __init__(self) -> None:
+        self.sockets: set["RoomSocket"] = set()
+        self._ids = itertools.count(1)
+        self._empty = asyncio.Event()
+        self._empty.set()
 
     def next_id(self) -> int:
-        return int(next(self._ids))
+        return next(self._ids)
+
+    def add(self, socket: "RoomSocket") -> None:
+        self.sockets.add(socket)
+        self._empty.clear()
+
+    def discard(self, socket: "RoomSocket") -> None:
+        self.sockets.discard(socket)
+        if not self.sockets:
+            self._empty.set()
 
     def close_all(self, code: int, reason: str) -> None:
         for socket in list(self.sockets):
             socket.close(code, reason)
+
+    async def wait_empty(self, timeout: float) -> bool:
+        """Wait until every socket has closed; False if some are still open at ``timeout``."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
 
 def _host_port(netloc: str, scheme: str) -> str:
@@ -153,7 +171,7 @@ class RoomSocket(WebSocketHandler):
         self.user = cookie_user(self) or guest_name()
         self.conn = f"{self._settings.node_id}:{self._registry.next_id()}"
         self._opened_at = time.monotonic()
-        self._registry.sockets.add(self)
+        self._registry.add(self)
         self._metrics.connection_opened()
         self._counted = True
         structlog.contextvars.bind_contextvars(conn=self.conn, room=self.room, user=self.user)
@@ -184,7 +202,7 @@ class RoomSocket(WebSocketHandler):
 
     def on_close(self) -> None:
         self._closed = True
-        self._registry.sockets.discard(self)
+        self._registry.discard(self)
         if self._counted:
             self._counted = False
             self._metrics.connection_closed()

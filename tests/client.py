@@ -17,10 +17,20 @@ from tornado.httpclient import HTTPRequest
 from tornado.web import create_signed_value
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from bus.message import id_key
 from handlers.identity import USER_COOKIE
 
 TIMEOUT = 5.0
 NOTICES = ("presence", "join", "leave", "typing")
+
+
+def ids(frames: list[dict[str, Any]]) -> list[str]:
+    return [frame["id"] for frame in frames]
+
+
+def strictly_increasing(message_ids: list[str]) -> bool:
+    keys = [id_key(i) for i in message_ids]
+    return all(a < b for a, b in zip(keys, keys[1:]))
 
 
 def user_cookie(secret: str, name: str) -> str:

@@ -36,7 +36,6 @@ from urllib.parse import quote
 import pytest
 import tornado.httpserver
 import tornado.ioloop
-import tornado.netutil
 from playwright.async_api import (
     Browser, BrowserContext, ConsoleMessage, Dialog, Locator, Page, async_playwright, expect,
 )
@@ -222,12 +221,6 @@ def stop_accepting(server: ChatServer) -> tornado.httpserver.HTTPServer:
     stopped = server.http
     stopped.stop()
     return stopped
-
-
-def listen_again(server: ChatServer) -> None:
-    """Accept connections again on the same port, with the same application and bus."""
-    server.http = tornado.httpserver.HTTPServer(server.app, xheaders=server.settings.behind_proxy)
-    server.http.add_sockets(tornado.netutil.bind_sockets(server.port, server.settings.host))
 
 
 # ---- 1. two users chat both ways ---------------------------------------------
@@ -427,7 +420,7 @@ async def test_reconnect_resumes_with_since_and_sends_what_was_typed_while_down(
         await expect_log(ann.page, [("Bob", "before the drop")])  # really away: nothing arrived live
 
         # The server accepts again: the page reconnects by itself.
-        listen_again(server)
+        server.listen()
         # The next retry comes after the page's backoff (at most 10 s by design;
         # about a second here, as Ann was away for about a second).
         await ann.wait_connected(timeout=RECONNECT_TIMEOUT_MS)

@@ -11,18 +11,9 @@ from tornado.httpclient import HTTPClientError
 
 from bus.message import id_key
 from handlers.room_socket import text_frame
-from tests.client import NOTICES, ChatClient
+from tests.client import ChatClient, NOTICES, ids, strictly_increasing
 
 Frame = dict[str, Any]
-
-
-def ids(frames: list[Frame]) -> list[str]:
-    return [frame["id"] for frame in frames]
-
-
-def strictly_increasing(message_ids: list[str]) -> bool:
-    keys = [id_key(i) for i in message_ids]
-    return all(a < b for a, b in zip(keys, keys[1:]))
 
 
 async def say_all(client: ChatClient, texts: list[str]) -> None:

@@ -21,7 +21,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from bus.message import Draft, id_key
 from bus.streams import BLOCK_MS, StreamsBackend
 from bus.streams_scripts import NODES_KEY, node_rooms_key, stream_key
-from tests.client import ChatClient
+from tests.client import ChatClient, ids, strictly_increasing
 from tests.conftest import Spawn, base_settings
 from tests.services import RedisServer, free_port
 
@@ -47,15 +47,6 @@ def redis_client(io_loop: Any, redis_db: str) -> Iterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_db, decode_responses=True, socket_timeout=5)
     yield client
     io_loop.run_sync(client.aclose)
-
-
-def ids(frames: list[dict[str, Any]]) -> list[str]:
-    return [frame["id"] for frame in frames]
-
-
-def strictly_increasing(message_ids: list[str]) -> bool:
-    keys = [id_key(i) for i in message_ids]
-    return all(a < b for a, b in zip(keys, keys[1:]))
 
 
 async def fetch(port: int, path: str) -> HTTPResponse:
