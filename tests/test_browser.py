@@ -29,13 +29,17 @@ reads. Test names say which acceptance point each one shows.
 from __future__ import annotations
 
 import re
+import ssl
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import quote
 
 import pytest
 import tornado.httpserver
 import tornado.ioloop
+from tornado.netutil import bind_sockets
 from playwright.async_api import (
     Browser, BrowserContext, ConsoleMessage, Dialog, Locator, Page, async_playwright, expect,
 )
@@ -516,3 +520,41 @@ async def test_a_rate_limited_message_stays_pending_and_is_retried(make_server: 
     await expect_log(ann.page, [("Ann", "first"), ("Ann", "second, too soon")], timeout=10_000)
     await expect(ann.page.locator("#chat-log li.pending")).to_have_count(0)
     assert ann.unexpected_errors() == []
+
+
+# ---- wss: on an https page ----------------------------------------------------
+
+@pytest.fixture
+def tls_context(tmp_path: Path) -> ssl.SSLContext:
+    """A self-signed certificate for 127.0.0.1, made with Debian's openssl."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("backend", ["memory"])
+async def test_an_https_page_connects_with_wss(
+    make_server: Any, browser: Browser, tls_context: ssl.SSLContext,
+) -> None:
+    server = await make_server()
+    https = tornado.httpserver.HTTPServer(server.app, ssl_options=tls_context)
+    [listening] = bind_sockets(0, "127.0.0.1")
+    https.add_sockets([listening])
+    context = await browser.new_context(ignore_https_errors=True)
+    try:
+        page = await context.new_page()
+        sockets: list[str] = []
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        await page.goto(f"https://127.0.0.1:{listening.getsockname()[1]}/chat/secure/")
+        await expect(page.locator("#connection-status")).to_have_attribute("data-state", "open")
+        assert sockets and all(url.startswith("wss://") for url in sockets)
+    finally:
+        await context.close()
+        https.stop()
