@@ -23,6 +23,7 @@ import tornado.web
 
 from bus.backend import Backend
 from bus.memory import MemoryBackend
+from bus.redis import RedisBroker, RedisOptions
 from bus.room_bus import RoomBus
 from config.logging import configure_logging
 from config.settings import Settings, SettingsError, load_settings
@@ -35,11 +36,19 @@ ROOT = Path(__file__).resolve().parent
 log = structlog.get_logger("chat.server")
 
 
+def redis_options(settings: Settings) -> RedisOptions:
+    """The Redis bus's share of the settings."""
+    return RedisOptions(
+        url=settings.redis_url or "", node_id=settings.node_id, cluster=settings.redis_cluster,
+        prefix=settings.redis_prefix, retention=settings.retention, resend_window=settings.resend_window,
+        timeout=settings.redis_timeout, presence_timeout=settings.presence_timeout,
+        wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout,
+    )
+
+
 def build_backend(settings: Settings, metrics: Metrics) -> Backend:
     if settings.redis_url:
-        from bus.streams import StreamsBackend
-
-        return StreamsBackend(settings, on_recovered=metrics.bus_reconnected)
+        return RedisBroker(redis_options(settings), on_recovered=metrics.bus_reconnected)
     return MemoryBackend(settings.retention, settings.resend_window)
 
 
@@ -93,7 +102,7 @@ class ChatServer:
         await self.bus.start()
         self.listen()
         log.info("server.started", host=self.settings.host, port=self.port,
-                 bus="redis" if self.settings.redis_url else "memory")
+                 bus=("redis-cluster" if self.settings.redis_cluster else "redis") if self.settings.redis_url else "memory")
 
     def listen(self) -> None:
         """Accept connections on the configured port (the bound one after a first listen)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import secrets
 import socket
 import sys
@@ -48,7 +49,10 @@ class Settings:
     send_buffer_limit: int = 1024 * 1024  # unsent bytes before a slow client is dropped
     resend_window: float = 600.0  # seconds a client_id is remembered for safe resends
     redis_timeout: float = 1.0  # seconds; a publish to an unreachable Redis fails after this
-    dead_node_after: float = 300.0  # seconds before a silent node's consumer groups are removed
+    redis_cluster: bool = False  # redis_url names one node of a Redis Cluster (contract 5b)
+    redis_prefix: str = "chat"  # every Redis key starts with "<prefix>:"
+    redis_wait_replicas: int = 0  # replicas that must hold a message before it is accepted
+    redis_wait_timeout: int = 500  # ms to wait for them
     shutdown_timeout: float = 5.0
     cookie_secret_generated: bool = field(default=False, repr=False)
 
@@ -69,6 +73,20 @@ def _int(name: str, raw: Any) -> int:
         return int(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _non_negative_int(name: str, raw: Any) -> int:
+    value = _int(name, raw)
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _redis_prefix(name: str, raw: Any) -> str:
+    text = str(raw)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise SettingsError(f"{name} must be 1 to 64 of A-Z a-z 0-9 _ . -, got {raw!r}")
+    return text
 
 
 def _non_negative_float(name: str, raw: Any) -> float:
@@ -149,10 +167,13 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "send_buffer_limit": (_positive_int, "unsent bytes before a slow client is dropped"),
     "resend_window": (_non_negative_float, "seconds a client_id is remembered"),
     "redis_timeout": (_non_negative_float, "seconds before a Redis command is given up"),
-    "dead_node_after": (_non_negative_float, "seconds before a silent node's groups are removed"),
+    "redis_cluster": (_bool, "the Redis URL names one node of a Redis Cluster"),
+    "redis_prefix": (_redis_prefix, "every Redis key starts with this and a colon"),
+    "redis_wait_replicas": (_non_negative_int, "replicas that must hold a message before it is accepted"),
+    "redis_wait_timeout": (_positive_int, "ms to wait for those replicas before answering unavailable"),
     "shutdown_timeout": (_non_negative_float, "seconds SIGTERM waits for connections to close"),
 }
-_BOOL_FLAGS = {"log_message_text", "behind_proxy"}
+_BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
 
 
 def _flag(name: str) -> str:

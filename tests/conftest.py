@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from config.settings import Settings
+from ops.redis_cluster import LocalRedisCluster, RedisClusterError
 from server import ChatServer
 from tests.processes import ServerProcess
 from tests.services import RedisServer, ServiceError
@@ -24,7 +25,10 @@ from tests.services import RedisServer, ServiceError
 warnings.filterwarnings("ignore", message="make_current is deprecated", category=DeprecationWarning)
 
 SECRET = "test-secret"
-BACKENDS = ["memory", "redis"]
+BACKENDS = ["memory", "redis", "cluster"]
+# The contract suites that also run on a local Redis Cluster (issue 8); every
+# other suite runs on the in-process bus and one Redis.
+CLUSTER_SUITES = {"test_protocol.py", "test_presence.py"}
 REDIS_DATABASES = 1000  # one per test, reused round-robin after FLUSHDB
 
 MakeServer = Callable[..., Awaitable[ChatServer]]
@@ -43,12 +47,46 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the cluster variant of the backend-parametrised tests only in CLUSTER_SUITES."""
+    keep, drop = [], []
+    for item in items:
+        on_cluster = "[cluster" in item.nodeid or "-cluster" in item.nodeid
+        (drop if on_cluster and item.path.name not in CLUSTER_SUITES else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture
 def bus_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     """Settings that select the backend under test."""
     if backend == "redis":
         return request.getfixturevalue("redis_bus_settings")
+    if backend == "cluster":
+        return request.getfixturevalue("cluster_bus_settings")
     return {}
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """One local Redis Cluster (3 masters, 3 replicas) for the session; tests that fail nodes over start their own."""
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+    except RedisClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+_prefixes = itertools.count(1)
+
+
+@pytest.fixture
+def cluster_bus_settings(redis_cluster: LocalRedisCluster) -> dict[str, Any]:
+    """The session's cluster, under a key prefix of this test's own (a cluster has no database numbers)."""
+    return {"redis_url": redis_cluster.url, "redis_cluster": True, "redis_prefix": f"t{next(_prefixes)}"}
 
 
 @pytest.fixture(scope="session")

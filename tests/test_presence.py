@@ -18,7 +18,9 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from bus.streams_scripts import users_key
+from bus.redis.keys import Keys
+
+users_key = Keys().users
 from tests.client import TIMEOUT, ChatClient
 from tests.conftest import Spawn
 from tests.services import RedisServer

@@ -1,0 +1,128 @@
+"""The Redis bus behind the Backend interface: a small facade over the package's parts.
+
+    publish.py        publish (Lua: XADD, trim, TTL, doorbell; WAIT) and history
+    subscriptions.py  which rooms this process consumes; consumer.py reads them per shard
+    presence.py       member counts and typing notices
+    liveness.py       the one heartbeat and janitor loop
+    client.py         one Redis or a cluster: topology, health, the call policy, the runner
+    keys.py           every key name; scripts/*.lua
+
+Guarantees (the Backend protocol's): ``publish`` returns once the message
+is stored (and, with ``wait_replicas``, replicated), else raises
+BusUnavailable; per room, ``deliver`` gets entries in stream order, each at
+most once per run of this process, and everything stored after ``subscribe``
+returns. Presence is best-effort and never holds up a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Callable
+
+from bus.backend import BusUnavailable, Deliver, Notify
+from bus.keyed_locks import KeyedLocks
+from bus.message import Draft, History, IdKey, Notice, Published
+from bus.redis.client import REDIS_ERRORS, Health, Redis, Topology
+from bus.redis.keys import Keys
+from bus.redis.liveness import Identity, Liveness
+from bus.redis.options import RedisOptions
+from bus.redis.presence import Presence
+from bus.redis.publish import Publisher
+from bus.redis.scripts import Scripts
+from bus.redis.subscriptions import Consumer
+
+
+class RedisBroker:
+    def __init__(self, options: RedisOptions, on_recovered: Callable[[], None] | None = None) -> None:
+        """``on_recovered`` is called each time the bus is back after an outage (a metric)."""
+        timeout = options.timeout or None  # 0: no limit
+        topology = Topology(options.url, cluster=options.cluster, timeout=timeout, client_name=options.node_id)
+        self._redis = Redis(topology, Health(on_recovered))
+        self.keys = keys = Keys(options.prefix)
+        scripts = Scripts(topology.shard(topology.address_for(keys.alive)).client)
+        self.identity = Identity(options.node_id)
+        locks = KeyedLocks()  # one room's subscription and presence listing change in order
+
+        def incarnation() -> str:
+            return self.identity.current
+        self._publisher = Publisher(self._redis, keys, scripts, options)
+        self._presence = Presence(redis=self._redis, keys=keys, scripts=scripts, incarnation=incarnation,
+                                  locks=locks, consumed=lambda room: self._consumer.holds(room))
+        self._consumer = Consumer(redis=self._redis, keys=keys, scripts=scripts, incarnation=incarnation,
+                                  locks=locks, members=self._presence.members, timeout=timeout,
+                                  room_ttl_ms=int(options.room_ttl * 1000))
+        self._liveness = Liveness(redis=self._redis, keys=keys, scripts=scripts, identity=self.identity,
+                                  consumer=self._consumer, presence=self._presence,
+                                  presence_timeout=options.presence_timeout)
+        self._timeout = timeout
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # ---- life cycle -----------------------------------------------------------------
+
+    async def start(self, deliver: Deliver, notify: Notify | None = None) -> None:
+        self._consumer.start(deliver, notify)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._redis.topology.refresh()  # a cluster's slot map, before the first command
+        self._tasks = [asyncio.create_task(self._liveness.run(), name="bus-liveness")]
+        # Wait for the first heartbeat so /readyz is right from the start. A
+        # Redis that is down is not fatal: the loop keeps trying.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._liveness.first_tick.wait(), 3 * (self._timeout or 5.0))
+
+    async def close(self) -> None:
+        """Stop the loops (nothing reads or acks after this), drop our groups, leave, close connections."""
+        if self._closed:
+            return
+        self._closed = self._liveness.runner.closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._consumer.close()
+        if self._redis.health.reason is None:
+            with contextlib.suppress(BusUnavailable):
+                await self._presence.clear()  # this process's members leave now, not after the timeout
+        await self._redis.topology.aclose()
+
+    def unavailable_reason(self) -> str | None:
+        return "bus closed" if self._closed else self._redis.health.reason
+
+    @property
+    def recoveries(self) -> int:
+        """How many outages ended (for a reconnects metric)."""
+        return self._redis.health.recoveries
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BusUnavailable("bus closed")
+
+    # ---- the Backend interface --------------------------------------------------------
+
+    async def publish(self, draft: Draft) -> Published:
+        self._check_open()
+        return await self._publisher.publish(draft)
+
+    async def history(self, room: str, since: IdKey | None, limit: int) -> History:
+        self._check_open()
+        return await self._publisher.history(room, since, limit)
+
+    async def subscribe(self, room: str) -> None:
+        self._check_open()
+        await self._consumer.subscribe(room)
+
+    async def unsubscribe(self, room: str) -> None:
+        if not self._closed:
+            await self._consumer.unsubscribe(room, still_listed=self._presence.holds(room))
+
+    async def set_connections(self, room: str, user: str, connections: int) -> None:
+        self._check_open()
+        await self._presence.set_connections(room, user, connections)
+
+    async def members(self, room: str) -> list[tuple[str, int]]:
+        self._check_open()
+        return await self._presence.members(room)
+
+    async def announce(self, notice: Notice, once_per: float) -> bool:
+        self._check_open()
+        return await self._presence.announce(notice, once_per)

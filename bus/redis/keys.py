@@ -1,0 +1,82 @@
+"""Every Redis key and channel name of the bus, under one prefix (contract section 7, ``--redis-prefix``).
+
+Keys of one room share the hash tag ``{<room>}``: they live in one Redis
+Cluster slot, so one script may touch them all, and an operator finds them
+with ``SCAN MATCH *<room>*`` (room names are word characters: no braces).
+
+- ``P:{<room>}``: the room's stream; entry id = message id; fields ``user``,
+  ``text`` and, when the sender gave one, ``cid``.
+- ``P:{<room>}:born``: the first id the stream held in this Redis (the room's
+  epoch); lost with the stream when a Redis restarts empty.
+- ``P:{<room>}:trimmed``: the newest id retention trimming removed.
+- ``P:{<room>}:cid:<user>:<client_id>``: the id a resendable message got, for
+  the resend window. ``:`` and ``%`` in the user are percent-encoded.
+- ``P:{<room>}:users``: hash, user -> connections over every process.
+- ``P:{<room>}:members:<incarnation>``: hash, that incarnation's share of it.
+- ``P:{<room>}:typing:<user>``: present for a second after a typing notice.
+- ``P:{<room>}:events``: the room's *shard* channel (SPUBLISH, Redis 7), on the
+  room's slot: ``msg`` when a message was stored (a doorbell: the consumer then
+  reads the stream), ``join:<user>``, ``leave:<user>``, ``typing:<user>``.
+
+Process bookkeeping lives under the tag ``{@nodes}`` (``@`` is not a word
+character, so no room has that name). A process is known by its
+*incarnation*, ``<node id>/<token>``, new at each start:
+
+- ``P:{@nodes}:alive``: sorted set, incarnation -> last heartbeat (ms, Redis clock).
+- ``P:{@nodes}:rooms:<incarnation>``: rooms where it has a consumer group or
+  presence counts, for the janitor that cleans up after a dead one.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MESSAGE_BELL = "msg"
+
+
+class Keys:
+    def __init__(self, prefix: str = "chat") -> None:
+        if not PREFIX_PATTERN.fullmatch(prefix):
+            raise ValueError(f"a Redis prefix is 1 to 64 of A-Z a-z 0-9 _ . -, not {prefix!r}")
+        self.prefix = prefix
+        self.alive = f"{prefix}:{{@nodes}}:alive"
+        self._channel_head, self._channel_tail = f"{prefix}:{{", "}:events"
+
+    def stream(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}"
+
+    def born(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}:born"
+
+    def trimmed(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}:trimmed"
+
+    def resend(self, room: str, user: str, client_id: str) -> str:
+        safe_user = user.replace("%", "%25").replace(":", "%3A")
+        return f"{self.prefix}:{{{room}}}:cid:{safe_user}:{client_id}"
+
+    def users(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}:users"
+
+    def members(self, room: str, incarnation: str) -> str:
+        return f"{self.prefix}:{{{room}}}:members:{incarnation}"
+
+    def typing(self, room: str, user: str) -> str:
+        return f"{self.prefix}:{{{room}}}:typing:{user}"
+
+    def channel(self, room: str) -> str:
+        return f"{self._channel_head}{room}{self._channel_tail}"
+
+    def room_of_channel(self, channel: str) -> str | None:
+        head, tail = self._channel_head, self._channel_tail
+        if channel.startswith(head) and channel.endswith(tail):
+            return channel[len(head):-len(tail)]
+        return None
+
+    def rooms_of(self, incarnation: str) -> str:
+        return f"{self.prefix}:{{@nodes}}:rooms:{incarnation}"
+
+    def control(self, incarnation: str) -> str:
+        """A plain channel a process always listens on, so a subscribed read always has something to wait on."""
+        return f"{self.prefix}:{{@nodes}}:control:{incarnation}"

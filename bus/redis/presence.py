@@ -1,0 +1,137 @@
+"""Presence on Redis: this process's share of each room's member list, and typing notices.
+
+The process remembers what it was told (``wanted``: room -> user ->
+connections) and writes it as absolute counts under its incarnation
+(``set_connections.lua``), so a write can be repeated at will: after a
+failure ``resync`` writes every room's share again, exactly, and whatever
+changed meanwhile (users who left, a Redis that came back empty) comes out
+right, with its join and leave notices. Taking a dead incarnation's counts
+off (``remove``) is the same script with an empty share.
+
+Failures stay here: they are reported to the health's ``presence`` part,
+never make the bus unready, and never fail a join or a message. The calls
+members make raise ``BusUnavailable``; the liveness loop calls ``resync``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, cast
+
+from redis.asyncio import Redis as RedisClient
+
+from bus.backend import BusUnavailable
+from bus.keyed_locks import KeyedLocks
+from bus.message import Notice
+from bus.redis.client import PRESENCE, Redis
+from bus.redis.keys import Keys
+from bus.redis.scripts import Scripts
+
+
+class Presence:
+    def __init__(
+        self, *, redis: Redis, keys: Keys, scripts: Scripts, incarnation: Callable[[], str],
+        locks: KeyedLocks, consumed: Callable[[str], bool],
+    ) -> None:
+        self.dirty = False  # a write failed (or Redis came back): write every share again
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._incarnation = incarnation
+        self._locks = locks  # shared with the consumer: a room's listing changes under one lock
+        self._consumed = consumed
+        self._wanted: dict[str, dict[str, int]] = {}
+        self._rooms: set[str] = set()  # rooms where the current incarnation may have counts
+
+    def holds(self, room: str) -> bool:
+        return room in self._wanted
+
+    # ---- what the members see (raise BusUnavailable) -----------------------------
+
+    async def set_connections(self, room: str, user: str, connections: int) -> None:
+        """Remember the count, then write it; when that fails, ``resync`` writes it later."""
+        share = self._wanted.setdefault(room, {})
+        if connections > 0:
+            share[user] = connections
+        else:
+            share.pop(user, None)
+            if not share:
+                del self._wanted[room]
+        try:
+            await self._write(room, [user])
+        except BusUnavailable:
+            self.dirty = True
+            raise
+
+    async def members(self, room: str) -> list[tuple[str, int]]:
+        key = self._keys.users(room)
+
+        async def read(client: RedisClient) -> dict[str, str]:
+            return cast(dict[str, str], await client.hgetall(key))
+        found = await self._redis.call(key, read, "presence read", part=PRESENCE)
+        return sorted((user, int(count)) for user, count in found.items() if int(count) > 0)
+
+    async def announce(self, notice: Notice, once_per: float) -> bool:
+        if notice.kind != "typing":
+            raise ValueError(f"only typing notices are announced, not {notice.kind!r}")
+        keys = [self._keys.typing(notice.room, notice.user), self._keys.channel(notice.room)]
+        args: list[Any] = [notice.user, max(1, int(once_per * 1000))]
+
+        async def typing(client: RedisClient) -> Any:
+            return await self._scripts.typing(keys=keys, args=args, client=client)
+        return bool(await self._redis.call(keys[0], typing, "typing", part=PRESENCE))
+
+    # ---- writing ---------------------------------------------------------------------
+
+    async def resync(self) -> None:
+        """Write every share again, exactly (after a failure, or under a new incarnation)."""
+        self.dirty = False  # set again by any failure from here on
+        try:
+            for room in sorted(set(self._wanted) | self._rooms):
+                await self._write(room, None)
+        except BusUnavailable:
+            self.dirty = True
+            raise
+        self._redis.health.ok(PRESENCE)
+
+    def new_incarnation(self) -> None:
+        self._rooms.clear()
+        self.dirty = True
+
+    async def _write(self, room: str, users: list[str] | None) -> None:
+        """Write the listed users' counts, or (None) this process's whole share of the room.
+
+        Under the room's lock and reading ``wanted`` only then, so whatever
+        order the callers came in, the last write carries the latest counts.
+        """
+        async with self._locks.hold(room):
+            incarnation = self._incarnation()
+            share = self._wanted.get(room, {})
+            listing = self._keys.rooms_of(incarnation)
+            if share and room not in self._rooms:  # listed before the counts exist: a janitor finds them
+                await self._redis.call(listing, lambda c: c.sadd(listing, room), "presence list", part=PRESENCE)
+                self._rooms.add(room)
+            counts = share.items() if users is None else [(user, share.get(user, 0)) for user in users]
+            await self._set(incarnation, room, [x for pair in counts for x in pair], exact=users is None)
+            if not share and room in self._rooms:
+                self._rooms.discard(room)
+                if not self._consumed(room):
+                    await self._redis.call(listing, lambda c: c.srem(listing, room), "presence unlist", part=PRESENCE)
+
+    async def remove(self, incarnation: str, room: str) -> None:
+        """Take an incarnation's counts off a room (publishing leaves for users now gone)."""
+        async with self._locks.hold(room):
+            await self._set(incarnation, room, [], exact=True)
+
+    async def _set(self, incarnation: str, room: str, counts: list[Any], *, exact: bool) -> None:
+        keys = [self._keys.members(room, incarnation), self._keys.users(room), self._keys.channel(room)]
+
+        async def write(client: RedisClient) -> Any:
+            return await self._scripts.set_connections(keys=keys, args=["1" if exact else "0", *counts], client=client)
+        await self._redis.call(keys[0], write, "presence write", part=PRESENCE)
+
+    async def clear(self) -> None:
+        """On close: this process's members leave now, not after the presence timeout."""
+        self._wanted.clear()
+        for room in sorted(self._rooms):
+            await self.remove(self._incarnation(), room)
+        self._rooms.clear()

@@ -1,0 +1,92 @@
+"""Storing a message and reading a room's history: one script each, on the room's shard.
+
+Publish is ``publish.lua`` (check the resend key, ``XADD``, record the epoch,
+trim, set the room TTL, ring the room's doorbell), and with
+``wait_replicas`` a ``WAIT`` on the same connection, in the same round trip:
+a message counts as stored only once that many replicas hold it, so a
+failover cannot lose a message whose sender got an ``ack``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from redis.asyncio import Redis as RedisClient
+
+from bus.backend import BusUnavailable
+from bus.message import Draft, History, IdKey, Message, Published, completeness, id_key
+from bus.redis.client import Redis
+from bus.redis.keys import Keys
+from bus.redis.options import RedisOptions
+from bus.redis.scripts import Scripts
+
+
+def decode_fields(message_id: str, room: str, fields: dict[str, str]) -> Message | None:
+    """A stream entry as a Message; None for an entry deleted since it was read."""
+    if not fields:
+        return None
+    return Message(message_id, room, fields.get("user", ""), fields.get("text", ""), fields.get("cid"))
+
+
+def decode_flat(room: str, entry: Sequence[Any]) -> Message | None:
+    """An entry as Lua returns it: ``[id, [field, value, ...]]``."""
+    message_id, flat = entry[0], entry[1] or []
+    return decode_fields(message_id, room, dict(zip(flat[0::2], flat[1::2])))
+
+
+class Publisher:
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts, options: RedisOptions) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._retention = options.retention
+        self._ttl_ms = int(options.room_ttl * 1000)
+        self._resend_ms = int(options.resend_window * 1000)
+        self._replicas = options.wait_replicas
+        self._wait_ms = options.wait_timeout_ms
+
+    async def publish(self, draft: Draft) -> Published:
+        k, room = self._keys, draft.room
+        keys = [k.stream(room), k.born(room), k.trimmed(room), k.channel(room)]
+        args: list[Any] = [self._retention, self._ttl_ms, draft.user, draft.text]
+        if draft.client_id is not None and self._resend_ms > 0:
+            keys.append(k.resend(room, draft.user, draft.client_id))
+            args += [draft.client_id, self._resend_ms]
+
+        async def run(client: RedisClient) -> Any:
+            if not self._replicas:
+                return await self._scripts.publish(keys=keys, args=args, client=client)
+            async with client.pipeline(transaction=False) as pipe:
+                await self._scripts.publish(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self._replicas, self._wait_ms)
+                reply, replicas = await pipe.execute()
+            if int(replicas) < self._replicas:
+                raise BusUnavailable(f"stored on {replicas} of {self._replicas} replicas within {self._wait_ms} ms")
+            return reply
+
+        reply = await self._redis.call(keys[0], run, "publish", idempotent=len(keys) == 5)
+        message_id, duplicate = str(reply[0]), bool(reply[1])
+        if not duplicate:
+            return Published(draft.stored_as(message_id))
+        # The original may have been trimmed away since; its id is what the sender needs.
+        original = decode_flat(room, [message_id, reply[2]]) if len(reply) > 2 and reply[2] else None
+        return Published(original or draft.stored_as(message_id), duplicate=True)
+
+    async def history(self, room: str, since: IdKey | None, limit: int) -> History:
+        k = self._keys
+        keys = [k.stream(room), k.born(room), k.trimmed(room)]
+        args: list[Any] = [str(since) if since is not None else "", limit]
+
+        async def run(client: RedisClient) -> Any:
+            return await self._scripts.history(keys=keys, args=args, client=client)
+
+        born, deleted, trimmed, length, last_id, entries = await self._redis.call(keys[0], run, "history")
+        messages = [m for m in (decode_flat(room, entry) for entry in entries) if m is not None]
+        if since is None:
+            messages.reverse()  # XREVRANGE gave the newest first
+        complete = completeness(
+            since, born=id_key(born) if born else None,
+            max_deleted=max(id_key(deleted), id_key(trimmed or "0-0")),
+            retained=int(length), replayed=len(messages),
+        )
+        return History(messages, last_id or None, complete)

@@ -1,0 +1,45 @@
+-- Store a message unless its client_id was stored within the resend window,
+-- then ring the room's doorbell. The check, the XADD and the resend key are
+-- one script, so two processes that receive the same resend at once cannot
+-- both store it.
+-- Trimming is done here in batches rather than with XADD's MAXLEN ~: Redis
+-- 7.0's max-deleted-entry-id tracks XDEL only, and MAXLEN ~ cannot say which
+-- ids it removed, yet `complete` needs the newest trimmed id; and ~ drops
+-- whole macro nodes (100 entries), which for a small retention keeps many
+-- times too much. Once the stream holds a tenth more than retention, the
+-- newest id about to go is recorded and the stream trimmed exactly.
+-- With a room TTL, every key of the room expires once its last message is
+-- that old (contract section 7, --room-ttl).
+-- KEYS: stream, born, trimmed, channel[, resend].
+-- ARGV: retention, ttl_ms (0: never), user, text[, client_id, window_ms].
+-- Returns {id, 0} for a new message, {id, 1, fields or false} for a resend.
+if KEYS[5] then
+  local earlier = redis.call('GET', KEYS[5])
+  if earlier then
+    local entry = redis.call('XRANGE', KEYS[1], earlier, earlier)[1]
+    return {earlier, 1, entry and entry[2] or false}
+  end
+end
+local id
+if KEYS[5] then
+  id = redis.call('XADD', KEYS[1], '*', 'user', ARGV[3], 'text', ARGV[4], 'cid', ARGV[5])
+  redis.call('SET', KEYS[5], id, 'PX', ARGV[6])
+else
+  id = redis.call('XADD', KEYS[1], '*', 'user', ARGV[3], 'text', ARGV[4])
+end
+redis.call('SET', KEYS[2], id, 'NX')
+local retention = tonumber(ARGV[1])
+local excess = redis.call('XLEN', KEYS[1]) - retention
+if excess > math.max(1, math.floor(retention / 10)) then
+  local doomed = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  redis.call('SET', KEYS[3], doomed[#doomed][1])
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', retention)
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
+redis.call('SPUBLISH', KEYS[4], 'msg')
+return {id, 0}

@@ -1,0 +1,223 @@
+"""A local Redis Cluster of real redis-server processes: 3 masters, 3 replicas by default.
+
+For trying the cluster bus on one machine (``server.py cluster --redis-cluster``)
+and for the tests. Each node runs Debian's redis-server in a directory of its
+own on a free loopback port, with ``cluster-enabled yes`` and append-only
+persistence; ``redis-cli --cluster create`` assigns the 16384 slots to the
+masters and a replica to each. A node can be killed (SIGKILL, as in a crash)
+and started again on its port and directory: it rejoins as a replica of
+whichever node took over.
+
+``node_timeout_ms`` is how long the others wait before they fail a silent
+master over to its replica; a user's messages to rooms of that master pause
+for about that long plus a second (see the README's "Deploying").
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import redis
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+
+class RedisClusterError(RuntimeError):
+    """A node or the cluster did not come up; the message says what to do."""
+
+
+def _free_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000) is free too, so at most 55535."""
+    for _ in range(200):
+        port = random.randint(20000, 55535)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RedisClusterError("no free pair of ports for a cluster node")
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise RedisClusterError(f"{name} not found: install Debian's redis-server package (apt-get install redis-server)")
+    return found
+
+
+def _client(port: int) -> redis.Redis:
+    return redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
+
+
+@dataclass
+class ClusterNode:
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, extra: Sequence[str]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            _binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.directory), "--daemonize", "no", "--logfile", "redis.log",
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--appendonly", "yes", "--save", "", *extra,
+        ]
+        self.process = subprocess.Popen(command, cwd=self.directory, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RedisClusterError(f"redis-server on port {self.port} did not start: {self.log_tail()}")
+            time.sleep(0.02)  # polling the port, bounded by the deadline
+
+    def answers(self) -> bool:
+        try:
+            with _client(self.port) as client:
+                return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def info(self, section: str) -> dict[str, str]:
+        with _client(self.port) as client:
+            if section == "cluster":
+                return {k: str(v) for k, v in client.cluster("info").items()}
+            return dict(client.info(section))
+
+    def kill(self) -> None:
+        self._end(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._end(signal.SIGTERM)
+
+    def _end(self, signum: int) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGCONT)
+        process.send_signal(signum)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        path = self.directory / "redis.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+@dataclass
+class LocalRedisCluster:
+    """``masters`` masters with ``replicas`` replicas each, on free loopback ports under ``directory``."""
+
+    directory: Path
+    masters: int = 3
+    replicas: int = 1
+    node_timeout_ms: int = 2000
+    extra_args: list[str] = field(default_factory=list)
+    nodes: list[ClusterNode] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """One node's URL: the bus discovers the others (``--redis-url`` with ``--redis-cluster``)."""
+        return f"redis://{self.nodes[0].address}"
+
+    def start(self) -> "LocalRedisCluster":
+        args = ["--cluster-node-timeout", str(self.node_timeout_ms), *self.extra_args]
+        count = self.masters * (1 + self.replicas)
+        self.nodes = [ClusterNode(_free_port(), self.directory / f"node-{k}") for k in range(count)]
+        try:
+            for node in self.nodes:
+                node.start(args)
+            self._create()
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _create(self) -> None:
+        command = [_binary("redis-cli"), "--cluster", "create", *[n.address for n in self.nodes],
+                   "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=START_TIMEOUT)
+        if done.returncode != 0:
+            raise RedisClusterError(f"redis-cli --cluster create failed: {done.stdout[-800:]} {done.stderr[-400:]}")
+
+    def wait_ok(self, timeout: float = START_TIMEOUT) -> None:
+        """Until every running node says the cluster is ok and every slot has a master that answers."""
+        deadline = time.monotonic() + timeout
+        while not self._all_ok():
+            if time.monotonic() > deadline:
+                raise RedisClusterError(f"the cluster did not become ok within {timeout:.0f} s")
+            time.sleep(0.1)  # polling CLUSTER INFO, bounded by the deadline
+
+    def _all_ok(self) -> bool:
+        try:
+            running = [node for node in self.nodes if node.running]
+            if any(node.info("cluster").get("cluster_state") != "ok" for node in running):
+                return False
+            masters = self.master_ports()
+            return len(masters) == self.masters and all(self.node(port).running for port in masters)
+        except (redis.RedisError, OSError):
+            return False
+
+    def slots(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, master port) as a running node sees them."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            try:
+                with _client(node.port) as client:
+                    ranges = client.execute_command("CLUSTER", "SLOTS")
+            except (redis.RedisError, OSError):
+                continue
+            found: list[tuple[int, int, int]] = []
+            for entry in ranges:
+                if isinstance(entry, dict):  # redis-py may parse CLUSTER SLOTS into a dict
+                    return [(int(a), int(b), int(v["primary"][1])) for (a, b), v in entry.items()]
+                found.append((int(entry[0]), int(entry[1]), int(entry[2][1])))
+            return found
+        raise RedisClusterError("no node of the cluster answers")
+
+    def master_ports(self) -> set[int]:
+        return {port for _, _, port in self.slots()}
+
+    def master_of(self, key: str) -> int:
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
+        for first, last, port in self.slots():
+            if first <= slot <= last:
+                return port
+        raise RedisClusterError(f"slot {slot} has no master")
+
+    def node(self, port: int) -> ClusterNode:
+        return next(node for node in self.nodes if node.port == port)
+
+    def restart_node(self, port: int) -> None:
+        """Start a killed node again on its port and data: it rejoins the cluster by itself."""
+        self.node(port).start(["--cluster-node-timeout", str(self.node_timeout_ms), *self.extra_args])
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
