@@ -10,9 +10,9 @@ never stored, never replayed, and outside the messages' order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import orjson
+from bus import frames
 
 ZERO_ID = "0-0"
 
@@ -52,18 +52,8 @@ class Message:
         return self.key.ms
 
     def frame(self, replay: bool = False) -> bytes:
-        """The UTF-8 JSON of section 4's message frame; callers encode once per message."""
-        body: dict[str, Any] = {
-            "type": "message",
-            "id": self.id,
-            "room": self.room,
-            "user": self.user,
-            "message": self.text,
-            "ts": self.ts,
-        }
-        if replay:
-            body["replay"] = True
-        return orjson.dumps(body)
+        """Section 4's message frame; callers encode once per message."""
+        return frames.message(self.id, self.room, self.user, self.text, self.ts, replay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +138,5 @@ class Notice:
 
     def frame(self) -> bytes:
         if self.kind == "presence":
-            listed = [{"user": user, "connections": count} for user, count in self.members]
-            return orjson.dumps({"type": "presence", "members": listed})
-        return orjson.dumps({"type": self.kind, "user": self.user})
+            return frames.presence(self.members)
+        return frames.notice(self.kind, self.user)

@@ -9,10 +9,7 @@ of many rooms is a pipeline per shard, never a cross-slot command.
   A cluster: the slot map read with ``CLUSTER SLOTS`` from any node that
   answers, read again after a ``MOVED``, ``ASK``, ``CLUSTERDOWN`` or a lost
   connection (a failover), and whoever listens (the consumer) is told.
-- ``Health``: the bus's one outage tracker. Each part that can fail (a shard,
-  presence) is failing or not; ``bus.error`` is logged when the first shard
-  fails and ``bus.recovered`` when the last one is back; presence has its own
-  pair of events and never makes the bus unready.
+- ``Health`` (``health.py``): the bus's one outage tracker.
 - ``Redis.call``: the one retry policy. A redirection or a dropped connection
   refreshes the topology (or drops the shard's idle connections, which a
   restarted Redis closed) and the call is tried once more when it is
@@ -45,6 +42,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus.backend import BusUnavailable
+from bus.redis.health import PRESENCE, Health
 
 log = structlog.get_logger("chat.bus")
 
@@ -55,7 +53,6 @@ LOST_CONNECTION = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutErro
 # thousands of joins a second; a burst beyond waits for one, within the timeout.
 POOL_SIZE = 64
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
-PRESENCE = "presence"
 
 
 def describe(exc: BaseException) -> str:
@@ -66,61 +63,6 @@ def redirected(exc: BaseException) -> bool:
     """A reply that says the slot lives elsewhere or the cluster is changing: read the topology again."""
     return isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in (
         "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "LOADING", "MASTERDOWN")
-
-
-# ---- one outage tracker -------------------------------------------------------
-
-
-class Health:
-    """Up, or down with a reason per failing part (shard addresses, and ``presence``)."""
-
-    def __init__(self, on_recovered: Callable[[], None] | None = None) -> None:
-        self.recoveries = 0
-        self._failing: dict[str, str] = {"start": "not connected to redis yet"}
-        self._on_recovered = on_recovered  # e.g. the chat_bus_reconnects_total counter
-        self._outage_started: float | None = None
-
-    @property
-    def reason(self) -> str | None:
-        """Why the bus cannot publish (for /readyz), or None."""
-        return next((why for part, why in self._failing.items() if part != PRESENCE), None)
-
-    def failed(self, part: str, reason: str) -> None:
-        if part == PRESENCE:
-            if PRESENCE not in self._failing:
-                log.warning("presence.error", reason=reason)
-        elif self._outage_started is None:
-            self._outage_started = time.monotonic()
-            log.error("bus.error", reason=reason)
-        self._failing[part] = reason
-
-    def ok(self, part: str) -> None:
-        if not self._failing:
-            return  # the common case, on every call: nothing to do
-        removed = self._failing.pop(part, None) is not None
-        if part == PRESENCE:
-            if removed:
-                log.info("presence.recovered")
-            return
-        removed |= self._failing.pop("start", None) is not None  # the first thing that worked: connected
-        if not removed or self.reason is not None:
-            return
-        if self._outage_started is None:
-            log.info("bus.connected")
-            return
-        log.info("bus.recovered", duration_ms=round((time.monotonic() - self._outage_started) * 1000))
-        self._outage_started = None
-        self.recoveries += 1
-        if self._on_recovered is not None:
-            self._on_recovered()
-
-    def failing_parts(self) -> list[str]:
-        return [part for part in self._failing if part not in ("start", PRESENCE)]
-
-    def forget(self, parts: set[str]) -> None:
-        """Shards that are no longer masters (failed over) cannot recover: stop waiting for them."""
-        for part in [p for p in self._failing if p in parts]:
-            self.ok(part)
 
 
 # ---- the runner loop ------------------------------------------------------------

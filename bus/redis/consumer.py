@@ -36,16 +36,16 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ResponseError
 
 from bus.backend import BusUnavailable, Deliver, Notify
-from bus.message import NOTICE_KINDS, IdKey, Message, Notice, id_key
+from bus.message import Message, Notice
 from bus.redis.client import REDIS_ERRORS, Redis, Restart, Runner, Shard, describe
 from bus.redis.keys import MESSAGE_BELL, Keys
+from bus.redis.groups import RoomGroup, decode_notice, lost_group
 from bus.redis.publish import decode_fields
 
 log = structlog.get_logger("chat.bus")
 
 READ_COUNT = 256  # entries per room per read
 IDLE_PING = 5.0  # seconds without traffic before the subscribed connection is checked with a PING
-_ZERO = IdKey(0, 0)
 
 Members = Callable[[str], Awaitable[list[tuple[str, int]]]]
 Ensure = Callable[[Shard, list["RoomGroup"]], Awaitable[None]]
@@ -53,46 +53,6 @@ Ensure = Callable[[Shard, list["RoomGroup"]], Awaitable[None]]
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
-
-
-def lost_group(exc: BaseException) -> bool:
-    """A read failed because the group or stream vanished (a Redis restarted empty, a TTL, a janitor)."""
-    return isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
-
-
-def decode_notice(room: str, payload: str) -> Notice | None:
-    kind, sep, user = payload.partition(":")
-    if not sep or not user or kind not in NOTICE_KINDS:
-        return None
-    return Notice(room, kind, user)
-
-
-@dataclass(eq=False)
-class RoomGroup:
-    """This process's view of its group on one room's stream."""
-
-    name: str
-    key: str
-    born: str | None = None  # the room's epoch as this process knows it
-    cursor: str = ""  # the group's last-delivered id ('' until the group exists)
-    delivered: IdKey = _ZERO  # newest id handed to deliver in this run; re-reads are dropped
-    pending: bool = False  # read this consumer's pending entries before new ones
-
-    def grouped(self, status: str, last_delivered: str, born: str | None) -> None:
-        """Take in what ensure_group.lua found or did."""
-        if not self.cursor:  # first subscription in this run
-            self.born, self.cursor = born, last_delivered
-            self.delivered = id_key(last_delivered) if status == "created" else _ZERO
-            self.pending = status == "exists"
-        elif status == "reset":  # a new epoch: every entry in the stream is new here
-            self.born, self.cursor, self.delivered = born, "0-0", _ZERO
-            self.pending = True
-        else:
-            self.pending = True
-
-    def advance(self, message_id: str) -> None:
-        if id_key(message_id) > id_key(self.cursor or "0-0"):
-            self.cursor = message_id
 
 
 @dataclass

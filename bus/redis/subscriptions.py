@@ -20,7 +20,8 @@ from redis.asyncio import Redis as RedisClient
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.keyed_locks import KeyedLocks
 from bus.redis.client import REDIS_ERRORS, Redis, Shard, describe
-from bus.redis.consumer import Members, ReaderContext, RoomGroup, ShardReader
+from bus.redis.consumer import Members, ReaderContext, ShardReader
+from bus.redis.groups import RoomGroup
 from bus.redis.keys import Keys
 from bus.redis.scripts import Scripts
 

@@ -1,0 +1,44 @@
+"""Every frame the server sends (contract sections 4 and 4b), as UTF-8 JSON bytes: pure, no I/O.
+
+The hub encodes a message or notice frame once and hands the same bytes to
+every member; the handler builds a connection's own frames (ready, ack,
+error) here too, so the wire format lives in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import orjson
+
+
+def message(message_id: str, room: str, user: str, text: str, ts: int, replay: bool = False) -> bytes:
+    body: dict[str, Any] = {"type": "message", "id": message_id, "room": room, "user": user, "message": text, "ts": ts}
+    if replay:
+        body["replay"] = True
+    return orjson.dumps(body)
+
+
+def ready(room: str, user: str, last_id: str | None, complete: bool) -> bytes:
+    return orjson.dumps({"type": "ready", "room": room, "user": user, "last_id": last_id, "complete": complete})
+
+
+def ack(client_id: str, message_id: str) -> bytes:
+    return orjson.dumps({"type": "ack", "client_id": client_id, "id": message_id})
+
+
+def error(code: str, detail: str, client_id: str | None = None) -> bytes:
+    body = {"type": "error", "error": code, "detail": detail}
+    if client_id is not None:
+        body["client_id"] = client_id
+    return orjson.dumps(body)
+
+
+def presence(members: Iterable[tuple[str, int]]) -> bytes:
+    listed = [{"user": user, "connections": count} for user, count in members]
+    return orjson.dumps({"type": "presence", "members": listed})
+
+
+def notice(kind: str, user: str) -> bytes:
+    """``join``, ``leave`` or ``typing``, about ``user``."""
+    return orjson.dumps({"type": kind, "user": user})

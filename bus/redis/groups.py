@@ -1,0 +1,51 @@
+"""What this process knows of its consumer group on one room's stream, and the frames read off Redis (no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.exceptions import ResponseError
+
+from bus.message import NOTICE_KINDS, IdKey, Notice, id_key
+
+_ZERO = IdKey(0, 0)
+
+
+def lost_group(exc: BaseException) -> bool:
+    """A read failed because the group or stream vanished (a Redis restarted empty, a TTL, a janitor)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
+
+
+def decode_notice(room: str, payload: str) -> Notice | None:
+    kind, sep, user = payload.partition(":")
+    if not sep or not user or kind not in NOTICE_KINDS:
+        return None
+    return Notice(room, kind, user)
+
+
+@dataclass(eq=False)
+class RoomGroup:
+    """This process's view of its group on one room's stream."""
+
+    name: str
+    key: str
+    born: str | None = None  # the room's epoch as this process knows it
+    cursor: str = ""  # the group's last-delivered id ('' until the group exists)
+    delivered: IdKey = _ZERO  # newest id handed to deliver in this run; re-reads are dropped
+    pending: bool = False  # read this consumer's pending entries before new ones
+
+    def grouped(self, status: str, last_delivered: str, born: str | None) -> None:
+        """Take in what ensure_group.lua found or did."""
+        if not self.cursor:  # first subscription in this run
+            self.born, self.cursor = born, last_delivered
+            self.delivered = id_key(last_delivered) if status == "created" else _ZERO
+            self.pending = status == "exists"
+        elif status == "reset":  # a new epoch: every entry in the stream is new here
+            self.born, self.cursor, self.delivered = born, "0-0", _ZERO
+            self.pending = True
+        else:
+            self.pending = True
+
+    def advance(self, message_id: str) -> None:
+        if id_key(message_id) > id_key(self.cursor or "0-0"):
+            self.cursor = message_id
