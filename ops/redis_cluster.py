@@ -177,9 +177,18 @@ class LocalRedisCluster:
             if any(node.info("cluster").get("cluster_state") != "ok" for node in running):
                 return False
             masters = self.master_ports()
-            return len(masters) == self.masters and all(self.node(port).running for port in masters)
+            if len(masters) != self.masters or not all(self.node(port).running for port in masters):
+                return False
+            # Replicas linked and in sync, or a WAIT right after start would count none of them.
+            replicas = sum(1 for node in running if node.port not in masters)
+            return sum(self._online_replicas(port) for port in masters) >= replicas
         except (redis.RedisError, OSError):
             return False
+
+    def _online_replicas(self, port: int) -> int:
+        info = self.node(port).info("replication")
+        return sum(1 for key, value in info.items()
+                   if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online")
 
     def slots(self) -> list[tuple[int, int, int]]:
         """(first slot, last slot, master port) as a running node sees them."""
