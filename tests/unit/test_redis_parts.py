@@ -1,0 +1,192 @@
+"""The pure parts of the Redis package, without a Redis: key names, a group's state, the outage tracker, the slot map.
+
+Everything that talks to Redis is tested against a real redis-server (and a
+real cluster) in tests/test_redis_bus.py and tests/test_cluster.py; these are
+the decisions those tests would only reach by chance.
+"""
+
+from __future__ import annotations
+
+import pytest
+from redis.crc import key_slot
+from redis.exceptions import ResponseError
+from structlog.testing import capture_logs
+
+from bus.message import IdKey, Notice
+from bus.redis.client import Topology, _node_url, _parse_slots, redirected
+from bus.redis.groups import RoomGroup, decode_notice, lost_group
+from bus.redis.health import PRESENCE, Health
+from bus.redis.keys import Keys
+
+# ---- keys ------------------------------------------------------------------------
+
+
+def test_every_room_key_starts_with_the_prefix_names_the_room_and_shares_one_slot() -> None:
+    keys = Keys("blue")
+    room_keys = [keys.stream("café"), keys.born("café"), keys.trimmed("café"), keys.users("café"),
+                 keys.members("café", "n1/ab"), keys.typing("café", "ann"), keys.resend("café", "ann", "c1"),
+                 keys.channel("café")]
+    assert all(key.startswith("blue:") and "café" in key for key in room_keys)
+    assert len({key_slot(key.encode()) for key in room_keys}) == 1
+    assert keys.stream("café") == "blue:{café}"
+    assert key_slot(keys.alive.encode()) == key_slot(keys.rooms_of("n1/ab").encode())
+
+
+@pytest.mark.parametrize("prefix", ["", "a b", "x{y}", "a:b", "é", "p" * 65])
+def test_a_prefix_that_could_break_hash_tags_or_scans_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError):
+        Keys(prefix)
+
+
+@pytest.mark.parametrize("user,client_id,expected", [
+    ("ann", "c1", "chat:{r}:cid:ann:c1"),
+    ("a:b", "c", "chat:{r}:cid:a%3Ab:c"),  # else ("a", "b:c") and ("a:b", "c") would share a key
+    ("a%3Ab", "c", "chat:{r}:cid:a%253Ab:c"),
+])
+def test_resend_keys_of_different_users_never_collide(user: str, client_id: str, expected: str) -> None:
+    assert Keys().resend("r", user, client_id) == expected
+
+
+@pytest.mark.parametrize("channel,room", [
+    ("chat:{lobby}:events", "lobby"), ("chat:{日本語}:events", "日本語"),
+    ("other:{lobby}:events", None), ("chat:{lobby}:notices", None), ("chat:lobby", None),
+])
+def test_a_channel_names_its_room_only_under_our_prefix(channel: str, room: str | None) -> None:
+    assert Keys().room_of_channel(channel) == room
+
+
+@pytest.mark.parametrize("payload,notice", [
+    ("join:ann", Notice("r", "join", "ann")), ("leave:a:b", Notice("r", "leave", "a:b")),
+    ("typing:bob", Notice("r", "typing", "bob")), ("msg", None), ("join:", None), ("hello:ann", None),
+    ("presence:ann", None),
+])
+def test_only_join_leave_and_typing_payloads_are_notices(payload: str, notice: Notice | None) -> None:
+    assert decode_notice("r", payload) == notice
+
+
+def test_lost_groups_are_told_from_other_errors() -> None:
+    assert lost_group(ResponseError("NOGROUP No such key 'chat:{r}' or consumer group 'n/1'"))
+    assert not lost_group(ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"))
+    assert not lost_group(ConnectionError("NOGROUP"))
+
+
+@pytest.mark.parametrize("reply,moved", [
+    ("MOVED 3999 127.0.0.1:6381", True), ("ASK 3999 127.0.0.1:6381", True), ("CLUSTERDOWN down", True),
+    ("TRYAGAIN", True), ("WRONGTYPE x", False), ("ERR Invalid stream ID", False),
+])
+def test_redirections_are_told_from_bad_requests(reply: str, moved: bool) -> None:
+    assert redirected(ResponseError(reply)) is moved
+
+
+# ---- a group's state ---------------------------------------------------------------------
+
+
+def test_a_group_made_now_delivers_only_what_comes_after_it() -> None:
+    group = RoomGroup("r", "chat:{r}")
+    group.grouped("created", "5-0", "1-0")
+    assert (group.cursor, group.born, group.delivered, group.pending) == ("5-0", "1-0", IdKey(5, 0), False)
+
+
+def test_a_group_that_was_there_reads_its_pending_list_first() -> None:
+    group = RoomGroup("r", "chat:{r}")
+    group.grouped("exists", "5-0", "1-0")
+    assert group.pending and group.delivered == IdKey(0, 0)
+
+
+def test_a_new_epoch_starts_the_group_over_and_a_recreated_one_rereads() -> None:
+    group = RoomGroup("r", "chat:{r}")
+    group.grouped("created", "5-0", "1-0")
+    group.advance("7-0")
+    group.grouped("created", "7-0", "1-0")  # made again at the cursor: same epoch
+    assert (group.cursor, group.pending, group.delivered) == ("7-0", True, IdKey(5, 0))
+    group.grouped("reset", "0-0", "9-0")  # a Redis that came back empty
+    assert (group.cursor, group.born, group.delivered, group.pending) == ("0-0", "9-0", IdKey(0, 0), True)
+
+
+def test_the_cursor_only_moves_forward() -> None:
+    group = RoomGroup("r", "chat:{r}", cursor="5-3")
+    group.advance("5-2")
+    assert group.cursor == "5-3"
+    group.advance("6-0")
+    assert group.cursor == "6-0"
+
+
+# ---- the outage tracker ----------------------------------------------------------------------
+
+
+def test_one_error_and_one_recovery_per_outage_however_many_shards_fail() -> None:
+    recovered: list[int] = []
+    health = Health(on_recovered=lambda: recovered.append(1))
+    with capture_logs() as logs:
+        health.ok("a:1")
+        assert health.reason is None
+        health.failed("a:1", "down")
+        health.failed("b:2", "down too")
+        health.failed("a:1", "still down")
+        assert health.reason == "still down"
+        health.ok("a:1")
+        assert health.reason == "down too"  # still one shard out
+        health.ok("b:2")
+        health.ok("b:2")
+    assert [entry["event"] for entry in logs] == ["bus.connected", "bus.error", "bus.recovered"]
+    assert recovered == [1] and health.recoveries == 1
+
+
+def test_presence_failures_never_make_the_bus_unready() -> None:
+    health = Health()
+    health.ok("a:1")
+    with capture_logs() as logs:
+        health.failed(PRESENCE, "WRONGTYPE")
+        health.failed(PRESENCE, "WRONGTYPE")
+        assert health.reason is None and health.failing_parts() == []
+        health.ok(PRESENCE)
+    assert [entry["event"] for entry in logs] == ["presence.error", "presence.recovered"]
+
+
+def test_not_ready_until_something_worked() -> None:
+    health = Health()
+    assert health.reason == "not connected to redis yet"
+    health.ok(PRESENCE)  # presence says nothing of the bus
+    assert health.reason is not None
+    health.ok("a:1")
+    assert health.reason is None
+
+
+def test_a_shard_that_is_no_longer_a_master_is_not_waited_for() -> None:
+    health = Health()
+    health.ok("a:1")
+    health.failed("dead:1", "gone")
+    health.forget({"dead:1"})
+    assert health.reason is None and health.recoveries == 1
+
+
+# ---- the slot map --------------------------------------------------------------------------------
+
+
+def test_slot_maps_in_both_of_redis_pys_shapes() -> None:
+    as_list = [[0, 5460, [b"127.0.0.1", 7000, b"id"]], [5461, 16383, ["127.0.0.1", 7001, "id"]]]
+    as_dict = {(0, 5460): {"primary": ("127.0.0.1", 7000)}, (5461, 16383): {"primary": ("127.0.0.1", 7001)}}
+    expected = [(0, 5460, "127.0.0.1:7000"), (5461, 16383, "127.0.0.1:7001")]
+    assert sorted(_parse_slots(as_list)) == sorted(_parse_slots(as_dict)) == expected
+
+
+@pytest.mark.parametrize("url,cluster,expected", [
+    ("redis://127.0.0.1:6379/3", False, "redis://127.0.0.1:7000/3"),
+    ("redis://:secret@10.0.0.1:6379", True, "redis://:secret@127.0.0.1:7000"),
+    ("rediss://u:p@h:1/0?ssl_cert_reqs=none", True, "rediss://u:p@127.0.0.1:7000?ssl_cert_reqs=none"),
+])
+def test_a_nodes_url_keeps_the_credentials_and_drops_the_database_on_a_cluster(
+    url: str, cluster: bool, expected: str,
+) -> None:
+    assert _node_url(url, "127.0.0.1:7000", cluster) == expected
+
+
+def test_keys_go_to_the_master_of_their_slot() -> None:
+    topology = Topology("redis://127.0.0.1:7000", cluster=True, timeout=1.0, client_name="t")
+    assert topology.address_for("chat:{r}") == "127.0.0.1:7000"  # no map yet: the seed (it answers MOVED)
+    topology._slots = [(0, 8191, "127.0.0.1:7001"), (8192, 16383, "127.0.0.1:7002")]
+    for key in ("chat:{a}", "chat:{b}", "chat:{日本語}"):
+        expected = "127.0.0.1:7001" if key_slot(key.encode()) <= 8191 else "127.0.0.1:7002"
+        assert topology.address_for(key) == expected
+    single = Topology("redis://127.0.0.1:6390/2", cluster=False, timeout=1.0, client_name="t")
+    assert single.address_for("chat:{a}") == single.address_for("chat:{b}") == "127.0.0.1:6390"
