@@ -25,7 +25,8 @@ from bus.redis.groups import RoomGroup
 from bus.redis.keys import Keys
 from bus.redis.scripts import Scripts
 
-DROP_LATER = 0.0  # orphans are dropped by the next liveness tick
+DROP_LATER = 0.0  # orphans are dropped by the next liveness tick...
+RECHECK = 10.0  # ...and once more this much later: a command that timed out here may still run there
 
 
 class Consumer:
@@ -43,6 +44,7 @@ class Consumer:
         self._readers: dict[str, ShardReader] = {}
         self._holder: dict[str, ShardReader] = {}
         self._orphans: dict[str, float] = {}  # room -> when to drop this process's group unless a member came
+        self._rechecks: dict[str, float] = {}  # room -> seconds after the first drop to drop it once more
         self._ctx = ReaderContext(redis, keys, incarnation, self._ensure, members, timeout=timeout)
         redis.topology.listeners.append(self._topology_changed)
 
@@ -71,6 +73,7 @@ class Consumer:
             if room in self.groups:
                 return
             self._orphans.pop(room, None)  # an earlier group of ours: carry on with it
+            self._rechecks.pop(room, None)
             group = RoomGroup(room, self._keys.stream(room))
             reader = self._reader_for(group.key)
             self.groups[room], self._holder[room] = group, reader
@@ -142,11 +145,7 @@ class Consumer:
 
     def _drop_later(self, room: str) -> None:
         self._orphans[room] = DROP_LATER
-
-    def adopt_orphans(self, rooms: set[str], after: float) -> None:
-        """Groups an earlier incarnation listed: kept ``after`` seconds for members that come back."""
-        due = time.monotonic() + after
-        self._orphans.update({room: due for room in rooms if room not in self.groups})
+        self._rechecks[room] = RECHECK
 
     async def drop_orphans(self, still_listed: Callable[[str], bool]) -> None:
         now = time.monotonic()
@@ -156,7 +155,11 @@ class Consumer:
             async with self._locks.hold(room):
                 if room not in self.groups:
                     await self._drop(room, unlist=not still_listed(room))
-                self._orphans.pop(room, None)
+                recheck = self._rechecks.pop(room, None)
+                if recheck is None or room in self.groups:
+                    self._orphans.pop(room, None)
+                else:
+                    self._orphans[room] = now + recheck
 
     # ---- readers and the topology -----------------------------------------------
 

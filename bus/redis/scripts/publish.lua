@@ -23,7 +23,9 @@ end
 local id
 if KEYS[5] then
   id = redis.call('XADD', KEYS[1], '*', 'user', ARGV[3], 'text', ARGV[4], 'cid', ARGV[5])
-  redis.call('SET', KEYS[5], id, 'PX', ARGV[6])
+  local window = tonumber(ARGV[6])
+  if tonumber(ARGV[2]) > 0 then window = math.min(window, tonumber(ARGV[2])) end
+  redis.call('SET', KEYS[5], id, 'PX', window)
 else
   id = redis.call('XADD', KEYS[1], '*', 'user', ARGV[3], 'text', ARGV[4])
 end
