@@ -1,4 +1,4 @@
-"""What a Redis Cluster costs a user: the publish latency of --redis-wait-replicas, and how long delivery pauses in a failover.
+"""What a Redis Cluster costs a user: the latency of --redis-wait-replicas, and how long a failover pauses delivery.
 
     .venv/bin/python bench/cluster_failover.py [--rounds 3] [--out bench/results/cluster-failover.jsonl]
 
@@ -119,22 +119,29 @@ async def one_round(replicas: int, wait: int, workdir: Path) -> dict:
         cluster.stop()
 
 
-async def main() -> None:
+async def run(rounds: int, commit: str, out: str | None) -> list[str]:
+    lines = []
+    for round_no in range(1, rounds + 1):
+        for replicas, wait in CONFIGS:
+            with tempfile.TemporaryDirectory() as workdir:
+                result = await one_round(replicas, wait, Path(workdir))
+            lines.append(json.dumps({"round": round_no, "commit": commit, **result}))
+            print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    for round_no in range(1, args.rounds + 1):
-        for replicas, wait in CONFIGS:
-            with tempfile.TemporaryDirectory() as workdir:
-                result = await one_round(replicas, wait, Path(workdir))
-            line = json.dumps({"round": round_no, "commit": commit, **result})
-            print(line, flush=True)
-            if args.out:
-                with open(args.out, "a") as out:
-                    out.write(line + "\n")
+    git = ["git", "rev-parse", "--short", "HEAD"]
+    commit = subprocess.run(git, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    lines = asyncio.run(run(args.rounds, commit, args.out))
+    if args.out:
+        with open(args.out, "a") as out:
+            out.write("".join(line + "\n" for line in lines))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

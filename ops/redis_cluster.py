@@ -52,7 +52,8 @@ def _free_port() -> int:
 def _binary(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise RedisClusterError(f"{name} not found: install Debian's redis-server package (apt-get install redis-server)")
+        raise RedisClusterError(
+            f"{name} not found: install Debian's redis-server package (apt-get install redis-server)")
     return found
 
 

@@ -36,8 +36,8 @@ async def test_24_rooms_through_two_processes_keep_one_order_and_spread_over_eve
     url, *args = cluster_args(redis_cluster, "spread")
     one, two = await spawn("c1", url, *args), await spawn("c2", url, *args)
     rooms = [f"room{k}" for k in range(24)]
-    pairs = [(await ChatClient.connect(one.port, room, user="ann"), await ChatClient.connect(two.port, room, user="bob"))
-             for room in rooms]
+    pairs = [(await ChatClient.connect(one.port, room, user="ann"),
+              await ChatClient.connect(two.port, room, user="bob")) for room in rooms]
 
     async def talk(client: ChatClient, prefix: str) -> None:
         for k in range(10):

@@ -33,14 +33,12 @@ from typing import Any, Awaitable, Callable
 
 import structlog
 from redis.asyncio.client import PubSub
-from redis.exceptions import ResponseError
 
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.message import Message, Notice
 from bus.redis.client import REDIS_ERRORS, Redis, Restart, Runner, Shard, describe
+from bus.redis.groups import RoomGroup, decode_fields, decode_notice, lost_group, text
 from bus.redis.keys import MESSAGE_BELL, Keys
-from bus.redis.groups import RoomGroup, decode_notice, lost_group
-from bus.redis.publish import decode_fields
 
 log = structlog.get_logger("chat.bus")
 
@@ -49,10 +47,6 @@ IDLE_PING = 5.0  # seconds without traffic before the subscribed connection is c
 
 Members = Callable[[str], Awaitable[list[tuple[str, int]]]]
 Ensure = Callable[[Shard, list["RoomGroup"]], Awaitable[None]]
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
 
 @dataclass
@@ -86,7 +80,8 @@ class ShardReader:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.runner.run_forever(self._session), name=f"bus-reader-{self.shard.address}")
+        name = f"bus-reader-{self.shard.address}"
+        self._task = asyncio.create_task(self.runner.run_forever(self._session), name=name)
 
     async def stop(self) -> None:
         self.runner.closed = True
@@ -188,7 +183,7 @@ class ShardReader:
             message = await pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
             if message is None:
                 continue
-            if message.get("type") == "pong" and _text(message.get("data")) == token:
+            if message.get("type") == "pong" and text(message.get("data")) == token:
                 return
             self._handle(message)
         raise TimeoutError("no answer to the subscriptions")
@@ -215,20 +210,20 @@ class ShardReader:
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "smessage":
-            room = self._ctx.keys.room_of_channel(_text(message["channel"]))
+            room = self._ctx.keys.room_of_channel(text(message["channel"]))
             if room is None or room not in self.rooms:
                 return
-            payload = _text(message["data"])
+            payload = text(message["data"])
             if payload == MESSAGE_BELL:
                 self._dirty.add(room)
             elif (notice := decode_notice(room, payload)) is not None:
                 self._notify(notice)
         elif kind == "pong":
-            answered = self._barriers.get(_text(message.get("data")))
+            answered = self._barriers.get(text(message.get("data")))
             if answered is not None and not answered.done():
                 answered.set_result(None)
         elif kind == "sunsubscribe":
-            room = self._ctx.keys.room_of_channel(_text(message["channel"]))
+            room = self._ctx.keys.room_of_channel(text(message["channel"]))
             if room is not None and room in self.rooms:
                 raise Restart()  # not ours: the slot moved to another shard
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 from redis.exceptions import ResponseError
 
-from bus.message import NOTICE_KINDS, IdKey, Notice, id_key
+from bus.message import NOTICE_KINDS, IdKey, Message, Notice, id_key
 
 _ZERO = IdKey(0, 0)
 
@@ -49,3 +50,21 @@ class RoomGroup:
     def advance(self, message_id: str) -> None:
         if id_key(message_id) > id_key(self.cursor or "0-0"):
             self.cursor = message_id
+
+
+def decode_fields(message_id: str, room: str, fields: dict[str, str]) -> Message | None:
+    """A stream entry as a Message; None for an entry deleted since it was read."""
+    if not fields:
+        return None
+    return Message(message_id, room, fields.get("user", ""), fields.get("text", ""), fields.get("cid"))
+
+
+def decode_flat(room: str, entry: Sequence[Any]) -> Message | None:
+    """An entry as Lua returns it: ``[id, [field, value, ...]]``."""
+    message_id, flat = entry[0], entry[1] or []
+    return decode_fields(message_id, room, dict(zip(flat[0::2], flat[1::2])))
+
+
+def text(value: Any) -> str:
+    """A channel name or payload off the subscribed connection (undecoded bytes), as text."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")

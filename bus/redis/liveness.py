@@ -139,11 +139,7 @@ class Liveness:
         listing = self._keys.rooms_of(incarnation)
         rooms = sorted(str(room) for room in await self._redis.call(listing, lambda c: c.smembers(listing), "janitor"))
         for room in rooms:
-            stream, born = self._keys.stream(room), self._keys.born(room)
-
-            async def drop(client: RedisClient) -> Any:
-                return await self._scripts.drop_group(keys=[stream, born], args=[incarnation], client=client)
-            await self._redis.call(stream, drop, "janitor")
+            await self._consumer.drop_group(room, incarnation)
             await self._presence.remove(incarnation, room)
         alive = self._keys.alive
         args: list[Any] = [incarnation, f"{score:.0f}", *rooms]

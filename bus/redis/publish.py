@@ -9,29 +9,17 @@ failover cannot lose a message whose sender got an ``ack``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from redis.asyncio import Redis as RedisClient
 
 from bus.backend import BusUnavailable
-from bus.message import Draft, History, IdKey, Message, Published, completeness, id_key
+from bus.message import Draft, History, IdKey, Published, completeness, id_key
 from bus.redis.client import Redis
+from bus.redis.groups import decode_flat
 from bus.redis.keys import Keys
 from bus.redis.options import RedisOptions
 from bus.redis.scripts import Scripts
-
-
-def decode_fields(message_id: str, room: str, fields: dict[str, str]) -> Message | None:
-    """A stream entry as a Message; None for an entry deleted since it was read."""
-    if not fields:
-        return None
-    return Message(message_id, room, fields.get("user", ""), fields.get("text", ""), fields.get("cid"))
-
-
-def decode_flat(room: str, entry: Sequence[Any]) -> Message | None:
-    """An entry as Lua returns it: ``[id, [field, value, ...]]``."""
-    message_id, flat = entry[0], entry[1] or []
-    return decode_fields(message_id, room, dict(zip(flat[0::2], flat[1::2])))
 
 
 class Publisher:

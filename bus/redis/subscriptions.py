@@ -134,14 +134,19 @@ class Consumer:
                 self._drop_later(group.name)  # unsubscribed while we re-created its group
 
     async def _drop(self, room: str, unlist: bool = True) -> None:
-        name, stream, born = self._incarnation(), self._keys.stream(room), self._keys.born(room)
-
-        async def drop(client: RedisClient) -> Any:
-            return await self._scripts.drop_group(keys=[stream, born], args=[name], client=client)
-        await self._redis.call(stream, drop, "unsubscribe")
+        name = self._incarnation()
+        await self.drop_group(room, name)
         if unlist:
             listing = self._keys.rooms_of(name)
             await self._redis.call(listing, lambda c: c.srem(listing, room), "unlist")
+
+    async def drop_group(self, room: str, group: str) -> None:
+        """Destroy a group (this incarnation's, or a dead one's) on the room's stream."""
+        stream, born = self._keys.stream(room), self._keys.born(room)
+
+        async def drop(client: RedisClient) -> Any:
+            return await self._scripts.drop_group(keys=[stream, born], args=[group], client=client)
+        await self._redis.call(stream, drop, "drop group")
 
     def _drop_later(self, room: str) -> None:
         self._orphans[room] = DROP_LATER
