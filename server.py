@@ -27,7 +27,7 @@ from bus.room_bus import RoomBus
 from config.logging import configure_logging
 from config.settings import Settings, SettingsError, load_settings
 from handlers.health import HealthHandler, ReadyHandler
-from handlers.pages import LobbyHandler, RoomPageHandler, UserNameHandler
+from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketRegistry
 from ops.metrics import Metrics, MetricsHandler
 
@@ -60,7 +60,7 @@ def make_app(
             tornado.web.url(r"/", tornado.web.RedirectHandler, dict(url="/chat/")),
             tornado.web.url(r"/chat/", LobbyHandler, name="lobby"),
             tornado.web.url(r"/chat/name", UserNameHandler, name="user_name"),
-            tornado.web.url(r"/chat/([^/]+)/", RoomPageHandler, name="room"),
+            tornado.web.url(r"/chat/([^/]+)/", RoomPageHandler, dict(max_chars=settings.max_message_chars), name="room"),
             tornado.web.url(r"/ws/chat/([^/]+)/", RoomSocket, socket_args),
             tornado.web.url(r"/healthz", HealthHandler),
             tornado.web.url(r"/readyz", ReadyHandler, dict(bus=bus)),
@@ -72,6 +72,7 @@ def make_app(
         xsrf_cookies=True,
         websocket_max_message_size=settings.max_frame_bytes,
         log_function=_log_request,
+        default_handler_class=NotFoundHandler,
     )
 
 
