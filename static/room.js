@@ -20,7 +20,7 @@
   const view = window.ChatLog.create(document.getElementById("chat-log"),
                                      document.getElementById("new-messages"),
                                      document.getElementById("empty-hint"));
-  const maxChars = Number(input.dataset.maxChars) || 4096;
+  function maxChars() { return Number(input.dataset.maxChars) || 4096; }  // the server's, as served
 
   let socket = null;
   let ready = false;
@@ -264,10 +264,11 @@
     input.style.height = "auto";
     input.style.height = Math.min(input.scrollHeight + 2, 160) + "px";
     const used = codePoints(input.value);
-    const left = maxChars - used;
-    const near = left <= Math.max(20, Math.floor(maxChars / 10));
+    const limit = maxChars();
+    const left = limit - used;
+    const near = left <= Math.max(20, Math.floor(limit / 10));
     counter.textContent = !near ? "" : left >= 0 ? left + " characters left"
-      : -left + " characters over the limit of " + maxChars;
+      : -left + " characters over the limit of " + limit;
     counter.classList.toggle("over", left < 0);
     input.setAttribute("aria-invalid", String(left < 0));
   }
@@ -275,7 +276,7 @@
     event.preventDefault();
     const text = input.value;
     if (!text.trim()) return;
-    if (codePoints(text) > maxChars) {   // kept, not cut: the writer decides what goes
+    if (codePoints(text) > maxChars()) {   // kept, not cut: the writer decides what goes
       composerChanged();
       input.focus();
       return;
