@@ -390,20 +390,20 @@ def render_json(report: TrafficReport, by_minute: bool = False) -> str:
     return orjson.dumps(report.as_dict(by_minute), option=orjson.OPT_INDENT_2).decode()
 
 
-def _width(text: str) -> int:
+def display_width(text: str) -> int:
     """Terminal columns: East Asian wide characters take two, combining marks none."""
     return sum(0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
                for char in text)
 
 
 def _pad(text: str, width: int, right: bool) -> str:
-    gap = " " * (width - _width(text))
+    gap = " " * (width - display_width(text))
     return gap + text if right else text + gap
 
 
 def _table(rows: list[list[str]], numeric: bool = True, text_columns: int = 1) -> list[str]:
     """Columns sized to their content; the first ``text_columns`` left-aligned, the rest right when ``numeric``."""
-    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(_pad(cell, widths[i], numeric and i >= text_columns) for i, cell in enumerate(row)).rstrip()
             for row in rows]
 
