@@ -6,7 +6,7 @@
 // User text only ever reaches the page through textContent, never as HTML.
 "use strict";
 window.ChatLog = (function () {
-  const NAME_COLOURS = 10;          // .name-0 .. .name-9 in chat.css, each >= 4.5:1 on the log
+  const NAME_COLOURS = 12;          // .name-0 .. .name-11 in chat.css, each >= 4.5:1 on the log
   const GROUP_MS = 5 * 60 * 1000;   // one author's messages within 5 min read as one run
   const NEAR_BOTTOM_PX = 32;
 
