@@ -189,7 +189,7 @@ def _rooms_table(rooms: dict[str, dict[str, Any]]) -> str:
 
 
 def _users_table(rooms: dict[str, dict[str, Any]]) -> str:
-    rows = [[name, user, c["messages"], c["rejected"], c["connections"]]
+    rows = [[name, user, c.messages, c.rejected, c.connections]
             for name, room in rooms.items() for user, c in room["per_user"].items()]
     return _table(["room", "user", "messages", "rejected", "connections"], rows, text_columns=2)
 
