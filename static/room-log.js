@@ -87,8 +87,8 @@ window.ChatLog = (function () {
     }
 
     // A message frame as a line: author, time, text. ``own``: sent by this
-    // page's user; ``live``: not replayed history (counts for the marker).
-    function addMessage(frame, own, live) {
+    // page's user; ``fresh``: new to the reader (counts for the marker).
+    function addMessage(frame, own, fresh) {
       daySeparator(frame.ts);
       const item = document.createElement("li");
       item.className = "message" + (own ? " own" : "");
@@ -100,7 +100,7 @@ window.ChatLog = (function () {
                   span("text", frame.message));
       insert(item);
       hint.hidden = true;
-      added(live && !own, own && live);
+      added(fresh && !own, own && !frame.replay);  // what the reader just sent: show it
       return item;
     }
     function addPending(user, text) {

@@ -87,7 +87,9 @@
     lastId = frame.id;
     const own = frame.user === userName;
     const live = !frame.replay;
-    view.addMessage(frame, own, live);
+    // After a reconnect the replay is what was missed: new to the reader (for
+    // the marker), though not read aloud one by one.
+    view.addMessage(frame, own, live || resumed);
     if (live && !own) announce(frame.user + ": " + frame.message);
     if (live && typers.has(frame.user)) stopTyping(frame.user);  // they sent it
     dropShown();
@@ -278,6 +280,7 @@
     if (!text.trim()) return;
     if (codePoints(text) > maxChars()) {   // kept, not cut: the writer decides what goes
       composerChanged();
+      announce("Not sent: " + counter.textContent);
       input.focus();
       return;
     }

@@ -136,6 +136,40 @@ async def test_a_reader_who_scrolled_up_stays_put_and_is_told_of_new_messages(
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_messages_missed_while_away_count_as_new_for_a_reader_who_scrolled_up(
+    make_server: Any, open_user: OpenUser,
+) -> None:
+    server = await make_server(rate_limit=0)
+    await fill_room(server, "away", 40)
+    ann = await open_user(server, "Ann", LAPTOP)
+    await ann.enter_room("away")
+    await wait_newest_in_view(ann.page)
+    log = ann.page.locator("#chat-log")
+    await log.evaluate("log => { log.scrollTop = 0; }")
+    await ann.page.wait_for_function("() => document.getElementById('chat-log').scrollTop === 0")
+
+    bob = await ChatClient.connect(server.port, "away", user="Bob")
+    assert server.http is not None
+    stopped = server.http
+    stopped.stop()  # Ann's page is away while Bob sends 3 messages
+    try:
+        for socket in [s for s in server.registry.sockets if s.user == "Ann"]:
+            socket.close(1001, "test: dropped")
+        await expect(ann.status).to_have_attribute("data-state", "closed")
+        for n in (41, 42, 43):
+            await bob.say(text_of(n))
+        await bob.messages(3)
+        server.listen()
+        await ann.wait_connected(timeout=RECONNECT_TIMEOUT_MS)
+        await expect(ann.page.locator("#chat-log li.message .text").last).to_have_text(text_of(43))
+        await expect(ann.page.locator("#new-messages")).to_have_text("3 new messages below ↓")
+        assert await log.evaluate("log => log.scrollTop") == 0
+    finally:
+        bob.close()
+        await stopped.close_all_connections()
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_the_newest_message_stays_in_view_when_the_window_changes_size(
     make_server: Any, open_user: OpenUser,
 ) -> None:
