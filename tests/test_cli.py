@@ -26,6 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from server import page_url
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = [sys.executable, str(ROOT / "server.py")]
 START_TIMEOUT = 30.0
@@ -130,6 +132,12 @@ def test_a_person_who_starts_the_server_is_told_which_url_to_open(tmp_path: Path
         if process.poll() is None:
             process.kill()
         os.close(terminal)
+
+
+def test_the_url_for_a_wildcard_or_ipv6_address_is_one_a_browser_can_open() -> None:
+    assert page_url("0.0.0.0", 8888) == "http://127.0.0.1:8888/chat/"
+    assert page_url("::1", 9000) == "http://[::1]:9000/chat/"
+    assert page_url("chat.example", 80) == "http://chat.example:80/chat/"
 
 
 # ---- acceptance 4: make run keeps names across a restart -----------------------------
