@@ -6,17 +6,33 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON3 ?= python3
 
+# make run keeps its cookie secret in $(RUN_DIR) (git-ignored, mode 0600), so
+# names chosen in the lobby survive a restart. It reaches the server through
+# the environment: never on the command line (ps shows that), never logged.
+RUN_DIR ?= run
+AXE := tests/a11y/node_modules/axe-core/axe.min.js
+
 .PHONY: run test system-deps
 
-run: $(VENV)/.run-deps
-	$(PY) server.py $(ARGS)
+run: $(VENV)/.run-deps $(RUN_DIR)/cookie-secret
+	@CHAT_COOKIE_SECRET="$$(cat $(RUN_DIR)/cookie-secret)" exec $(PY) server.py $(ARGS)
 
-test: $(VENV)/.test-deps system-deps
+$(RUN_DIR)/cookie-secret:
+	@mkdir -p -m 700 $(RUN_DIR)
+	@umask 077 && $(PYTHON3) -c "import secrets; print(secrets.token_urlsafe(32))" > $@.tmp && mv $@.tmp $@
+	@echo "made a cookie secret for make run in $@ (names now survive restarts; delete it to reset them)"
+
+test: $(VENV)/.test-deps system-deps $(AXE)
 	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 system-deps:
 	bash scripts/system-deps.sh
+
+# axe-core for the accessibility test, pinned by tests/a11y/package-lock.json.
+$(AXE): tests/a11y/package-lock.json | system-deps
+	cd tests/a11y && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(VENV)/bin/python:
 	$(PYTHON3) -m venv $(VENV)

@@ -11,6 +11,7 @@ close every WebSocket with 1001, close the bus.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from bus.room_bus import RoomBus
 from config.logging import configure_logging
 from config.settings import Settings, SettingsError, load_settings
 from handlers.health import HealthHandler, ReadyHandler
-from handlers.pages import LobbyHandler, RoomPageHandler, UserNameHandler
+from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketRegistry
 from ops.metrics import Metrics, MetricsHandler
 
@@ -69,7 +70,7 @@ def make_app(
             tornado.web.url(r"/", tornado.web.RedirectHandler, dict(url="/chat/")),
             tornado.web.url(r"/chat/", LobbyHandler, name="lobby"),
             tornado.web.url(r"/chat/name", UserNameHandler, name="user_name"),
-            tornado.web.url(r"/chat/([^/]+)/", RoomPageHandler, name="room"),
+            tornado.web.url(r"/chat/([^/]+)/", RoomPageHandler, dict(max_chars=settings.max_message_chars), name="room"),
             tornado.web.url(r"/ws/chat/([^/]+)/", RoomSocket, socket_args),
             tornado.web.url(r"/healthz", HealthHandler),
             tornado.web.url(r"/readyz", ReadyHandler, dict(bus=bus)),
@@ -81,6 +82,7 @@ def make_app(
         xsrf_cookies=True,
         websocket_max_message_size=settings.max_frame_bytes,
         log_function=_log_request,
+        default_handler_class=NotFoundHandler,
     )
 
 
@@ -123,9 +125,39 @@ class ChatServer:
         log.info("server.stopped", open_sockets=len(self.registry.sockets))
 
 
+class ListenError(RuntimeError):
+    """The port cannot be listened on; the message is one line for a person."""
+
+
+# Errors of bind(): the address, not the server, is the problem.
+_LISTEN_ERRORS = {
+    errno.EADDRINUSE: "the port is already in use (another server? choose a free one with --port or CHAT_PORT)",
+    errno.EACCES: "permission denied (ports under 1024 need privileges; choose another with --port or CHAT_PORT)",
+    errno.EADDRNOTAVAIL: "the host is not an address of this machine (check --host or CHAT_HOST)",
+}
+
+
+def page_url(host: str, port: int) -> str:
+    """The lobby's URL for a person; a wildcard address is reached through loopback."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/chat/"
+
+
 async def serve(settings: Settings) -> None:
     server = ChatServer(settings)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        if exc.errno not in _LISTEN_ERRORS:
+            raise
+        await server.bus.close()  # started before the listen that failed
+        where = f"{settings.host}:{settings.port}"
+        raise ListenError(f"cannot listen on {where}: {_LISTEN_ERRORS[exc.errno]}") from None
+    if sys.stderr.isatty():  # a person started it: say where to go (stdout is the log)
+        print(f"Chat is running: open {page_url(settings.host, server.port)} (Ctrl-C stops it)",
+              file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -154,7 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.cookie_secret_generated:
         log.warning("settings.cookie_secret_generated",
                     detail="names reset at restart; set CHAT_COOKIE_SECRET, shared by every process")
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ListenError as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

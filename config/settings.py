@@ -153,7 +153,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "redis_url": (_redis_url, "Redis URL; without it the in-process bus is used"),
     "node_id": (_text, "stable name of this process in the cluster"),
     "history": (_positive_int, "messages replayed on join"),
-    "retention": (_positive_int, "messages kept per room (at least)"),
+    "retention": (_positive_int, "messages kept per room, at least"),
     "rate_limit": (_non_negative_float, "messages per second per connection; 0 turns it off"),
     "rate_burst": (_positive_int, "burst of the per-connection rate limit"),
     "log_format": (_log_format, "json or console"),
@@ -161,7 +161,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "cookie_secret": (_text, "secret that signs the name cookie; shared by all processes"),
     "allowed_origins": (_origins, "comma-separated scheme://host[:port] also allowed to connect"),
     "behind_proxy": (_bool, "trust X-Forwarded-For/-Proto/-Host from the proxy"),
-    "presence_timeout": (_non_negative_float, "seconds before a dead process's members leave (0: never)"),
+    "presence_timeout": (_non_negative_float, "seconds before a dead process's members leave; 0: never"),
     "max_message_chars": (_positive_int, "longest message text, in code points"),
     "max_frame_bytes": (_positive_int, "larger frames close the connection with 1009"),
     "send_buffer_limit": (_positive_int, "unsent bytes before a slow client is dropped"),
@@ -180,19 +180,65 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# Defaults --help shows in words, where the value alone would not say it.
+_DEFAULT_WORDS = {
+    "redis_url": "none: the in-process bus, one process only",
+    "node_id": "host name and port",
+    "log_format": "console on a terminal, else json",
+    "cookie_secret": "a new random secret at each start, so names reset",
+    "allowed_origins": "none: only the page's own origin",
+}
+
+_DESCRIPTION = """\
+Room chat server: the lobby (/chat/), room pages (/chat/<room>/) and room
+WebSockets (/ws/chat/<room>/). Without a Redis URL it runs one process on the
+in-process bus; with one, any number of processes form one chat."""
+
+_EPILOG = """\
+commands:
+  server.py cluster [...]   a deployment on this machine: Redis, N processes,
+                            nginx in front (server.py cluster --help)
+  server.py report [...]    per-room traffic report of the server's JSON logs
+                            (server.py report --help)
+
+Every setting is also CHAT_<NAME> in the environment (shown with each flag;
+REDIS_URL works too) and a key in the TOML file given with --config.
+A flag wins over the environment, which wins over the files. Pass the cookie
+secret in the environment, not as a flag: a command line is visible to every
+user of the machine."""
+
+
 def build_arg_parser(prog: str = "server.py") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Room chat server")
-    parser.add_argument("--config", help="TOML file with settings (overrides config/chat.toml)")
+    parser = argparse.ArgumentParser(
+        prog=prog, description=_DESCRIPTION, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML file with settings, over config/chat.toml (env CHAT_CONFIG)")
     add_setting_flags(parser)
     return parser
+
+
+def _help(name: str, text: str) -> str:
+    """A flag's help: what it does, its default and its environment variable."""
+    if name in _DEFAULT_WORDS:
+        default = _DEFAULT_WORDS[name]
+    else:
+        value = Settings.__dataclass_fields__[name].default
+        default = "off" if value is False else str(value).lower() if isinstance(value, bool) else str(value)
+    env = "CHAT_" + name.upper() + (" or REDIS_URL" if name == "redis_url" else "")
+    # argparse formats help with %: a literal percent sign must be doubled.
+    return f"{text} (default: {default}; env {env})".replace("%", "%%")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, (_, help_text) in _PARSERS.items():
         if name in _BOOL_FLAGS:
-            parser.add_argument(_flag(name), dest=name, action="store_const", const=True, help=help_text)
+            parser.add_argument(_flag(name), dest=name, action="store_const", const=True,
+                                help=_help(name, help_text))
         else:
-            parser.add_argument(_flag(name), dest=name, help=help_text)
+            parser.add_argument(_flag(name), dest=name, metavar=name.split("_")[-1].upper(),
+                                help=_help(name, help_text))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

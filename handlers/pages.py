@@ -1,10 +1,29 @@
-"""The HTML pages of section 2: lobby, name choice, room page."""
+"""The HTML pages of section 2: lobby, name choice, room page, and styled error pages."""
 
 from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote, unquote
 
 from tornado.web import HTTPError, RequestHandler
 
 from handlers.identity import cookie_user, guest_name, is_room_name, is_user_name, remember_user
+
+ROOM_NAME_RULE = (
+    "A room name is 1 to 100 letters, digits or underscores, in any script "
+    "(café and 日本語 are fine); spaces, dashes, dots and slashes are not."
+)
+_NOT_WORD = re.compile(r"\W+")
+
+
+def suggest_room(path: str) -> str | None:
+    """A valid room name close to what was asked for (``my-room`` -> ``my_room``), if any."""
+    match = re.fullmatch(r"/chat/([^/]+)/?", path)
+    if match is None:
+        return None
+    wanted = _NOT_WORD.sub("_", unquote(match.group(1))).strip("_")[:100]
+    return wanted if wanted and is_room_name(wanted) else None
 
 
 class PageHandler(RequestHandler):
@@ -23,6 +42,32 @@ class PageHandler(RequestHandler):
             "Content-Security-Policy",
             "default-src 'self'; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'",
         )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as pages of the site, saying what went wrong and where to go, never a traceback."""
+        if status_code == 404:
+            heading, paragraphs = "No such page", self._not_found_text()
+        else:
+            heading = f"{status_code}: {self._reason}"
+            paragraphs = ["The server could not answer this request. Try again, or start from the lobby."]
+        suggestion = suggest_room(self.request.path) if status_code == 404 else None
+        self.render(
+            "error.html", status_code=status_code, heading=heading, paragraphs=paragraphs,
+            suggestion=suggestion,
+            suggestion_url=self.reverse_url("room", quote(suggestion)) if suggestion else "",
+        )
+
+    def _not_found_text(self) -> list[str]:
+        if self.request.path.startswith("/chat/"):
+            return [f"“{unquote(self.request.path)}” is not a room page.", ROOM_NAME_RULE]
+        return [f"There is nothing at “{unquote(self.request.path)}”."]
+
+
+class NotFoundHandler(PageHandler):
+    """Every URL no route matches: the styled 404."""
+
+    def prepare(self) -> None:
+        raise HTTPError(404)
 
 
 class LobbyHandler(PageHandler):
@@ -47,7 +92,10 @@ class UserNameHandler(PageHandler):
 
 
 class RoomPageHandler(PageHandler):
+    def initialize(self, max_chars: int = 4096) -> None:
+        self.max_chars = max_chars
+
     def get(self, room: str) -> None:
         if not is_room_name(room):
             raise HTTPError(404)
-        self.render("room.html", room=room, user=self.current_name())
+        self.render("room.html", room=room, user=self.current_name(), max_chars=self.max_chars)

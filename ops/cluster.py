@@ -238,14 +238,50 @@ def _mime_types() -> str:
     raise ClusterError("nginx's mime.types not found: is Debian's nginx package installed?")
 
 
+_DESCRIPTION = """\
+A chat deployment on this machine, for trying it out: redis-server (from
+config/redis.conf, on a free loopback port, its data in the run directory;
+not with --redis-url), N chat processes on free ports (node-1 ... node-N)
+and nginx (config/nginx.conf) on the public port in front of them."""
+
+_EPILOG = """\
+signals:
+  Ctrl-C, SIGTERM   stop everything it started (nginx, the processes, Redis); exit 0
+  SIGHUP            rolling restart: each chat process in turn, the others carry the rooms
+
+Each part logs to a file of its own in the run directory; the launcher prints
+where, and restarts a chat process that exits on its own."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="server.py cluster", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="server.py cluster", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--processes", type=int, default=3, help="chat processes (default 3)")
     parser.add_argument("--port", type=int, default=8080, help="public port of nginx (default 8080)")
-    parser.add_argument("--host", default="127.0.0.1", help="address nginx listens on")
-    parser.add_argument("--redis-url", help="use this Redis instead of starting one")
-    parser.add_argument("--run-dir", help="configs, logs and Redis data (default: a new temp dir)")
+    parser.add_argument("--host", default="127.0.0.1", help="address nginx listens on (default 127.0.0.1)")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting one (default: start one)")
+    parser.add_argument("--run-dir", help="configs, logs and Redis data (default: a new directory under /tmp)")
     return parser
+
+
+def log_files(cluster: Cluster) -> list[tuple[str, Path]]:
+    """(part, log file) for every part the launcher started, in start order."""
+    files: list[tuple[str, Path]] = []
+    if cluster.redis is not None and cluster.redis.log_path is not None:
+        files.append(("redis", cluster.redis.log_path))
+    files += [(node.service.name, node.service.log_path) for node in cluster.nodes
+              if node.service.log_path is not None]
+    files.append(("nginx", cluster.run_dir / "nginx-error.log"))
+    return files
+
+
+def print_started(cluster: Cluster) -> None:
+    """The URL first (a script reads that line), then where each part logs."""
+    print(f"chat cluster: open {cluster.url}chat/  ({cluster.processes} processes; "
+          f"Ctrl-C stops everything, kill -HUP {os.getpid()} restarts them in turn)", flush=True)
+    print(f"  run dir {cluster.run_dir}", flush=True)
+    for part, path in log_files(cluster):
+        print(f"  {part + ' log':<12} {path}", flush=True)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -264,7 +300,7 @@ def main(argv: Sequence[str]) -> int:
     except ClusterError as exc:
         print(f"server.py cluster: {exc}", file=sys.stderr)
         return 1
-    print(f"chat cluster: {cluster.url}  ({args.processes} processes, run dir {run_dir})", flush=True)
+    print_started(cluster)
     return _supervise(cluster, signals)
 
 
@@ -276,6 +312,7 @@ def _supervise(cluster: Cluster, signals: list[int]) -> int:
             if number != signal.SIGHUP:
                 print("chat cluster: stopping", flush=True)
                 cluster.stop()
+                print("chat cluster: stopped", flush=True)
                 return 0
             print("chat cluster: rolling restart", flush=True)
             cluster.rolling_restart()

@@ -1,13 +1,18 @@
 """The traffic report of contract section 6: ``python server.py report``.
 
-    python server.py report [--room R] [--since T] [--until T] [--format table|json] [FILE ...]
+    python server.py report [--room R] [--since T] [--until T] [--by-minute]
+                            [--format table|json|html] [FILE ...]
 
 Reads the server's JSON log lines (stdin when no file is named, ``-`` for stdin
-among files, ``.gz`` files decompressed on the fly) and prints, per room:
-messages accepted (resends of an already accepted ``client_id`` apart),
-rejections by reason, distinct users, connections, the median connection
-duration, close codes and the busiest minute. Lines that are not JSON, or JSON
-but not a room event, are counted and skipped; the counts are in the report.
+among files, ``.gz`` files decompressed on the fly) and prints the time span
+the log covers and, per room: messages accepted (resends of an already
+accepted ``client_id`` apart), rejections by reason, distinct users,
+connections, the median connection duration, close codes, the busiest minute
+and each user's counts. ``--by-minute`` adds a timeline (messages, joins,
+leaves, rejections per minute, with the processes' starts, stops and bus
+outages marked); ``--format html`` draws the same as one self-contained page
+(ops/report_html.py). Lines that are not JSON, or JSON but not a room event,
+are counted and skipped; the counts are in the report.
 
 What is counted where: ``connections`` counts ``ws.connect`` lines; durations
 and close codes come from ``ws.disconnect`` lines. With ``--since``/``--until``
@@ -22,10 +27,12 @@ line. What grows is:
 - connection durations: exact for up to ``DurationMedian.EXACT_LIMIT`` values
   per room, then a log-bucketed histogram (the DDSketch idea) whose median is
   within 1 % of the true one, at most ~1,400 buckets per room;
-- busiest minute: a count per room per minute that had accepted messages,
-  so bounded by the time span the log covers (a month of round-the-clock
-  traffic in one room is 43,200 entries, a few MB). Keeping only the current
-  minute would need a time-ordered input, which several files merged are not.
+- busiest minute and the timeline: a count per room per minute that had
+  accepted messages, and one set of counts per minute with any traffic, so
+  bounded by the time span the log covers (a month of round-the-clock
+  traffic is 43,200 entries, a few MB). Keeping only the current minute
+  would need a time-ordered input, which several files merged are not;
+- per-user counts: three numbers per user per room, bounded by the real users.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ from typing import IO, Any, Iterable, Iterator, Sequence
 import orjson
 
 ROOM_EVENTS = frozenset({"ws.connect", "ws.disconnect", "message.accepted", "message.rejected"})
+# Events of a whole process that the timeline marks: restarts and bus outages.
+NODE_MARKS = {"server.started": "started", "server.stopped": "stopped",
+              "bus.error": "lost its bus", "bus.recovered": "bus back"}
 
 
 class DurationMedian:
@@ -108,12 +118,38 @@ class DurationMedian:
         return 2 * self.GAMMA**index / (self.GAMMA + 1)
 
 
+@dataclass(slots=True)  # one per user per room: slots halve what a busy log holds
+class UserCounts:
+    messages: int = 0
+    rejected: int = 0
+    connections: int = 0
+
+
+@dataclass
+class MinuteCounts:
+    """What happened in one minute, over the rooms the report covers."""
+
+    messages: int = 0
+    joins: int = 0      # connections opened (ws.connect)
+    leaves: int = 0     # connections closed (ws.disconnect)
+    rejected: int = 0
+    marks: Counter[str] = field(default_factory=Counter)  # "node-a started" -> times
+
+    def as_dict(self, minute: str) -> dict[str, Any]:
+        return {"minute": minute + "Z", "messages": self.messages, "joins": self.joins,
+                "leaves": self.leaves, "rejected": self.rejected, "events": mark_texts(self.marks)}
+
+
+def mark_texts(marks: Counter[str]) -> list[str]:
+    return [mark if times == 1 else f"{mark} ×{times}" for mark, times in marks.items()]
+
+
 @dataclass
 class RoomStats:
     accepted: int = 0
     resends: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    users: set[str] = field(default_factory=set)
+    users: dict[str, UserCounts] = field(default_factory=dict)
     connections: int = 0
     disconnections: int = 0
     close_codes: Counter[str] = field(default_factory=Counter)
@@ -141,7 +177,18 @@ class RoomStats:
             "median_exact": self.durations.exact,
             "close_codes": dict(sorted(self.close_codes.items())),
             "busiest_minute": self.busiest_minute(),
+            "per_user": self.per_user(),
         }
+
+    def per_user(self) -> dict[str, UserCounts]:
+        """Each user's counts, the most active first (then by name, so the order is stable).
+
+        The counts objects themselves, not copies: orjson writes them as
+        ``{"messages": ..., "rejected": ..., "connections": ...}`` without a
+        dict per user (a busy log has tens of thousands of them).
+        """
+        ranked = sorted(self.users.items(), key=lambda item: (-item[1].messages, -item[1].connections, item[0]))
+        return dict(ranked)
 
 
 @dataclass
@@ -159,6 +206,21 @@ def parse_time(text: str) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc)
+
+
+def utc_stamp(timestamp: Any) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ``, which sorts as time does; None when not a timestamp.
+
+    The server's own stamps are already in that form and pass through unparsed.
+    """
+    if not isinstance(timestamp, str):
+        return None
+    if len(timestamp) == 27 and timestamp.endswith("Z") and timestamp[10] == "T":
+        return timestamp
+    try:
+        return parse_time(timestamp).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return None
 
 
 def minute_of(timestamp: str) -> str | None:
@@ -181,6 +243,9 @@ class TrafficReport:
         self.until = until
         self.rooms: dict[str, RoomStats] = {}
         self.lines = LineCounts()
+        self.timeline: dict[str, MinuteCounts] = {}  # "YYYY-MM-DDTHH:MM" (UTC) -> counts
+        self.first: str | None = None  # earliest and latest timestamp read (UTC, ISO 8601)
+        self.last: str | None = None
 
     def feed_all(self, lines: Iterable[bytes | str]) -> "TrafficReport":
         for line in lines:
@@ -196,16 +261,47 @@ class TrafficReport:
             return
         if not _is_room_event(event):
             self.lines.not_room_events += 1
+            if isinstance(event, dict) and self._in_time_window(event):
+                self._note_time(event)
+                self._mark(event)
             return
         if not self._in_window(event):
             self.lines.filtered_out += 1
+            if self._in_time_window(event):
+                self._note_time(event)
             return
         self.lines.room_events += 1
+        self._note_time(event)
         self._count(event)
+
+    def _note_time(self, event: dict[str, Any]) -> None:
+        """Widen the span the report covers (every line in the time window counts)."""
+        stamp = utc_stamp(event.get("timestamp"))
+        if stamp is None:
+            return
+        if self.first is None or stamp < self.first:
+            self.first = stamp
+        if self.last is None or stamp > self.last:
+            self.last = stamp
+
+    def _mark(self, event: dict[str, Any]) -> None:
+        mark = NODE_MARKS.get(str(event.get("event")))
+        minute = minute_of(str(event.get("timestamp", "")))
+        if mark is not None and minute is not None:
+            self._minute(minute).marks[f"{event.get('node', '?')} {mark}"] += 1
+
+    def _minute(self, minute: str) -> MinuteCounts:
+        counts = self.timeline.get(minute)
+        if counts is None:
+            counts = self.timeline[minute] = MinuteCounts()
+        return counts
 
     def _in_window(self, event: dict[str, Any]) -> bool:
         if self.room is not None and event["room"] != self.room:
             return False
+        return self._in_time_window(event)
+
+    def _in_time_window(self, event: dict[str, Any]) -> bool:
         if self.since is None and self.until is None:
             return True
         try:
@@ -219,20 +315,42 @@ class TrafficReport:
         if stats is None:
             stats = self.rooms[event["room"]] = RoomStats()
         user = event.get("user")
+        counts = UserCounts()  # counts of a line without a user go nowhere
         if isinstance(user, str):
-            stats.users.add(user)
+            counts = stats.users.setdefault(user, counts)
+        minute = minute_of(str(event.get("timestamp", "")))
+        now = self._minute(minute) if minute is not None else MinuteCounts()
         kind = event["event"]
         if kind == "message.accepted":
-            _accepted(stats, event)
+            if _accepted(stats, event, minute):
+                counts.messages += 1
+                now.messages += 1
         elif kind == "message.rejected":
             stats.rejected[str(event.get("reason"))] += 1
+            counts.rejected += 1
+            now.rejected += 1
         elif kind == "ws.connect":
             stats.connections += 1
+            counts.connections += 1
+            now.joins += 1
         else:
             _disconnected(stats, event)
+            now.leaves += 1
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
+    def span(self) -> dict[str, Any]:
+        """The first and last timestamp read, and the seconds between them."""
+        if self.first is None or self.last is None:
+            return {"from": None, "to": None, "seconds": 0}
+        seconds = (parse_time(self.last[:-1]) - parse_time(self.first[:-1])).total_seconds()
+        return {"from": self.first, "to": self.last, "seconds": round(seconds, 3)}
+
+    def by_minute(self) -> list[dict[str, Any]]:
+        """The timeline, oldest minute first; minutes with nothing in them are left out."""
+        return [self.timeline[minute].as_dict(minute) for minute in sorted(self.timeline)]
+
+    def as_dict(self, by_minute: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "span": self.span(),
             "rooms": {name: self.rooms[name].as_dict() for name in sorted(self.rooms)},
             "lines": vars(self.lines).copy(),
             "filters": {
@@ -241,6 +359,9 @@ class TrafficReport:
                 "until": self.until.isoformat() if self.until else None,
             },
         }
+        if by_minute:
+            result["by_minute"] = self.by_minute()
+        return result
 
 
 def _is_room_event(event: Any) -> bool:
@@ -248,14 +369,15 @@ def _is_room_event(event: Any) -> bool:
             and isinstance(event.get("room"), str))
 
 
-def _accepted(stats: RoomStats, event: dict[str, Any]) -> None:
+def _accepted(stats: RoomStats, event: dict[str, Any], minute: str | None) -> bool:
+    """Count an accepted message; False for a resend (stored once, counted apart)."""
     if event.get("resend"):
         stats.resends += 1
-        return
+        return False
     stats.accepted += 1
-    minute = minute_of(str(event.get("timestamp", "")))
     if minute is not None:
         stats.per_minute[minute] += 1
+    return True
 
 
 def _disconnected(stats: RoomStats, event: dict[str, Any]) -> None:
@@ -269,24 +391,25 @@ def _disconnected(stats: RoomStats, event: dict[str, Any]) -> None:
 
 # ---- rendering -------------------------------------------------------------
 
-def render_json(report: TrafficReport) -> str:
-    return orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode()
+def render_json(report: TrafficReport, by_minute: bool = False) -> str:
+    return orjson.dumps(report.as_dict(by_minute), option=orjson.OPT_INDENT_2).decode()
 
 
-def _width(text: str) -> int:
-    """Terminal columns: East Asian wide characters take two."""
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+def display_width(text: str) -> int:
+    """Terminal columns: East Asian wide characters take two, combining marks none."""
+    return sum(0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+               for char in text)
 
 
 def _pad(text: str, width: int, right: bool) -> str:
-    gap = " " * (width - _width(text))
+    gap = " " * (width - display_width(text))
     return gap + text if right else text + gap
 
 
-def _table(rows: list[list[str]], numeric: bool = True) -> list[str]:
-    """Columns sized to their content; the first left-aligned, the rest right when ``numeric``."""
-    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(_pad(cell, widths[i], numeric and i > 0) for i, cell in enumerate(row)).rstrip()
+def _table(rows: list[list[str]], numeric: bool = True, text_columns: int = 1) -> list[str]:
+    """Columns sized to their content; the first ``text_columns`` left-aligned, the rest right when ``numeric``."""
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(_pad(cell, widths[i], numeric and i >= text_columns) for i, cell in enumerate(row)).rstrip()
             for row in rows]
 
 
@@ -294,14 +417,33 @@ def _counts(counter: dict[str, int]) -> str:
     return ", ".join(f"{key} {count}" for key, count in counter.items()) or "-"
 
 
-def render_table(report: TrafficReport) -> str:
-    data = report.as_dict()
+def span_text(span: dict[str, Any]) -> str:
+    if span["from"] is None:
+        return "span: no timestamps"
+    return f"span: {span['from']} to {span['to']} ({duration_text(span['seconds'])})"
+
+
+def duration_text(seconds: float) -> str:
+    """1.2 s, 5 min 3 s, 2 h 5 min, 3 d 4 h: two units at most."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    for unit, size, smaller, small_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if whole >= size:
+            rest = (whole % size) // small_size
+            return f"{whole // size} {unit}" + (f" {rest} {smaller}" if rest else "")
+    return f"{seconds:.0f} s"  # not reached
+
+
+def render_table(report: TrafficReport, by_minute: bool = False) -> str:
+    data = report.as_dict(by_minute)
     rooms: dict[str, dict[str, Any]] = data["rooms"]
     lines = data["lines"]
     out = [
         f"rooms: {len(rooms)}; lines read: {lines['read']} ({lines['room_events']} room events, "
         f"{lines['not_room_events']} other events, {lines['not_json']} not JSON, "
         f"{lines['filtered_out']} outside the filters)",
+        span_text(data["span"]),
         "",
     ]
     if not rooms:
@@ -312,7 +454,48 @@ def render_table(report: TrafficReport) -> str:
     out += _table([[f"  {name}", _counts(room["rejected"])] for name, room in rooms.items()], numeric=False)
     out += ["", "close codes:"]
     out += _table([[f"  {name}", _counts(room["close_codes"])] for name, room in rooms.items()], numeric=False)
+    out += ["", "by user (most messages first):"] + _user_rows(rooms)
+    if by_minute:
+        out += ["", "by minute (UTC; joins and leaves are connections opened and closed):"]
+        out += minute_rows(data["by_minute"])
     return "\n".join(out) + "\n"
+
+
+USERS_SHOWN = 10  # per room in the table; --format json has them all
+
+
+def _user_rows(rooms: dict[str, dict[str, Any]]) -> list[str]:
+    rows = [["  room", "user", "messages", "rejected", "connections"]]
+    more: dict[int, int] = {}
+    for name, room in rooms.items():
+        users = list(room["per_user"].items())
+        for user, counts in users[:USERS_SHOWN]:
+            rows.append([f"  {name}", user, str(counts.messages), str(counts.rejected), str(counts.connections)])
+        if len(users) > USERS_SHOWN:
+            more[len(rows)] = len(users) - USERS_SHOWN
+    table = _table(rows, text_columns=2)
+    for offset, (at, hidden) in enumerate(sorted(more.items())):
+        table.insert(at + offset, f"    ... and {hidden} more")
+    return table
+
+
+def minute_rows(minutes: list[dict[str, Any]]) -> list[str]:
+    """One row per minute with traffic or events; a line says how long each quiet gap was."""
+    rows = [["minute", "messages", "joins", "leaves", "rejected", "events"]]
+    gaps: dict[int, int] = {}
+    previous: datetime | None = None
+    for entry in minutes:
+        moment = parse_time(entry["minute"][:-1])
+        if previous is not None and (moment - previous).total_seconds() > 60:
+            gaps[len(rows)] = int((moment - previous).total_seconds() // 60) - 1
+        previous = moment
+        rows.append([entry["minute"][:-1].replace("T", " "), str(entry["messages"]), str(entry["joins"]),
+                     str(entry["leaves"]), str(entry["rejected"]), "; ".join(entry["events"])])
+    table = [line for line in _table([row[:-1] for row in rows])]
+    table = [f"{line}  {row[-1]}".rstrip() for line, row in zip(table, rows)]
+    for offset, (at, quiet) in enumerate(sorted(gaps.items())):
+        table.insert(at + offset, f"  ... {quiet} quiet minute{'s' if quiet != 1 else ''}")
+    return table
 
 
 def _room_row(name: str, room: dict[str, Any]) -> list[str]:
@@ -328,6 +511,18 @@ def _room_row(name: str, room: dict[str, Any]) -> list[str]:
 
 # ---- command line ----------------------------------------------------------
 
+def render(report: TrafficReport, form: str, by_minute: bool) -> bytes:
+    """The report as bytes for stdout. JSON goes straight from orjson: with tens of
+    thousands of users, a str copy and its encoding would double the peak memory."""
+    if form == "json":
+        return orjson.dumps(report.as_dict(by_minute), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    if form == "html":
+        from ops.report_html import render_html
+
+        return render_html(report).encode("utf-8")
+    return render_table(report, by_minute).encode("utf-8")
+
+
 def _time_arg(text: str) -> datetime:
     try:
         return parse_time(text)
@@ -337,11 +532,18 @@ def _time_arg(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="server.py report", description="Per-room traffic report of the server's JSON logs.")
+        prog="server.py report",
+        description="Per-room traffic report of the server's JSON logs: the time span, per room and "
+                    "per user counts, and with --by-minute a timeline with restarts and outages marked.",
+        epilog="Example: server.py report --room lobby --by-minute --since 2026-11-24T09:00 /var/log/chat/*.log")
     parser.add_argument("--room", help="only this room")
-    parser.add_argument("--since", type=_time_arg, help="from this ISO 8601 time (inclusive)")
+    parser.add_argument("--since", type=_time_arg, help="from this ISO 8601 time (inclusive; UTC without an offset)")
     parser.add_argument("--until", type=_time_arg, help="up to this ISO 8601 time (exclusive)")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--by-minute", action="store_true",
+                        help="add the timeline: messages, joins, leaves, rejections per minute, with "
+                             "processes started or stopped and bus outages marked")
+    parser.add_argument("--format", choices=("table", "json", "html"), default="table",
+                        help="table (default), json, or html: one self-contained page with charts")
     parser.add_argument("files", nargs="*", metavar="FILE", help="log files; stdin when none, or '-'")
     return parser
 
@@ -373,10 +575,9 @@ def main(argv: Sequence[str]) -> int:
     except OSError as exc:
         print(f"server.py report: {exc}", file=sys.stderr)
         return 1
-    render = render_json if args.format == "json" else render_table
     try:
-        sys.stdout.write(render(report) + ("\n" if args.format == "json" else ""))
-        sys.stdout.flush()
+        sys.stdout.buffer.write(render(report, args.format, args.by_minute))
+        sys.stdout.buffer.flush()
     except BrokenPipeError:
         # `... | head` closed the pipe: not an error; keep Python from reporting it at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

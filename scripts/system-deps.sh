@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real services the tests run against, from Debian's packages,
 # when they are missing: redis-server (Redis bus), nginx (deployment tests),
-# chromium (room page tests; Playwright drives /usr/bin/chromium), openssl.
+# chromium (room page tests; Playwright drives /usr/bin/chromium), openssl,
+# node and npm (axe-core, the accessibility check).
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # a test certificate for the https page test
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)  # axe-core for the accessibility test (npm ci)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing from Debian: ${missing[*]}"
 if [ "$(id -u)" -ne 0 ]; then

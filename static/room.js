@@ -1,25 +1,39 @@
-// Room page: history then live messages, reconnect with backoff, resume with
-// ?since=<last id>, and safe resends of unacknowledged messages by client_id.
+// Room page: history then live messages, reconnect with backoff (a live
+// countdown and "retry now"), resume with ?since=<last id>, safe resends of
+// unacknowledged messages by client_id, and the composer (Enter sends,
+// Shift+Enter is a new line, a counter near the limit, a refused text put back).
 // User text only ever reaches the page through textContent, never as HTML.
 "use strict";
 (function () {
   const room = JSON.parse(document.getElementById("room-name").textContent);
-  const log = document.getElementById("chat-log");
   const input = document.getElementById("chat-message-input");
+  const form = document.getElementById("chat-form");
+  const counter = document.getElementById("char-counter");
   const statusEl = document.getElementById("connection-status");
+  const retryButton = document.getElementById("retry-now");
   const members = document.getElementById("member-list");
+  const memberCount = document.getElementById("member-count");
+  const membersToggle = document.getElementById("members-toggle");
   const typingEl = document.getElementById("typing-status");
+  const nameEl = document.getElementById("user-name");
+  const announcer = document.getElementById("announcer");
+  const view = window.ChatLog.create(document.getElementById("chat-log"),
+                                     document.getElementById("new-messages"),
+                                     document.getElementById("empty-hint"));
+  function maxChars() { return Number(input.dataset.maxChars) || 4096; }  // the server's, as served
 
   let socket = null;
   let ready = false;
+  let resumed = false;
   let lastId = null;          // newest message id shown; the resume point
   let attempt = 0;            // reconnect attempts since the last ready
   const outbox = new Map();   // client_id -> {text, item, sentAt}: not yet acknowledged
   const acked = new Map();    // message id -> pending item: acknowledged, not shown yet
   const typers = new Map();   // user -> timer that clears their typing notice
   let lastTypingSent = 0;
-  let userName = document.getElementById("user-name").textContent;
+  let userName = nameEl.textContent;
   let retryTimer = null;
+  let countdown = null;
 
   function idKey(id) {
     const [ms, seq] = id.split("-");
@@ -34,48 +48,62 @@
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
     return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
   }
+  function codePoints(text) { return Array.from(text).length; }   // as the server counts
 
+  // ---- announcements: live messages and notices, never the replay ----------
+  function announce(text) {
+    const line = document.createElement("p");
+    line.textContent = text;
+    announcer.appendChild(line);
+    while (announcer.childElementCount > 5) announcer.firstElementChild.remove();
+  }
+
+  // ---- connection status ------------------------------------------------------
   function setStatus(state, text) {
     statusEl.dataset.state = state;
     statusEl.textContent = text;
+    retryButton.hidden = state !== "closed";
+  }
+  function startCountdown(delay) {
+    const retryAt = Date.now() + delay;
+    function tick() {
+      const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+      setStatus("closed", "disconnected · retrying in " + seconds + " s");
+    }
+    tick();
+    countdown = setInterval(tick, 250);
+  }
+  function stopCountdown() {
+    clearInterval(countdown);
+    countdown = null;
   }
 
-  function line(className) {
-    const item = document.createElement("li");
-    if (className) item.className = className;
-    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-    log.appendChild(item);
-    if (atBottom) log.scrollTop = log.scrollHeight;
-    return item;
-  }
-  function span(className, text) {
-    const el = document.createElement("span");
-    el.className = className;
-    el.textContent = text;
-    return el;
-  }
-  function keepOutboxLast() {
-    log.querySelectorAll("li.pending").forEach(function (el) { log.appendChild(el); });
-  }
+  // ---- the log ---------------------------------------------------------------
   function showNotice(text) {
-    const shown = log.querySelectorAll("li:not(.pending)");
-    const last = shown[shown.length - 1];
-    if (last && last.classList.contains("notice") && last.textContent === text) return;  // no repeats
-    line("notice").textContent = text;
-    keepOutboxLast();
+    if (view.addNotice(text)) announce(text);
   }
   function showMessage(frame) {
     if (!newer(frame.id, lastId)) return;   // already shown: a replay overlap
     lastId = frame.id;
-    const item = line("message");
-    item.dataset.id = frame.id;
-    const time = new Date(frame.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    item.append(span("time", time), span("author", frame.user), span("text", frame.message));
-    if (!frame.replay && typers.has(frame.user)) stopTyping(frame.user);  // they sent it
+    const own = frame.user === userName;
+    const live = !frame.replay;
+    // After a reconnect the replay is what was missed: new to the reader (for
+    // the marker), though not read aloud one by one.
+    view.addMessage(frame, own, live || resumed);
+    if (live && !own) announce(frame.user + ": " + frame.message);
+    if (live && typers.has(frame.user)) stopTyping(frame.user);  // they sent it
     dropShown();
-    keepOutboxLast();
+  }
+  function nameChanged(name) {
+    const before = userName;
+    userName = name;
+    nameEl.textContent = name;
+    showNotice("You are now " + name + ", not " + before + ": the server no longer recognises your " +
+               "name (it was restarted with a new secret, or your name cookie expired). " +
+               "Choose your name again in the lobby.");
   }
 
+  // ---- sending, acks, resends -------------------------------------------------
   function sendFrame(body) {
     if (socket && ready && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify(body));
@@ -85,9 +113,7 @@
   }
   function sendChat(text) {
     const clientId = newClientId();
-    const item = line("pending");
-    item.append(span("time", "sending…"), span("author", userName), span("text", text));
-    const entry = { text: text, item: item, sentAt: 0 };
+    const entry = { text: text, item: view.addPending(userName, text), sentAt: 0 };
     outbox.set(clientId, entry);
     send(clientId, entry);
   }
@@ -100,11 +126,15 @@
       if (now - entry.sentAt >= olderThan) send(clientId, entry);
     });
   }
-  function settle(clientId) {        // refused for good: forget it
+  function refused(clientId) {       // refused for good: the text goes back to the composer
     const entry = outbox.get(clientId);
     if (!entry) return;
     entry.item.remove();
     outbox.delete(clientId);
+    input.value = input.value ? entry.text + "\n" + input.value : entry.text;
+    composerChanged();
+    input.focus();
+    view.showHintIfEmpty();
   }
   function accepted(clientId, id) {  // stored: the pending line goes once the message shows
     const entry = outbox.get(clientId);
@@ -122,24 +152,26 @@
     });
   }
 
+  // ---- members and typing ---------------------------------------------------
+  function memberItem(user) {
+    const item = document.createElement("li");
+    item.textContent = user;
+    item.className = view.nameClass(user) + (user === userName ? " me" : "");
+    return item;
+  }
+  function countMembers() { memberCount.textContent = String(members.childElementCount); }
   function showMembers(list) {
-    members.replaceChildren();
-    list.forEach(function (member) {
-      const item = document.createElement("li");
-      item.textContent = member.user;
-      members.appendChild(item);
-    });
+    members.replaceChildren.apply(members, list.map(function (member) { return memberItem(member.user); }));
+    countMembers();
   }
   function addMember(user) {
     const known = Array.from(members.children).some(function (li) { return li.textContent === user; });
-    if (!known) {
-      const item = document.createElement("li");
-      item.textContent = user;
-      members.appendChild(item);
-    }
+    if (!known) members.appendChild(memberItem(user));
+    countMembers();
   }
   function removeMember(user) {
     Array.from(members.children).forEach(function (li) { if (li.textContent === user) li.remove(); });
+    countMembers();
   }
   function showTyping(user) {
     clearTimeout(typers.get(user));
@@ -155,7 +187,15 @@
     const names = Array.from(typers.keys());
     typingEl.textContent = names.length ? names.join(", ") + (names.length > 1 ? " are" : " is") + " typing…" : "";
   }
+  membersToggle.addEventListener("click", function () {
+    const open = document.body.classList.toggle("members-open");
+    membersToggle.setAttribute("aria-expanded", String(open));
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && document.body.classList.contains("members-open")) membersToggle.click();
+  });
 
+  // ---- frames from the server -------------------------------------------------
   const handlers = {
     message: showMessage,
     ready: function (frame) {
@@ -163,9 +203,10 @@
       attempt = 0;
       if (frame.last_id && newer(frame.last_id, lastId)) lastId = frame.last_id;
       setStatus("open", "connected");
-      if (frame.user) userName = frame.user;
+      if (frame.user && frame.user !== userName) nameChanged(frame.user);
       if (!frame.complete && resumed) showNotice("Some earlier messages are no longer available.");
       dropShown();
+      view.showHintIfEmpty();
       resendOutbox(0);
     },
     ack: function (frame) { accepted(frame.client_id, frame.id); },
@@ -173,7 +214,7 @@
       // Unavailable or rate limited: the message stays in the outbox and is retried.
       const retried = frame.client_id && outbox.has(frame.client_id) &&
         (frame.error === "unavailable" || frame.error === "rate_limited");
-      if (frame.client_id && !retried) settle(frame.client_id);
+      if (frame.client_id && !retried) refused(frame.client_id);
       showNotice((retried ? "Not sent yet, retrying: " : "Not sent: ") + frame.detail);
     },
     presence: function (frame) { showMembers(frame.members); },
@@ -182,9 +223,9 @@
     typing: function (frame) { showTyping(frame.user); },
   };
 
-  let resumed = false;
   function connect() {
     retryTimer = null;
+    stopCountdown();
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     let url = scheme + "//" + window.location.host + "/ws/chat/" + encodeURIComponent(room) + "/";
     resumed = lastId !== null;
@@ -203,31 +244,59 @@
       socket = null;
       const delay = Math.min(10000, 500 * Math.pow(2, attempt)) * (0.5 + Math.random() / 2);
       attempt += 1;
-      setStatus("closed", "disconnected, retrying in " + Math.ceil(delay / 1000) + " s");
+      startCountdown(delay);
       retryTimer = setTimeout(connect, delay);
     };
   }
-  function connectNow() {     // the network is back: skip the rest of the backoff
+  function connectNow() {     // the network is back, or the reader asked: skip the rest of the backoff
     if (retryTimer === null) return;
     clearTimeout(retryTimer);
     connect();
   }
   window.addEventListener("online", connectNow);
+  retryButton.addEventListener("click", connectNow);
 
   // Messages refused as unavailable or rate limited stay in the outbox, and so
   // would one whose ack was lost: resend what has waited 3 s (the server
   // recognises the client_id and does not publish it twice).
   setInterval(function () { if (ready && outbox.size) resendOutbox(3000); }, 1000);
 
-  document.getElementById("chat-form").addEventListener("submit", function (event) {
+  // ---- the composer -----------------------------------------------------------
+  function composerChanged() {
+    input.style.height = "auto";
+    input.style.height = Math.min(input.scrollHeight + 2, 160) + "px";
+    const used = codePoints(input.value);
+    const limit = maxChars();
+    const left = limit - used;
+    const near = left <= Math.max(20, Math.floor(limit / 10));
+    counter.textContent = !near ? "" : left >= 0 ? left + " characters left"
+      : -left + " characters over the limit of " + limit;
+    counter.classList.toggle("over", left < 0);
+    input.setAttribute("aria-invalid", String(left < 0));
+  }
+  form.addEventListener("submit", function (event) {
     event.preventDefault();
     const text = input.value;
     if (!text.trim()) return;
+    if (codePoints(text) > maxChars()) {   // kept, not cut: the writer decides what goes
+      composerChanged();
+      announce("Not sent: " + counter.textContent);
+      input.focus();
+      return;
+    }
     sendChat(text);
     input.value = "";
+    composerChanged();
     input.focus();
   });
+  input.addEventListener("keydown", function (event) {
+    // Enter sends; Shift+Enter is a new line; Enter that ends an IME composition does neither.
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    event.preventDefault();
+    form.requestSubmit();
+  });
   input.addEventListener("input", function () {
+    composerChanged();
     const now = Date.now();
     if (now - lastTypingSent > 1000 && sendFrame({ typing: true })) lastTypingSent = now;
   });

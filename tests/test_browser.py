@@ -3,18 +3,18 @@
 How it runs, and why
 --------------------
 The server runs in-process (the ``make_server`` fixture) and Playwright's
-*async* API runs in the same event loop, inside pytest-tornado's ``gen_test``.
-Being in-process gives the tests the server's objects: they can drop one
-page's socket from the server side, and refuse new connections for a while,
+*async* API runs in the same event loop, inside pytest-tornado's ``gen_test``
+(fixtures in tests/browser.py). Being in-process gives the tests the
+server's objects: they can drop one page's socket from the server side, and refuse new connections for a while,
 without killing the process and losing the in-memory bus (a restarted
 memory-bus server would start with an empty room, so "nothing missed after a
 resume" could not be shown). The sync API is not an option here: it refuses
 to run while an asyncio loop is running, and the server needs one.
 
 One browser serves the whole module. Playwright objects belong to the loop
-they were made in, so this module overrides pytest-tornado's ``io_loop``
-fixture with a module-scoped one: every test, and the browser, use that one
-loop (each test still gets its own server and its own browser contexts).
+they were made in, so the module uses a module-scoped ``io_loop``: every
+test, and the browser, use that one loop (each test still gets its own server
+and its own browser contexts).
 The chat tests run on every bus backend of conftest.BACKENDS; the lobby and
 refusal tests, which do not depend on the bus, on the in-process one.
 
@@ -31,184 +31,30 @@ from __future__ import annotations
 import re
 import ssl
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import tornado.httpserver
-import tornado.ioloop
 from tornado.netutil import bind_sockets
-from playwright.async_api import (
-    Browser, BrowserContext, ConsoleMessage, Dialog, Locator, Page, async_playwright, expect,
-)
+from playwright.async_api import Browser, expect
 
 from server import ChatServer
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import TIMEOUT_MS, OpenUser, expect_log
+from tests.browser import browser, io_loop, open_user  # noqa: F401  (fixtures)
 from tests.client import ChatClient
 
-TIMEOUT_MS = 5_000
 RECONNECT_TIMEOUT_MS = 15_000  # the room page's longest backoff is 10 s
-expect.set_options(timeout=TIMEOUT_MS)
 
 # A reconnect that failed while the tests refuse connections: the browser
 # reports it on the console, which is expected there and nowhere else.
 WS_REFUSED = re.compile(r"^WebSocket connection to '.*' failed")
 
-Message = tuple[str, str]  # (author, text) as the page shows them
-
 # The lobby and refusal tests are about the page and the socket handler: one
 # bus backend is enough for them. The chat tests run on every backend of
 # conftest.BACKENDS.
 ONE_BACKEND = pytest.mark.parametrize("backend", ["memory"])
-
-
-# ---- fixtures ---------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def io_loop() -> Iterator[tornado.ioloop.IOLoop]:
-    """One loop for the module, so that the module's browser can be used by every test."""
-    loop = tornado.ioloop.IOLoop()
-    loop.make_current()
-    yield loop
-    loop.clear_current()
-    loop.close(all_fds=True)
-
-
-@pytest.fixture(scope="module")
-def browser(io_loop: tornado.ioloop.IOLoop) -> Iterator[Browser]:
-    async def launch() -> tuple[Any, Browser]:
-        playwright = await async_playwright().start()
-        try:
-            chromium = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000,
-            )
-        except BaseException:
-            await playwright.stop()
-            raise
-        return playwright, chromium
-
-    playwright, chromium = io_loop.run_sync(launch, timeout=60)
-
-    async def shut_down() -> None:
-        try:
-            await chromium.close()
-        finally:
-            await playwright.stop()
-
-    yield chromium
-    io_loop.run_sync(shut_down, timeout=30)
-
-
-@dataclass
-class User:
-    """One visitor: a browser context (its own cookies) with one page."""
-
-    name: str
-    base: str
-    context: BrowserContext
-    page: Page
-    dialogs: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)   # uncaught exceptions, console errors
-    sockets: list[str] = field(default_factory=list)  # URL of every WebSocket the page opened
-
-    @property
-    def status(self) -> Locator:
-        return self.page.locator("#connection-status")
-
-    async def choose_name(self) -> None:
-        """Through the lobby's name form, as a person would."""
-        await self.page.goto(f"{self.base}/chat/")
-        await self.page.fill("#user-name-input", self.name)
-        async with self.page.expect_navigation():
-            await self.page.click("#user-name-submit")
-        # The lobby after the redirect shows the name from the new cookie.
-        await expect(self.page.locator("#user-name-input")).to_have_value(self.name)
-
-    async def enter_room(self, room: str) -> None:
-        await self.page.goto(f"{self.base}/chat/{quote(room)}/")
-        await self.wait_connected()
-        await expect(self.page.locator("#user-name")).to_have_text(self.name)
-
-    async def wait_connected(self, timeout: float = TIMEOUT_MS) -> None:
-        await expect(self.status).to_have_attribute("data-state", "open", timeout=timeout)
-        await expect(self.status).to_have_text("connected")
-
-    async def say(self, text: str, *, enter: bool = False) -> None:
-        box = self.page.locator("#chat-message-input")
-        await box.fill(text)
-        if enter:
-            await box.press("Enter")
-        else:
-            await self.page.click("#chat-message-submit")
-        await expect(box).to_have_value("")
-
-    async def record_states(self) -> None:
-        """Keep every value #connection-status takes, for states too short to poll."""
-        await self.page.evaluate("""() => {
-            const el = document.getElementById("connection-status");
-            window.__states = [];
-            new MutationObserver(() => window.__states.push(el.dataset.state))
-                .observe(el, {attributes: true, attributeFilter: ["data-state"]});
-        }""")
-
-    def unexpected_errors(self, allowed: re.Pattern[str] | None = None) -> list[str]:
-        return [e for e in self.errors if allowed is None or not allowed.search(e)]
-
-
-OpenUser = Callable[[ChatServer, str], Awaitable[User]]
-
-
-@pytest.fixture
-def open_user(io_loop: tornado.ioloop.IOLoop, browser: Browser, make_server: Any) -> Iterator[OpenUser]:
-    """A new user (fresh browser context) named through the lobby; closed after the test.
-
-    It depends on ``make_server`` so that it is torn down first: the pages
-    close before their server stops.
-    """
-    contexts: list[BrowserContext] = []
-
-    async def open_(server: ChatServer, name: str) -> User:
-        context = await browser.new_context(viewport={"width": 1000, "height": 700})
-        contexts.append(context)
-        context.set_default_timeout(TIMEOUT_MS)
-        page = await context.new_page()
-        user = User(name, f"http://127.0.0.1:{server.port}", context, page)
-
-        async def on_dialog(dialog: Dialog) -> None:
-            user.dialogs.append(f"{dialog.type}: {dialog.message}")
-            await dialog.dismiss()
-
-        def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error":
-                user.errors.append(message.text)
-
-        page.on("dialog", on_dialog)
-        page.on("console", on_console)
-        page.on("pageerror", lambda error: user.errors.append(f"uncaught: {error}"))
-        page.on("websocket", lambda ws: user.sockets.append(ws.url))
-        await user.choose_name()
-        return user
-
-    yield open_
-
-    async def close_all() -> None:
-        for context in contexts:
-            await context.close()
-
-    io_loop.run_sync(close_all, timeout=30)
-
-
-# ---- helpers ----------------------------------------------------------------
-
-async def expect_log(page: Page, expected: list[Message], timeout: float = TIMEOUT_MS) -> None:
-    """#chat-log shows exactly these messages, in this order, once each."""
-    items = page.locator("#chat-log li.message")
-    await expect(items.locator(".author")).to_have_text([author for author, _ in expected], timeout=timeout)
-    await expect(items.locator(".text")).to_have_text([text for _, text in expected])
-    ids = await items.evaluate_all("items => items.map(li => li.dataset.id)")
-    assert len(set(ids)) == len(ids) == len(expected), ids
 
 
 def drop_sockets_of(server: ChatServer, user: str) -> int:
@@ -492,14 +338,24 @@ async def test_every_page_reconnects_after_the_server_drops_all_sockets(
 
 @pytest.mark.gen_test(timeout=30)
 @ONE_BACKEND
-async def test_a_refused_message_is_shown_as_not_sent_and_dropped(make_server: Any, open_user: OpenUser) -> None:
+async def test_a_refused_message_is_shown_as_not_sent_and_its_text_put_back(
+    make_server: Any, open_user: OpenUser,
+) -> None:
     server = await make_server(max_message_chars=10)
     ann = await open_user(server, "Ann")
+
     await ann.enter_room("limits")
-    await ann.say("<b>much too long</b>")
+    # The page checks the limit itself; to see what it does when the server
+    # refuses anyway (a server restarted with a lower limit under an open
+    # page), the page is told the limit is 4096.
+    await ann.page.locator("#chat-message-input").evaluate("box => { box.dataset.maxChars = '4096'; }")
+    box = ann.page.locator("#chat-message-input")
+    await box.fill("<b>much too long</b>")
+    await box.press("Enter")
     notices = ann.page.locator("#chat-log li.notice")
     await expect(notices).to_have_text(["Not sent: a message holds at most 10 characters"])
     await expect(ann.page.locator("#chat-log li.pending")).to_have_count(0)
+    await expect(box).to_have_value("<b>much too long</b>")  # back in the composer, not lost
     await ann.say("short")  # the connection is still usable
     await expect_log(ann.page, [("Ann", "short")])
     await expect(ann.page.locator("#chat-log b")).to_have_count(0)

@@ -8,8 +8,10 @@ off the frozen file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -18,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from ops.report import DurationMedian, TrafficReport, main, parse_time, render_table
+from ops.report import DurationMedian, TrafficReport, display_width, main, parse_time, render_table
+from tests.browser import chromium
 from tests.traffic import EXPECTED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,8 +32,10 @@ MINUTE = "2026-11-24T16:09Z"
 MEDIANS = {"lobby": 104, "café": 72, "quiet": 1}
 BUSIEST = {"lobby": {"minute": MINUTE, "messages": 9}, "café": {"minute": MINUTE, "messages": 2}, "quiet": None}
 
+SPAN = "span: 2026-11-24T16:09:37.855298Z to 2026-11-24T16:09:38.070069Z (0.2 s)"
 TABLE = f"""\
 rooms: 3; lines read: 47 (31 room events, 16 other events, 0 not JSON, 0 outside the filters)
+{SPAN}
 
 room   accepted  resends  rejected  users  connections  median conn         busiest minute
 café          2        0         0      2            2        72 ms  {MINUTE} (2)
@@ -46,7 +51,26 @@ close codes:
   café   1001 2
   lobby  1000 2, 1001 1, 1009 1
   quiet  none 1
+
+by user (most messages first):
+  room   user          messages  rejected  connections
+  café   ann                  1         0            1
+  café   dan                  1         0            1
+  lobby  cy                   4         2            1
+  lobby  ann                  3         0            1
+  lobby  bob                  2         3            2
+  quiet  guest-95e091         0         0            1
 """
+# tests/traffic.py's script: in the lobby ann sent 3 (and one resend), bob 2
+# with 3 refused over 2 connections, cy 4 with 2 rate limited; in café ann
+# and dan 1 each. All in the one minute the run took, which the process's
+# start and stop mark.
+BY_MINUTE = """
+by minute (UTC; joins and leaves are connections opened and closed):
+minute            messages  joins  leaves  rejected  events
+2026-11-24 16:09        11      7       7         5  node-a started; node-a stopped
+"""
+HTML_PAGE = ROOT / "tests" / "data" / "traffic-report.html"
 
 
 def run_report(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -155,3 +179,117 @@ def test_median_is_exact_up_to_the_limit_then_within_one_percent() -> None:
     true_median = sorted(values)[len(values) // 2]
     assert not large.exact
     assert abs(large.median() - true_median) / true_median < 0.01  # type: ignore[operator]
+
+
+# ---- issue 11: what happened in room X: span, per user, by minute, HTML --------------
+
+def test_by_minute_on_the_frozen_run_reads_exactly() -> None:
+    result = run_report("--by-minute", str(TRAFFIC_LOG))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode("utf-8") == TABLE + BY_MINUTE
+
+
+def test_by_minute_and_per_user_in_json_on_the_frozen_run() -> None:
+    report = json.loads(run_report("--format", "json", "--by-minute", str(TRAFFIC_LOG)).stdout)
+    assert report["span"] == {"from": "2026-11-24T16:09:37.855298Z", "to": "2026-11-24T16:09:38.070069Z",
+                              "seconds": 0.215}
+    assert report["by_minute"] == [{"minute": MINUTE, "messages": 11, "joins": 7, "leaves": 7, "rejected": 5,
+                                    "events": ["node-a started", "node-a stopped"]}]
+    assert report["rooms"]["lobby"]["per_user"] == {
+        "cy": {"messages": 4, "rejected": 2, "connections": 1},
+        "ann": {"messages": 3, "rejected": 0, "connections": 1},
+        "bob": {"messages": 2, "rejected": 3, "connections": 2},
+    }
+    plain = json.loads(run_report("--format", "json", str(TRAFFIC_LOG)).stdout)
+    assert "by_minute" not in plain  # only when asked for
+
+
+def test_one_room_by_minute_answers_what_happened_in_that_room() -> None:
+    result = run_report("--room", "café", "--by-minute", str(TRAFFIC_LOG))
+    text = result.stdout.decode("utf-8")
+    assert text.endswith("2026-11-24 16:09         2      2       2         0  node-a started; node-a stopped\n")
+    assert re.search(r"^  café +ann +1 +0 +1$", text, re.M) and "lobby" not in text
+
+
+def test_the_html_report_of_the_frozen_run_is_exactly_the_frozen_page() -> None:
+    result = run_report("--format", "html", str(TRAFFIC_LOG))
+    assert result.returncode == 0, result.stderr
+    page = result.stdout.decode("utf-8")
+    # To change the page on purpose: server.py report --format html tests/data/traffic.log > tests/data/traffic-report.html
+    assert page == HTML_PAGE.read_text(encoding="utf-8")
+    # Self-contained: nothing fetched, nothing run.
+    assert not re.search(r"<script|<link|<img|\b(src|href)=", page)
+
+
+def test_the_html_report_opens_in_chromium_and_shows_its_charts(tmp_path: Path) -> None:
+    page_file = tmp_path / "report.html"
+    page_file.write_bytes(run_report("--format", "html", str(TRAFFIC_LOG)).stdout)
+    shown = asyncio.run(asyncio.wait_for(look_at(page_file, tmp_path / "report.png"), 60))
+    assert shown["errors"] == []
+    assert shown["charts"] == ["Messages accepted per minute", "Connections opened (joins) and closed (leaves) per minute",
+                               "Messages rejected per minute"]
+    # Every chart is drawn and on the page: bars with a height, one per series, and the marked events.
+    assert shown["bars"] == [["messages", 11], ["joins", 7], ["leaves", 7], ["rejected", 5]]
+    assert all(width > 300 and height > 150 for width, height in shown["sizes"]), shown["sizes"]
+    assert shown["events"] == 3 and shown["screenshot"] > 10_000
+
+
+async def look_at(page_file: Path, screenshot: Path) -> dict[str, Any]:
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1000, "height": 800})
+        errors: list[str] = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await page.goto(page_file.as_uri())
+        charts = await page.locator("figure figcaption").all_text_contents()
+        bars = await page.locator("svg rect.bar").evaluate_all(
+            "rects => rects.filter(r => r.getBoundingClientRect().height > 0)"
+            "              .map(r => [r.classList[1], Number(r.querySelector('title').textContent.split(' ')[1])])")
+        sizes = await page.locator("figure svg").evaluate_all(
+            "svgs => svgs.map(s => [s.getBoundingClientRect().width, s.getBoundingClientRect().height])")
+        events = await page.locator("svg g.event").count()
+        await page.screenshot(path=str(screenshot), full_page=True)
+        return {"errors": errors, "charts": charts, "bars": bars, "sizes": sizes, "events": events,
+                "screenshot": screenshot.stat().st_size}
+
+
+def log_line(timestamp: str, event: str, **fields: Any) -> str:
+    return json.dumps({"event": event, "timestamp": timestamp, "node": "node-1", "level": "info", **fields})
+
+
+def test_outages_and_restarts_are_marked_and_quiet_minutes_counted() -> None:
+    lines = [
+        log_line("2026-11-24T09:00:01.000000Z", "server.started"),
+        log_line("2026-11-24T09:00:02.000000Z", "ws.connect", room="r", user="ann"),
+        log_line("2026-11-24T09:00:03.000000Z", "message.accepted", room="r", user="ann"),
+        log_line("2026-11-24T09:01:00.000000Z", "bus.error"),
+        log_line("2026-11-24T09:01:05.000000Z", "message.rejected", room="r", user="ann", reason="unavailable"),
+        log_line("2026-11-24T09:05:00.000000Z", "bus.recovered"),
+        log_line("2026-11-24T09:05:10.000000Z", "message.accepted", room="r", user="ann"),
+        log_line("2026-11-24T09:06:00.000000Z", "server.stopped"),
+        log_line("2026-11-24T09:06:00.500000Z", "ws.disconnect", room="r", user="ann", code=1001, duration_ms=5),
+        log_line("2026-11-24T09:06:02.000000Z", "server.started"),
+        log_line("2026-11-24T09:06:03.000000Z", "server.stopped"),
+        log_line("2026-11-24T09:06:04.000000Z", "server.started"),
+    ]
+    text = render_table(TrafficReport().feed_all(lines), by_minute=True)
+    assert "span: 2026-11-24T09:00:01.000000Z to 2026-11-24T09:06:04.000000Z (6 min 3 s)" in text
+    assert text.split("by minute (UTC; joins and leaves are connections opened and closed):\n")[1] == """\
+minute            messages  joins  leaves  rejected  events
+2026-11-24 09:00         1      1       0         0  node-1 started
+2026-11-24 09:01         0      0       0         1  node-1 lost its bus
+  ... 3 quiet minutes
+2026-11-24 09:05         1      0       0         0  node-1 bus back
+2026-11-24 09:06         0      0       1         0  node-1 stopped ×2; node-1 started ×2
+"""
+
+
+def test_wide_and_combining_characters_keep_the_columns_aligned() -> None:
+    lines = [log_line("2026-11-24T09:00:01.000000Z", "message.accepted", room=room, user=user)
+             for room, user in (("日本語", "山田"), ("cafe\u0301", "zoe\u0308"), ("x", "ann"))]
+    text = render_table(TrafficReport().feed_all(lines))
+    users = text.split("by user (most messages first):\n")[1].splitlines()
+    ends = {display_width(line) for line in users}  # every row ends where the last column does
+    assert len(ends) == 1, users
+    rooms = text.split("\n\n")[1].splitlines()
+    assert len({display_width(line[: line.index(" 1 ")]) for line in rooms[1:]}) == 1, rooms

@@ -1,0 +1,225 @@
+"""Section 1 from the command line, as a person uses it (issue 11).
+
+``server.py`` says where to go when a person started it, answers a taken
+port with one line and a non-zero status, and ``--help`` names the
+subcommands, the defaults and the ``CHAT_*`` variables; ``make run`` keeps
+the names people chose across a restart; the cluster launcher says where each
+part logs, and when it has stopped. Real processes throughout; every wait has
+a deadline.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from server import page_url
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = [sys.executable, str(ROOT / "server.py")]
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SERVER, *args], capture_output=True, text=True, timeout=30, cwd=ROOT,
+                          **kwargs)  # type: ignore[call-overload, no-any-return]
+
+
+def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)  # polling a starting process, bounded by the deadline
+    raise AssertionError(f"no /healthz on port {port} within {START_TIMEOUT} s")
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """A signal to the process group (make and the server under it); the exit status."""
+    os.killpg(process.pid, sig)
+    try:
+        return process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+        raise
+
+
+# ---- acceptance 6: a taken port, --help --------------------------------------------
+
+def test_a_taken_port_is_one_line_naming_the_port_and_a_non_zero_exit() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("--port", str(port), "--cookie-secret", "x", "--log-format", "json")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr == (f"server.py: cannot listen on 127.0.0.1:{port}: the port is already in use "
+                             "(another server? choose a free one with --port or CHAT_PORT)\n")
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_help_names_the_subcommands_the_defaults_and_the_environment_variables() -> None:
+    result = run("--help")
+    assert result.returncode == 0 and result.stderr == ""
+    text = " ".join(result.stdout.split())  # argparse wraps lines where it likes
+    for expected in ("server.py cluster", "server.py report",
+                     "(default: 127.0.0.1; env CHAT_HOST)", "(default: 8888; env CHAT_PORT)",
+                     "(default: 50; env CHAT_HISTORY)", "env CHAT_REDIS_URL or REDIS_URL",
+                     "env CHAT_COOKIE_SECRET", "(default: 20.0; env CHAT_RATE_LIMIT)"):
+        assert expected in text, expected
+
+
+def test_the_subcommands_have_help_of_their_own_in_plain_text() -> None:
+    for command, expected in (("cluster", "--processes"), ("report", "--by-minute")):
+        result = run(command, "--help")
+        assert result.returncode == 0 and expected in result.stdout, result.stdout
+        assert "``" not in result.stdout  # no reST markup in what a person reads
+
+
+# ---- the URL at start --------------------------------------------------------------
+
+def read_until(fd: int, pattern: re.Pattern[str], timeout: float = START_TIMEOUT) -> str:
+    """What a terminal shows until ``pattern`` appears in it."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while not pattern.search(seen):
+        left = deadline - time.monotonic()
+        assert left > 0, f"not seen within {timeout} s: {seen!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            seen += os.read(fd, 4096).decode(errors="replace")
+    return seen
+
+
+def test_a_person_who_starts_the_server_is_told_which_url_to_open(tmp_path: Path) -> None:
+    terminal, stderr_end = pty.openpty()  # stderr on a terminal, as when a person runs it
+    with (tmp_path / "stdout.log").open("wb") as stdout:
+        process = subprocess.Popen([*SERVER, "--port", "0", "--cookie-secret", "x", "--log-format", "json"],
+                                   stdout=stdout, stderr=stderr_end, cwd=ROOT, start_new_session=True)
+    os.close(stderr_end)
+    try:
+        shown = read_until(terminal, re.compile(r"open http://127\.0\.0\.1:(\d+)/chat/ \(Ctrl-C stops it\)"))
+        port = int(re.findall(r"127\.0\.0\.1:(\d+)/chat/", shown)[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/chat/", timeout=5) as response:
+            assert response.status == 200
+        assert stop(process) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(terminal)
+
+
+def test_the_url_for_a_wildcard_or_ipv6_address_is_one_a_browser_can_open() -> None:
+    assert page_url("0.0.0.0", 8888) == "http://127.0.0.1:8888/chat/"
+    assert page_url("::1", 9000) == "http://[::1]:9000/chat/"
+    assert page_url("chat.example", 80) == "http://chat.example:80/chat/"
+
+
+# ---- acceptance 4: make run keeps names across a restart -----------------------------
+
+class Visitor:
+    """A browser's cookie jar over plain HTTP: the lobby's name form, then a room page."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def choose_name(self, name: str) -> None:
+        self.opener.open(f"{self.base}/chat/", timeout=5).read()
+        xsrf = next(cookie.value for cookie in self.jar if cookie.name == "_xsrf")
+        body = urllib.parse.urlencode({"name": name, "_xsrf": xsrf}).encode()
+        self.opener.open(f"{self.base}/chat/name", data=body, timeout=5).read()
+
+    def name_on_room_page(self) -> str:
+        page = self.opener.open(f"{self.base}/chat/general/", timeout=5).read().decode()
+        found = re.search(r'id="user-name">([^<]*)<', page)
+        assert found, page
+        return found.group(1)
+
+
+def start_make_run(run_dir: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    # -o: the virtualenv is set up already (make test did it); this test is about the secret.
+    command = ["make", "-s", "-o", ".venv/.run-deps", "run", f"RUN_DIR={run_dir}",
+               f"ARGS=--port {port} --log-format json"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_healthy(port, process)
+    return process
+
+
+def test_a_name_chosen_before_a_restart_of_make_run_is_still_the_name_after_it(tmp_path: Path) -> None:
+    run_dir, port = tmp_path / "run", free_port()  # make run's run directory, here a temporary one
+    output = tmp_path / "make-run.log"
+    visitor = Visitor(port)
+    with output.open("wb") as log:
+        first = start_make_run(run_dir, port, log)
+        try:
+            visitor.choose_name("Alice")
+            assert visitor.name_on_room_page() == "Alice"
+        finally:
+            stop(first, signal.SIGINT)  # Ctrl-C, as a person stops it; make reports the signal
+        second = start_make_run(run_dir, port, log)
+        try:
+            assert visitor.name_on_room_page() == "Alice"
+            server_argv = Path(f"/proc/{second.pid}/cmdline").read_bytes()
+        finally:
+            stop(second, signal.SIGINT)
+
+    secret_file = run_dir / "cookie-secret"
+    secret = secret_file.read_text().strip()
+    assert len(secret) >= 32
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    printed = output.read_text()
+    assert printed.count("made a cookie secret") == 1  # the first start only
+    assert secret not in printed and secret.encode() not in server_argv  # never logged, never on argv
+
+
+# ---- the launcher says where it logs, and that it stopped -------------------------------
+
+def test_the_launcher_prints_each_log_file_and_stopped(tmp_path: Path) -> None:
+    port = free_port()
+    launcher = subprocess.Popen(
+        [*SERVER, "cluster", "--processes", "1", "--port", str(port), "--run-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )
+    try:
+        assert launcher.stdout is not None
+        lines = [launcher.stdout.readline() for _ in range(5)]  # the URL, the run dir, three logs
+        assert lines[0].startswith(f"chat cluster: open http://127.0.0.1:{port}/chat/"), lines
+        logs = dict(line.split()[0:3:2] for line in lines[2:])
+        assert set(logs) == {"redis", "node-1", "nginx"}, lines
+        for path in logs.values():
+            assert Path(path).is_file() and Path(path).parent == tmp_path, path
+        launcher.send_signal(signal.SIGTERM)
+        rest = launcher.stdout.read()
+        assert launcher.wait(30) == 0
+        assert rest.splitlines()[-2:] == ["chat cluster: stopping", "chat cluster: stopped"], rest
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
