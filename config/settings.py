@@ -39,7 +39,7 @@ class Settings:
     rate_burst: int = 40
     log_format: str = ""  # "json" or "console"; empty: console on a terminal
     log_message_text: bool = False  # room traffic is logged without text unless set
-    cookie_secret: str = ""  # random per process when empty (one process only)
+    cookie_secret: str = field(default="", repr=False)  # random per process when empty (one process only)
     allowed_origins: tuple[str, ...] = ()
     behind_proxy: bool = False
     presence_timeout: float = 30.0
@@ -51,6 +51,16 @@ class Settings:
     dead_node_after: float = 300.0  # seconds before a silent node's consumer groups are removed
     shutdown_timeout: float = 5.0
     cookie_secret_generated: bool = field(default=False, repr=False)
+    ping_interval: float = 20.0  # seconds between pings of every WebSocket; 0 turns pings off
+    ping_timeout: float = 20.0  # seconds a pinged WebSocket has to answer before it is closed
+    max_connections: int = 10000  # WebSockets per process; the next handshake gets 503
+    max_connections_per_client: int = 100  # WebSockets per client address; the next gets 429
+    room_ttl: float = 604800.0  # seconds after a room's last message before it is freed; 0: never
+    client_rate_limit: float = 100.0  # frames per second per client address, over all its connections
+    client_rate_burst: int = 200
+    header_timeout: float = 10.0  # seconds for a request's headers (and an idle keep-alive)
+    max_body_bytes: int = 64 * 1024  # largest HTTP request body; the name form is a few bytes
+    allowed_hosts: tuple[str, ...] = ()  # Host names served; empty: loopback names on a loopback host
 
     @property
     def uses_redis(self) -> bool:
@@ -61,6 +71,13 @@ def _positive_int(name: str, raw: Any) -> int:
     value = _int(name, raw)
     if value < 1:
         raise SettingsError(f"{name} must be at least 1, got {raw!r}")
+    return value
+
+
+def _non_negative_int(name: str, raw: Any) -> int:
+    value = _int(name, raw)
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {raw!r}")
     return value
 
 
@@ -119,6 +136,15 @@ def _origins(name: str, raw: Any) -> tuple[str, ...]:
     return origins
 
 
+def _hosts(name: str, raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    hosts = tuple(str(item).strip().lower() for item in items if str(item).strip())
+    for host in hosts:
+        if "/" in host or " " in host:
+            raise SettingsError(f"{name} entries must be host names (or *), got {host!r}")
+    return hosts
+
+
 def _redis_url(name: str, raw: Any) -> str | None:
     text = str(raw).strip()
     if not text:
@@ -134,7 +160,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "port": (_port, "port to listen on"),
     "redis_url": (_redis_url, "Redis URL; without it the in-process bus is used"),
     "node_id": (_text, "stable name of this process in the cluster"),
-    "history": (_positive_int, "messages replayed on join"),
+    "history": (_non_negative_int, "messages replayed on join (0: none)"),
     "retention": (_positive_int, "messages kept per room (at least)"),
     "rate_limit": (_non_negative_float, "messages per second per connection; 0 turns it off"),
     "rate_burst": (_positive_int, "burst of the per-connection rate limit"),
@@ -151,6 +177,16 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "redis_timeout": (_non_negative_float, "seconds before a Redis command is given up"),
     "dead_node_after": (_non_negative_float, "seconds before a silent node's groups are removed"),
     "shutdown_timeout": (_non_negative_float, "seconds SIGTERM waits for connections to close"),
+    "ping_interval": (_non_negative_float, "seconds between WebSocket pings (0: no pings)"),
+    "ping_timeout": (_non_negative_float, "seconds a ping may go unanswered before the close"),
+    "max_connections": (_positive_int, "WebSockets per process; beyond it a handshake gets 503"),
+    "max_connections_per_client": (_positive_int, "WebSockets per client address; beyond it 429"),
+    "room_ttl": (_non_negative_float, "seconds after a room's last message before it is freed (0: never)"),
+    "client_rate_limit": (_non_negative_float, "frames per second per client address; 0 turns it off"),
+    "client_rate_burst": (_positive_int, "burst of the per-address rate limit"),
+    "header_timeout": (_non_negative_float, "seconds for request headers and idle keep-alive"),
+    "max_body_bytes": (_positive_int, "largest HTTP request body in bytes"),
+    "allowed_hosts": (_hosts, "comma-separated Host names served (DNS rebinding guard); * for any"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy"}
 
