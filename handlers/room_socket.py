@@ -40,7 +40,8 @@ __all__ = ["CLOSE_GOING_AWAY", "RoomSocket", "SocketLimits", "SocketRegistry", "
 
 # Refused frames (bad JSON, over the rate, too long ...) each cost an error
 # frame and a metric: a connection may have this many refused, refilling at
-# this rate, before it is closed with 1008, so junk costs no more than it sends.
+# this rate; past it, junk closes the connection with 1008 and frames over the
+# rate go unanswered, so refused input costs no more than it sends.
 REFUSED_BURST = 100
 REFUSED_PER_SECOND = 10.0
 # The rejection log: the first LOGGED_BURST lines per connection, then one a
@@ -328,11 +329,13 @@ class RoomSocket(WebSocketHandler):
             log.info("message.rejected", reason=error.code, **extra)
         else:
             self._unlogged += 1
-        if not self._refusals.take():
+        if self._refusals.take():
+            self._send_json(error.frame())
+        elif error.code != "rate_limited":
             log.warning("ws.too_many_refused", reason=error.code)
             self._close_by_server(CLOSE_POLICY, "too many refused frames")
-            return
-        self._send_json(error.frame())
+        # else: a sender far over the rate is not answered each time (nor closed:
+        # a page may just be resending eagerly); it learns from the missing acks.
 
     # ---- outbound --------------------------------------------------------
 
