@@ -144,7 +144,7 @@ class RoomSocket(WebSocketHandler):
         room = args[0]
         if not is_room_name(room):
             raise HTTPError(404)
-        since = self.get_query_argument("since", None)
+        since = self.get_query_argument("since", None, strip=False)  # "1-2 " is not an id either
         if since is not None:
             try:
                 self._since = id_key(since)
