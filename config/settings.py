@@ -113,6 +113,17 @@ def _text(name: str, raw: Any) -> str:
     return str(raw)
 
 
+MIN_SECRET_BYTES = 32
+
+
+def _secret(name: str, raw: Any) -> str:
+    text = str(raw)
+    if text and len(text.encode()) < MIN_SECRET_BYTES:
+        # The value itself is not repeated: it is a secret, even when too short.
+        raise SettingsError(f"{name} must be at least {MIN_SECRET_BYTES} bytes (got {len(text.encode())})")
+    return text
+
+
 def _port(name: str, raw: Any) -> int:
     value = _int(name, raw)
     if not 0 <= value <= 65535:
@@ -166,7 +177,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "rate_burst": (_positive_int, "burst of the per-connection rate limit"),
     "log_format": (_log_format, "json or console"),
     "log_message_text": (_bool, "include message text in the traffic log"),
-    "cookie_secret": (_text, "secret that signs the name cookie; shared by all processes"),
+    "cookie_secret": (_secret, "refused here: set CHAT_COOKIE_SECRET or cookie_secret in a config file"),
     "allowed_origins": (_origins, "comma-separated scheme://host[:port] also allowed to connect"),
     "behind_proxy": (_bool, "trust X-Forwarded-For/-Proto/-Host from the proxy"),
     "presence_timeout": (_non_negative_float, "seconds before a dead process's members leave (0: never)"),
@@ -189,6 +200,9 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "allowed_hosts": (_hosts, "comma-separated Host names served (DNS rebinding guard); * for any"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy"}
+# Settings that never come from a command line: any user can read one (ps,
+# /proc/<pid>/cmdline). The flag exists only to say so.
+_NOT_ON_ARGV = {"cookie_secret"}
 
 
 def _flag(name: str) -> str:
@@ -254,6 +268,11 @@ def settings_from(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Setti
     if extra_file:
         raw.update(_read_toml(Path(extra_file)))
     raw.update(_from_environ(environ))
+    on_argv = {name for name in _NOT_ON_ARGV if flags.get(name) is not None}
+    if on_argv:
+        raise SettingsError(
+            f"{_flag(on_argv.pop())} is refused: a command line is visible to every user; "
+            "set it in the environment (CHAT_COOKIE_SECRET) or a config file")
     raw.update({name: value for name, value in flags.items() if name in _PARSERS and value is not None})
     values = {name: _PARSERS[name][0](name, value) for name, value in raw.items()}
     return _fill_derived(Settings(**values))

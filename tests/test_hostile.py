@@ -31,7 +31,8 @@ from bus.message import Draft
 from handlers.identity import USER_COOKIE
 from ops.cluster import Cluster, free_port
 from tests.client import ChatClient, user_cookie
-from tests.conftest import SECRET
+from config.settings import SettingsError, settings_from
+from tests.conftest import SECRET, base_settings
 from tests.processes import ROOT
 
 Frame = dict[str, Any]
@@ -399,10 +400,16 @@ async def test_the_name_cookie_is_accepted_for_as_long_as_it_lives(make_server: 
     assert client.ready is not None and client.ready["user"] == "ann"
 
 
-def test_the_cookie_secret_is_never_in_a_repr() -> None:
-    from tests.conftest import base_settings
-
+def test_the_cookie_secret_is_never_in_a_repr_nor_taken_from_argv_nor_short() -> None:
     assert SECRET not in repr(base_settings())
+    with pytest.raises(SettingsError, match="command line"):
+        settings_from({"cookie_secret": "s" * 40}, {})
+    with pytest.raises(SettingsError, match="at least 32 bytes") as short:
+        settings_from({}, {"CHAT_COOKIE_SECRET": "too-short"})
+    assert "too-short" not in str(short.value)
+    assert settings_from({}, {"CHAT_COOKIE_SECRET": "s" * 32}).cookie_secret == "s" * 32
+    generated = settings_from({}, {})
+    assert generated.cookie_secret_generated and len(generated.cookie_secret) >= 32
 
 
 # ---- findings 12 and 13: the deployment ---------------------------------------------------

@@ -16,7 +16,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from config.settings import settings_from
 from server import ChatServer
-from tests.client import ChatClient, ids, user_cookie
+from tests.client import TEST_SECRET, ChatClient, ids, user_cookie
 from tests.conftest import base_settings
 
 Frame = dict[str, Any]
@@ -50,7 +50,7 @@ async def raw_socket_that_never_answers(port: int, room: str, user: str) -> sock
     request = (
         f"GET /ws/chat/{room}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        f"Sec-WebSocket-Version: 13\r\nCookie: {user_cookie('test-secret', user)}\r\n\r\n"
+        f"Sec-WebSocket-Version: 13\r\nCookie: {user_cookie(TEST_SECRET, user)}\r\n\r\n"
     )
     await loop.sock_sendall(sock, request.encode())
     head = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
