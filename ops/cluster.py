@@ -355,9 +355,9 @@ def main(argv: Sequence[str]) -> int:
     except ClusterError as exc:
         print(f"server.py cluster: {exc}", file=sys.stderr)
         return 1
+    print(f"chat cluster: {cluster.url}  ({args.processes} processes, run dir {run_dir})", flush=True)
     for warning in cluster.warnings:
         print(f"chat cluster: warning: {warning}", flush=True)
-    print(f"chat cluster: {cluster.url}  ({args.processes} processes, run dir {run_dir})", flush=True)
     return _supervise(cluster, signals)
 
 
