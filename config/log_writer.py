@@ -47,6 +47,9 @@ class NonBlockingLineWriter:
     def isatty(self) -> bool:
         return self._tty
 
+    def fileno(self) -> int:
+        return self._fd
+
     def write(self, text: str) -> int:
         data = text.encode("utf-8", errors="replace")
         with self._ready:

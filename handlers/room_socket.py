@@ -277,6 +277,9 @@ class RoomSocket(WebSocketHandler):
     # ---- inbound ---------------------------------------------------------
 
     async def on_message(self, data: str | bytes) -> None:
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            return  # closed by us (junk, too slow): what the client sent meanwhile is not read
         # Every frame is charged, junk and typing included, to the user and to
         # the client address across all their connections: reconnecting buys
         # no fresh burst and a flood of bad frames is limited like any other.
