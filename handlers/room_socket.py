@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import orjson
 import structlog
+from tornado.concurrent import Future
+from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol
 
@@ -48,6 +50,7 @@ REFUSED_PER_SECOND = 10.0
 # second, each saying how many were left out since the last.
 LOGGED_BURST = 20
 LOGGED_PER_SECOND = 1.0
+DEFAULT_REPLAY_STALL = 20.0  # seconds a replay waits on a client that reads nothing, when pings are off
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class RoomSocket(WebSocketHandler):
         self._messages_in = 0
         self._messages_out = 0
         self._unsent = 0
+        self._last_write: "Future[None] | None" = None  # resolves once everything queued reached the kernel
         self._server_close_code: int | None = None
         self._refusals = TokenBucket(REFUSED_PER_SECOND, REFUSED_BURST)
         self._log_budget = TokenBucket(LOGGED_PER_SECOND, LOGGED_BURST)
@@ -234,26 +238,53 @@ class RoomSocket(WebSocketHandler):
             self._leave_task = asyncio.ensure_future(self._bus.leave(self.room, self))
             return
         self._joined = True
-        self._replay(history)
+        if not await self._replay(history):
+            return
         self._bus.go_live(self.room, self)  # presence, then live messages and notices
 
-    def _replay(self, history: History) -> None:
-        """The history, then ``ready``: written without counting against the slow-client bound.
+    async def _replay(self, history: History) -> bool:
+        """The history, then ``ready``, at the pace the client reads; False when it does not read.
 
-        The replay is as large as the room's history, not as slow as the
-        reader: counting it would drop a member who reads, before ``ready``,
-        whenever the history passes the bound (its bytes leave the count only
-        once flushed). It is bounded by ``history`` (or the retention, for a
-        ``since``) times the message size instead. ``--history 0`` replays
-        nothing to a plain join, on any backend.
+        The replay may be larger than the slow-client bound (a room of long
+        messages, a ``since`` far back). Written at once, it would trip the
+        bound before ``ready`` whatever the reader did, since bytes leave the
+        count only once flushed. So whenever the next frame would pass half
+        the bound, the replay waits for what is queued to reach the kernel: a
+        reader is never dropped for a large history, and a client that reads
+        nothing for ``replay_stall`` seconds is dropped holding no more than
+        the bound. Live messages wait in the member's seat meanwhile.
+        ``--history 0`` replays nothing to a plain join, on any backend.
         """
         replay_all = self._since is not None or self._settings.history > 0
+        in_flight = self._settings.send_buffer_limit // 2  # the other half for what goes live after it
         for message in history.messages if replay_all else ():
-            self._write(message.frame(replay=True), counted=False)
+            frame = message.frame(replay=True)
+            if self._unsent + len(frame) > in_flight and not await self._drained():
+                return False
+            self.send_frame(frame)
         self._send_json({
             "type": "ready", "room": self.room, "user": self.user,
             "last_id": history.last_id, "complete": history.complete,
         })
+        return not self._closed
+
+    async def _drained(self) -> bool:
+        """Wait until every queued byte reached the kernel; on a stall, drop the client and say False."""
+        last = self._last_write
+        if last is None or self._closed:
+            return not self._closed
+        try:
+            await asyncio.wait_for(asyncio.shield(last), self._replay_stall())
+        except asyncio.TimeoutError:
+            self._drop_slow_client()
+            return False
+        except StreamClosedError:
+            return False
+        return not self._closed
+
+    def _replay_stall(self) -> float:
+        """How long a replay waits for the client to read: as long as a ping may go unanswered."""
+        return self._settings.ping_timeout or DEFAULT_REPLAY_STALL
 
     def on_close(self) -> None:
         self._closed = True
@@ -350,10 +381,7 @@ class RoomSocket(WebSocketHandler):
         1008 so that it holds no memory and slows nobody. Frames go straight
         to the stream (handlers/tornado_frames.py says why).
         """
-        self._write(frame, counted=True)
-
-    def _write(self, frame: bytes, counted: bool) -> None:
-        size = len(frame) if counted else 0
+        size = len(frame)
         if self._unsent + size > self._settings.send_buffer_limit:
             self._drop_slow_client()
             return
@@ -361,9 +389,9 @@ class RoomSocket(WebSocketHandler):
         if written is None:
             return
         self._messages_out += 1
-        if size:
-            self._unsent += size
-            written.add_done_callback(lambda done: self._flushed(done, size))
+        self._unsent += size
+        self._last_write = written
+        written.add_done_callback(lambda done: self._flushed(done, size))
 
     def _drop_slow_client(self) -> None:
         log.warning("ws.slow_consumer", conn=self.conn, room=self.room, user=self.user, unsent=self._unsent)

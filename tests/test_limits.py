@@ -41,10 +41,14 @@ async def handshake_status(port: int, room: str = "r", headers: dict[str, str] |
     return 101
 
 
-async def raw_socket_that_never_answers(port: int, room: str, user: str) -> socket.socket:
+async def raw_socket_that_never_answers(
+    port: int, room: str, user: str, receive_buffer: int | None = None,
+) -> socket.socket:
     """A WebSocket client that completes the handshake, then reads nothing and answers nothing (paused)."""
     loop = asyncio.get_running_loop()
     sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.setblocking(False)
     await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 5)
     request = (
@@ -182,3 +186,27 @@ async def test_a_join_replaying_more_than_the_slow_client_bound_is_not_dropped(m
     assert ids(resumed.history) == ids(sent[1:])
     await resumed.say("live after a big replay")
     assert (await resumed.messages(1))[0]["message"] == "live after a big replay"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_join_that_reads_nothing_of_a_large_replay_is_dropped_holding_no_more_than_the_bound(
+    make_server: Any,
+) -> None:
+    """The replay goes at the reader's pace: one that never reads cannot make the server queue it all."""
+    server = await make_server(history=300, rate_limit=0, ping_interval=5, ping_timeout=5)  # a 5 s stall
+    await fill_room(server.port, "hoard", 300, EMOJI_TEXT)  # 4.8 MB of history: more than the kernel buffers
+    stuck = await raw_socket_that_never_answers(server.port, "hoard", "hoarder", receive_buffer=4096)
+    try:
+        [socket_] = [s for s in server.registry.sockets if s.user == "hoarder"]
+        most_queued = 0
+        deadline = time.monotonic() + 30
+        while socket_ in server.registry.sockets:
+            most_queued = max(most_queued, socket_._unsent)
+            assert time.monotonic() < deadline, "the client that reads nothing was never dropped"
+            await asyncio.sleep(0.01)  # sampling the queue, bounded by the deadline
+        assert most_queued <= server.settings.send_buffer_limit
+        assert socket_._messages_out < 300, "the whole replay was queued for a client that reads nothing"
+        reader = await ChatClient.connect(server.port, "hoard")  # the room is fine for everyone else
+        assert len(reader.history) == 300
+    finally:
+        stuck.close()
