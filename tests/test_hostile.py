@@ -488,3 +488,16 @@ async def test_nginx_overwrites_client_forwarding_headers_and_hides_metrics(clus
                    if line.startswith("{")]
     clients = {e.get("client") for e in logged if e.get("event") in ("http.request", "ws.connect")}
     assert "6.6.6.6" not in clients and "127.0.0.1" in clients
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_nginx_limits_websockets_per_address_across_processes(cluster: Cluster) -> None:
+    """Each process allows 100 per address; nginx counts them over both, so 100 in all."""
+    opened: list[ChatClient] = []
+    for _ in range(100):
+        opened.append(await ChatClient.connect(cluster.port, "many", join=False))
+    with pytest.raises(HTTPClientError) as refused:
+        await ChatClient.connect(cluster.port, "many", join=False)
+    assert refused.value.code == 429
+    for client in opened:
+        client.close()
