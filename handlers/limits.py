@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
+from config.settings import Settings
 from handlers.rate_limit import TokenBucket
 
 
@@ -81,3 +83,21 @@ class RateLimits:
             if now - used < self._refill:
                 return
             self._buckets.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class SocketLimits:
+    """The limits shared by every socket of the process: open slots, and rates per user and per address."""
+
+    connections: ConnectionLimits
+    per_user: RateLimits
+    per_client: RateLimits
+
+    @classmethod
+    def from_settings(cls, settings: Settings, max_connections: int | None = None) -> "SocketLimits":
+        return cls(
+            ConnectionLimits(max_connections or settings.max_connections, settings.max_connections_per_client),
+            RateLimits(settings.rate_limit, settings.rate_burst),
+            # --rate-limit 0 turns message limits off altogether, the per-address one included.
+            RateLimits(settings.client_rate_limit if settings.rate_limit > 0 else 0, settings.client_rate_burst),
+        )

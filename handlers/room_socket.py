@@ -8,9 +8,7 @@ connection: frames for this client arrive through ``send_frame`` from the bus.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,8 +25,9 @@ from bus.room_bus import RoomBus
 from config.settings import Settings
 from handlers.identity import cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
-from handlers.limits import ConnectionLimits, RateLimits
+from handlers.limits import SocketLimits
 from handlers.rate_limit import TokenBucket
+from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
 from handlers.tornado_frames import PING_TIMED_OUT, aborter, text_frame, watch_closes, write_text
 
@@ -51,58 +50,6 @@ REFUSED_PER_SECOND = 10.0
 LOGGED_BURST = 20
 LOGGED_PER_SECOND = 1.0
 DEFAULT_REPLAY_STALL = 20.0  # seconds a replay waits on a client that reads nothing, when pings are off
-
-
-@dataclass(frozen=True)
-class SocketLimits:
-    """The limits shared by every socket of the process: open slots, and rates per user and per address."""
-
-    connections: ConnectionLimits
-    per_user: RateLimits
-    per_client: RateLimits
-
-    @classmethod
-    def from_settings(cls, settings: Settings, max_connections: int | None = None) -> "SocketLimits":
-        return cls(
-            ConnectionLimits(max_connections or settings.max_connections, settings.max_connections_per_client),
-            RateLimits(settings.rate_limit, settings.rate_burst),
-            # --rate-limit 0 turns message limits off altogether, the per-address one included.
-            RateLimits(settings.client_rate_limit if settings.rate_limit > 0 else 0, settings.client_rate_burst),
-        )
-
-
-class SocketRegistry:
-    """The open room sockets of this process, so shutdown can close them all and wait."""
-
-    def __init__(self) -> None:
-        self.sockets: set["RoomSocket"] = set()
-        self._ids = itertools.count(1)
-        self._empty = asyncio.Event()
-        self._empty.set()
-
-    def next_id(self) -> int:
-        return next(self._ids)
-
-    def add(self, socket: "RoomSocket") -> None:
-        self.sockets.add(socket)
-        self._empty.clear()
-
-    def discard(self, socket: "RoomSocket") -> None:
-        self.sockets.discard(socket)
-        if not self.sockets:
-            self._empty.set()
-
-    def close_all(self, code: int, reason: str) -> None:
-        for socket in list(self.sockets):
-            socket.close(code, reason)
-
-    async def wait_empty(self, timeout: float) -> bool:
-        """Wait until every socket has closed; False if some are still open at ``timeout``."""
-        try:
-            await asyncio.wait_for(self._empty.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
 
 
 def _host_port(netloc: str, scheme: str) -> str:
