@@ -34,6 +34,8 @@ from tests.client import ChatClient, user_cookie
 from config.settings import SettingsError, settings_from
 from tests.conftest import SECRET, base_settings
 from tests.processes import ROOT
+from tests.services import RedisServer
+from server import ChatServer
 
 Frame = dict[str, Any]
 PROCESS_START = 20.0
@@ -501,3 +503,48 @@ async def test_nginx_limits_websockets_per_address_across_processes(cluster: Clu
     assert refused.value.code == 429
     for client in opened:
         client.close()
+
+
+# ---- finding 6: a full Redis ----------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_full_redis_refuses_new_messages_with_unavailable_and_evicts_none(
+    tmp_path: Path, io_loop: Any,
+) -> None:
+    """config/redis.conf's noeviction: once Redis is at maxmemory, a write fails, nothing is evicted."""
+    policy = [line.split()[1] for line in (ROOT / "config" / "redis.conf").read_text().splitlines()
+              if line.startswith("maxmemory-policy")]
+    assert policy == ["noeviction"]
+    full = RedisServer(tmp_path / "redis", ["--maxmemory", "4mb", "--maxmemory-policy", policy[0]])
+    full.start()
+    server = ChatServer(base_settings(redis_url=full.url(), rate_limit=0, history=1000))
+    try:
+        await server.start()
+        sender = await ChatClient.connect(server.port, "full")
+        acked: list[str] = []
+        refused = 0
+        for k in range(600):  # 600 x 16 KiB is more than the 4 MB Redis may hold
+            await sender.say(f"{k}" + "\U0001F600" * 4000, client_id=f"c{k}")
+            frame = await next_answer(sender)
+            if frame["type"] == "ack":
+                acked.append(frame["id"])
+            else:
+                assert frame["error"] == "unavailable", frame
+                refused += 1
+                if refused >= 3:
+                    break
+        assert acked and refused >= 3, (len(acked), refused)
+        late = await ChatClient.connect(server.port, "full")
+        assert [f["id"] for f in late.history] == acked  # every accepted message is still there
+    finally:
+        await server.stop()
+        full.stop()
+
+
+async def next_answer(client: ChatClient) -> Frame:
+    """The next ack or error, past notices and the messages themselves."""
+    while True:
+        frame = await client.recv()
+        if frame["type"] in ("ack", "error"):
+            return frame
