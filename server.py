@@ -11,6 +11,8 @@ close every WebSocket with 1001, close the bus.
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import signal
 import sys
 from pathlib import Path
@@ -132,11 +134,27 @@ class ChatServer:
         log.info("server.stopped", open_sockets=len(self.registry.sockets))
 
 
+def drop_privileges(user: str) -> None:
+    """Started as root: become ``user`` (its group, no others) for good; nothing to do otherwise.
+
+    Called once listening and with every module loaded: the port may be a
+    privileged one, and the interpreter may live where ``user`` cannot read.
+    """
+    if not user or os.geteuid() != 0:
+        return
+    entry = pwd.getpwnam(user)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    log.info("server.privileges_dropped", user=user, uid=entry.pw_uid)
+
+
 async def serve(settings: Settings, log_writer: NonBlockingLineWriter | None = None) -> None:
     server = ChatServer(settings)
     if log_writer is not None:
         server.metrics.count_dropped_log_lines_with(lambda: log_writer.dropped)
     await server.start()
+    drop_privileges(settings.run_as)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -61,6 +61,7 @@ class Settings:
     header_timeout: float = 10.0  # seconds for a request's headers (and an idle keep-alive)
     max_body_bytes: int = 64 * 1024  # largest HTTP request body; the name form is a few bytes
     allowed_hosts: tuple[str, ...] = ()  # Host names served; empty: loopback names on a loopback host
+    run_as: str = ""  # started as root: the user to become once listening (the cluster launcher sets it)
 
     @property
     def uses_redis(self) -> bool:
@@ -198,6 +199,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "header_timeout": (_non_negative_float, "seconds for request headers and idle keep-alive"),
     "max_body_bytes": (_positive_int, "largest HTTP request body in bytes"),
     "allowed_hosts": (_hosts, "comma-separated Host names served (DNS rebinding guard); * for any"),
+    "run_as": (_text, "when started as root, become this user once listening"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy"}
 # Settings that never come from a command line: any user can read one (ps,

@@ -10,9 +10,10 @@ the same port and node id, wait until healthy).
 
 Privileges: run as root, the launcher keeps root only for itself and
 nginx's master (which binds the port); nginx's workers and redis-server run
-as ``--user`` (default ``nobody``), and so do the chat processes when that
-user can run this Python (an interpreter under root's home cannot be run by
-``nobody``: then they keep the launcher's user, and the launcher says so).
+as ``--user`` (default ``nobody``), and so do the chat processes: started
+as that user when it can run this Python, else (an interpreter under root's
+home cannot be run by ``nobody``) started as root and dropping to that user
+themselves once listening, with every module loaded.
 Redis requires a password generated for each run; it reaches redis-server in
 a config file only that user can read, and the chat processes in their
 environment, never on a command line.
@@ -219,8 +220,8 @@ class Cluster:
             self.chat_run_as = self.run_as
         else:
             self.warnings.append(
-                f"chat processes run as {pwd.getpwuid(os.geteuid()).pw_name}: user {self.user} cannot run "
-                f"{self.python} (install the interpreter and .venv where {self.user} can read them)")
+                f"chat processes start as {pwd.getpwuid(os.geteuid()).pw_name} and become {self.user} once "
+                f"listening: {self.user} cannot run {self.python} (install it where {self.user} can read it)")
 
     def _start_redis(self) -> None:
         if self.redis_url:
@@ -254,6 +255,8 @@ class Cluster:
                    CHAT_BEHIND_PROXY="true", CHAT_LOG_FORMAT="json")
         argv = [self.python, str(ROOT / "server.py"), "--port", str(port),
                 "--node-id", f"node-{index}", *self.extra_args]
+        if self.run_as is not None and self.chat_run_as is None:
+            env["CHAT_RUN_AS"] = self.run_as.name  # the process drops to it itself (server.drop_privileges)
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             env["CHAT_ALLOWED_HOSTS"] = "*"  # nginx on a public address: its clients use real host names
         node = ChatNode(Service(f"node-{index}", argv, env, self.run_dir / f"node-{index}.log",
