@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
+import pwd
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TextIO, cast
 
 import structlog
 import tornado.httpserver
@@ -26,11 +28,14 @@ from bus.backend import Backend
 from bus.memory import MemoryBackend
 from bus.redis import RedisBroker, RedisOptions
 from bus.room_bus import RoomBus
-from config.logging import configure_logging
+from config.log_writer import NonBlockingLineWriter
+from config.logging import configure_logging, stdout_writer
 from config.settings import Settings, SettingsError, load_settings
 from handlers.health import HealthHandler, ReadyHandler
+from handlers.hosts import HostCheckedApplication, host_policy
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
-from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketRegistry
+from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
+from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
 from ops.metrics import Metrics, MetricsHandler
 
 ROOT = Path(__file__).resolve().parent
@@ -44,13 +49,14 @@ def redis_options(settings: Settings) -> RedisOptions:
         prefix=settings.redis_prefix, retention=settings.retention, resend_window=settings.resend_window,
         timeout=settings.redis_timeout, presence_timeout=settings.presence_timeout,
         wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout,
+        room_ttl=settings.room_ttl,
     )
 
 
 def build_backend(settings: Settings, metrics: Metrics) -> Backend:
     if settings.redis_url:
         return RedisBroker(redis_options(settings), on_recovered=metrics.bus_reconnected)
-    return MemoryBackend(settings.retention, settings.resend_window)
+    return MemoryBackend(settings.retention, settings.resend_window, settings.room_ttl)
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
@@ -62,10 +68,10 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_app(
-    settings: Settings, bus: RoomBus, registry: SocketRegistry, metrics: Metrics,
+    settings: Settings, bus: RoomBus, registry: SocketRegistry, metrics: Metrics, limits: SocketLimits,
 ) -> tornado.web.Application:
-    socket_args = dict(bus=bus, settings=settings, registry=registry, metrics=metrics)
-    return tornado.web.Application(
+    socket_args = dict(bus=bus, settings=settings, registry=registry, metrics=metrics, limits=limits)
+    return HostCheckedApplication(
         [
             tornado.web.url(r"/", tornado.web.RedirectHandler, dict(url="/chat/")),
             tornado.web.url(r"/chat/", LobbyHandler, name="lobby"),
@@ -76,11 +82,17 @@ def make_app(
             tornado.web.url(r"/readyz", ReadyHandler, dict(bus=bus)),
             tornado.web.url(r"/metrics", MetricsHandler, dict(metrics=metrics)),
         ],
+        host_policy(settings.host, settings.allowed_hosts),
         template_path=str(ROOT / "templates"),
         static_path=str(ROOT / "static"),
         cookie_secret=settings.cookie_secret,
         xsrf_cookies=True,
+        # Only the forms read it (never a script); it need not outlive the session.
+        xsrf_cookie_kwargs=dict(httponly=True, samesite="Strict"),
         websocket_max_message_size=settings.max_frame_bytes,
+        # A client that answers no ping within the timeout is closed, and leaves its rooms.
+        websocket_ping_interval=settings.ping_interval,
+        websocket_ping_timeout=settings.ping_timeout,
         log_function=_log_request,
         default_handler_class=NotFoundHandler,
     )
@@ -96,7 +108,9 @@ class ChatServer:
         self.bus = RoomBus(build_backend(settings, self.metrics), settings.history, observer=self.metrics)
         self.metrics.count_rooms_with(self.bus.room_count)
         self.registry = SocketRegistry()
-        self.app = make_app(settings, self.bus, self.registry, self.metrics)
+        cap = connection_cap(settings.max_connections, raise_descriptor_limit())
+        self.limits = SocketLimits.from_settings(settings, cap)
+        self.app = make_app(settings, self.bus, self.registry, self.metrics, self.limits)
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port = settings.port
 
@@ -108,7 +122,14 @@ class ChatServer:
 
     def listen(self) -> None:
         """Accept connections on the configured port (the bound one after a first listen)."""
-        self.http = tornado.httpserver.HTTPServer(self.app, xheaders=self.settings.behind_proxy)
+        settings = self.settings
+        self.http = GuardedHTTPServer(
+            self.app, xheaders=settings.behind_proxy,
+            # Tornado's defaults (100 MB bodies, an hour for headers) let a
+            # few clients hold the memory and the sockets of the process.
+            max_body_size=settings.max_body_bytes, max_buffer_size=max(settings.max_body_bytes, 1 << 20),
+            idle_connection_timeout=settings.header_timeout, body_timeout=settings.header_timeout,
+        )
         sockets = tornado.netutil.bind_sockets(self.port, self.settings.host)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
@@ -145,8 +166,25 @@ def page_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/chat/"
 
 
-async def serve(settings: Settings) -> None:
+def drop_privileges(user: str) -> None:
+    """Started as root: become ``user`` (its group, no others) for good; nothing to do otherwise.
+
+    Called once listening and with every module loaded: the port may be a
+    privileged one, and the interpreter may live where ``user`` cannot read.
+    """
+    if not user or os.geteuid() != 0:
+        return
+    entry = pwd.getpwnam(user)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    log.info("server.privileges_dropped", user=user, uid=entry.pw_uid)
+
+
+async def serve(settings: Settings, log_writer: NonBlockingLineWriter | None = None) -> None:
     server = ChatServer(settings)
+    if log_writer is not None:
+        server.metrics.count_dropped_log_lines_with(lambda: log_writer.dropped)
     try:
         await server.start()
     except OSError as exc:
@@ -155,6 +193,7 @@ async def serve(settings: Settings) -> None:
         await server.bus.close()  # started before the listen that failed
         where = f"{settings.host}:{settings.port}"
         raise ListenError(f"cannot listen on {where}: {_LISTEN_ERRORS[exc.errno]}") from None
+    drop_privileges(settings.run_as)
     if sys.stderr.isatty():  # a person started it: say where to go (stdout is the log)
         print(f"Chat is running: open {page_url(settings.host, server.port)} (Ctrl-C stops it)",
               file=sys.stderr, flush=True)
@@ -182,15 +221,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"server.py: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.node_id, settings.log_format)
+    # Logging never holds up serving: lines go out from a thread, and are
+    # dropped (and counted) when nobody reads stdout.
+    writer = stdout_writer(settings.node_id)
+    configure_logging(settings.node_id, settings.log_format, cast(TextIO, writer))
     if settings.cookie_secret_generated:
         log.warning("settings.cookie_secret_generated",
                     detail="names reset at restart; set CHAT_COOKIE_SECRET, shared by every process")
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, writer))
     except ListenError as exc:
+        writer.drain(timeout=1.0)
         print(f"server.py: {exc}", file=sys.stderr)
         return 1
+    writer.drain(timeout=1.0)  # the last lines, if anyone still reads them
     return 0
 
 

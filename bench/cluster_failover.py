@@ -37,6 +37,7 @@ from ops.redis_cluster import LocalRedisCluster  # noqa: E402
 from tests.client import ChatClient  # noqa: E402
 from tests.processes import ServerProcess  # noqa: E402
 
+SECRET = "x" * 40
 CONFIGS = [  # (replicas per master, --redis-wait-replicas)
     (1, 0), (1, 1), (2, 1),
 ]
@@ -96,16 +97,16 @@ async def one_round(replicas: int, wait: int, workdir: Path) -> dict:
     await asyncio.to_thread(cluster.start)
     server = ServerProcess(
         ["--redis-url", cluster.url, "--redis-cluster", "--redis-prefix", "bench",
-         "--redis-wait-replicas", str(wait), "--node-id", "bench-1", "--rate-limit", "0",
-         "--cookie-secret", "x" * 40, "--log-format", "json"],
-        workdir / "server.log")
+         "--redis-wait-replicas", str(wait), "--node-id", "bench-1", "--rate-limit", "0", "--client-rate-limit", "0",
+         "--log-format", "json"],
+        workdir / "server.log", env={"CHAT_COOKIE_SECRET": SECRET})
     try:
         await server.start()
-        client = await ChatClient.connect(server.port, "failover", user="ann", secret="x" * 40)
+        client = await ChatClient.connect(server.port, "failover", user="ann", secret=SECRET)
         print(f"[cluster_failover] {replicas} replicas per master, wait {wait}", file=sys.stderr, flush=True)
         result = {"replicas_per_master": replicas, "wait_replicas": wait, **await latency(client)}
         outcome = await failover(cluster, client, "bench:{failover}")
-        reader = await ChatClient.connect(server.port, "failover", since="0-0", secret="x" * 40)
+        reader = await ChatClient.connect(server.port, "failover", since="0-0", secret=SECRET)
         stored = [f["id"] for f in reader.history if f["message"].startswith("f")]
         result.update({k: v for k, v in outcome.items() if k != "ids"})
         result["lost_acked"] = len(set(outcome["ids"]) - set(stored))

@@ -3,7 +3,7 @@
 A backend stores each room's messages as an ordered log and delivers new
 entries of the rooms this node subscribed to through one callback. Two
 implementations pass the same contract tests: ``memory.MemoryBackend`` (one
-process, the embedded default) and ``streams.StreamsBackend`` (Redis streams,
+process, the embedded default) and ``bus.redis.RedisBroker`` (Redis streams,
 one consumer group per node).
 
 Delivery semantics, which the RoomBus relies on:

@@ -6,6 +6,11 @@ so tests on the default configuration exercise the production path. Delivery
 is scheduled with ``call_soon`` rather than made inside ``publish``, as a
 stream consumer would, so a publisher never runs fan-out on its own stack.
 Presence is a dict of counts; its notices are scheduled the same way.
+
+Memory stays bounded: each room keeps ``retention`` messages; the resend map
+keeps ids, not messages, and at most ``MAX_RESENDS`` of them; and with a
+``room_ttl`` a room nobody is in whose last message is older than that is
+freed altogether (a later ``since`` into it is then not ``complete``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from bus.backend import BusUnavailable, Deliver, Notify
 from bus.message import Draft, History, IdKey, Message, Notice, Published, completeness
 
 _NO_ID = IdKey(0, 0)
+MAX_RESENDS = 100_000  # client ids remembered at most; the oldest go first past it
+SWEEP_EVERY = 60.0  # seconds between two looks for expired rooms (less for a short TTL)
 
 
 @dataclass
@@ -29,14 +36,18 @@ class _RoomLog:
 
 
 class MemoryBackend:
-    def __init__(self, retention: int, resend_window: float) -> None:
+    def __init__(self, retention: int, resend_window: float, room_ttl: float = 0.0) -> None:
         self._retention = retention
         self._resend_window = resend_window
+        self._room_ttl = room_ttl
+        self._sweeper: asyncio.TimerHandle | None = None
         self._logs: dict[str, _RoomLog] = {}
         self._subscribed: set[str] = set()
         self._last = _NO_ID
-        # (room, user, client_id) -> (message, expiry on the monotonic clock), oldest first.
-        self._resends: OrderedDict[tuple[str, str, str], tuple[Message, float]] = OrderedDict()
+        # (room, user, client_id) -> (message id, expiry on the monotonic clock), oldest first.
+        # The id alone: a resend carries the same text, and whole messages
+        # here cost their text for ten minutes whatever the retention.
+        self._resends: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
         self._present: dict[str, dict[str, int]] = {}  # room -> user -> open connections
         self._deliver: Deliver | None = None
         self._notify: Notify | None = None
@@ -45,9 +56,34 @@ class MemoryBackend:
     async def start(self, deliver: Deliver, notify: Notify | None = None) -> None:
         self._deliver, self._notify = deliver, notify
         self._loop = asyncio.get_running_loop()
+        self._schedule_sweep()
 
     async def close(self) -> None:
         self._deliver = self._notify = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    # ---- room lifetimes (contract section 7, --room-ttl) --------------------
+
+    def _schedule_sweep(self) -> None:
+        if self._room_ttl > 0 and self._loop is not None and self._deliver is not None:
+            every = min(SWEEP_EVERY, max(self._room_ttl / 4, 0.05))
+            self._sweeper = self._loop.call_later(every, self._sweep)
+
+    def _sweep(self) -> None:
+        """Free the rooms nobody is in whose last message is older than the TTL."""
+        oldest_kept = int((time.time() - self._room_ttl) * 1000)
+        for room, log in list(self._logs.items()):
+            if room in self._subscribed or room in self._present:
+                continue
+            if not log.messages or log.messages[-1].key.ms < oldest_kept:
+                del self._logs[room]
+        self._schedule_sweep()
+
+    def room_count(self) -> int:
+        """Rooms whose history this process keeps (for tests and operators)."""
+        return len(self._logs)
 
     def unavailable_reason(self) -> str | None:
         return None if self._deliver is not None else "bus closed"
@@ -57,12 +93,14 @@ class MemoryBackend:
             raise BusUnavailable("bus closed")
         earlier = self._earlier_resend(draft)
         if earlier is not None:
-            return Published(earlier, duplicate=True)
+            return Published(draft.stored_as(earlier), duplicate=True)
         message = draft.stored_as(str(self._next_id()))
         self._append(message)
         if draft.client_id is not None:
             key = (draft.room, draft.user, draft.client_id)
-            self._resends[key] = (message, time.monotonic() + self._resend_window)
+            self._resends[key] = (message.id, time.monotonic() + self._resend_window)
+            if len(self._resends) > MAX_RESENDS:
+                self._resends.popitem(last=False)
         if draft.room in self._subscribed:
             self._loop.call_soon(self._deliver_one, message)
         return Published(message)
@@ -87,7 +125,8 @@ class MemoryBackend:
         while len(log.messages) > self._retention:
             log.max_deleted = log.messages.popleft().key
 
-    def _earlier_resend(self, draft: Draft) -> Message | None:
+    def _earlier_resend(self, draft: Draft) -> str | None:
+        """The id this user's ``client_id`` was stored under in the room, within the window."""
         now = time.monotonic()
         while self._resends:
             oldest_key, (_, expiry) = next(iter(self._resends.items()))

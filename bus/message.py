@@ -9,6 +9,7 @@ never stored, never replayed, and outside the messages' order.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -25,12 +26,23 @@ class IdKey(NamedTuple):
         return f"{self.ms}-{self.seq}"
 
 
+_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})", re.ASCII)
+_MAX_PART = 2**64 - 1  # a Redis stream id is two unsigned 64-bit numbers
+
+
 def id_key(message_id: str) -> IdKey:
-    """Parse ``"<ms>-<seq>"``; raise ValueError for anything else."""
-    ms, sep, seq = message_id.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit() or len(message_id) > 41:
-        raise ValueError(f"not a message id: {message_id!r}")
-    return IdKey(int(ms), int(seq))
+    """Parse ``"<ms>-<seq>"``: ASCII digits, each part within 64 bits; raise ValueError for anything else.
+
+    ``str.isdigit`` alone would let other scripts' digits (Arabic-Indic ...)
+    and numbers past Redis's range through to the bus.
+    """
+    match = _ID.fullmatch(message_id)
+    if match is None:
+        raise ValueError(f"not a message id: {message_id[:50]!r}")
+    ms, seq = int(match[1]), int(match[2])
+    if ms > _MAX_PART or seq > _MAX_PART:
+        raise ValueError(f"message id out of range: {message_id!r}")
+    return IdKey(ms, seq)
 
 
 @dataclass(frozen=True, slots=True)

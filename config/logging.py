@@ -10,20 +10,25 @@ straight to the stream (no ``logging.LogRecord`` per chat message); the
 standard library's loggers (Tornado's error logs, asyncio) reach the same
 stream through a ``ProcessorFormatter`` running the same processors and
 renderer, so their lines are JSON too. Both write whole lines and flush, so
-lines never mix. An exception is rendered once, as the ``exception`` field
+lines never mix. In the server, the stream is ``stdout_writer()``: lines go
+out from a thread of their own, so logging never holds up serving (contract
+section 7). An exception is rendered once, as the ``exception`` field
 (a list of frames, without locals).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import orjson
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from config.log_writer import NonBlockingLineWriter
 
 
 def _orjson_dumps(event: EventDict, **_: Any) -> str:
@@ -61,6 +66,18 @@ def rendering_processors(log_format: str, stream: TextIO) -> list[Processor]:
     if log_format == "console":
         return [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
     return [_dict_tracebacks, structlog.processors.JSONRenderer(serializer=_orjson_dumps)]
+
+
+def stdout_writer(node_id: str) -> NonBlockingLineWriter:
+    """The process's stdout as a writer that drops lines rather than block (config/log_writer.py).
+
+    Python's own ``sys.stdout`` is pointed at it too, so nothing else
+    writes to the descriptor past it (or fails at exit on a broken pipe).
+    """
+    fd = sys.stdout.fileno()
+    writer = NonBlockingLineWriter(fd, node_id, tty=os.isatty(fd))
+    sys.stdout = cast(TextIO, writer)
+    return writer
 
 
 def configure_logging(node_id: str, log_format: str, stream: TextIO | None = None) -> None:

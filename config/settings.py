@@ -40,7 +40,7 @@ class Settings:
     rate_burst: int = 40
     log_format: str = ""  # "json" or "console"; empty: console on a terminal
     log_message_text: bool = False  # room traffic is logged without text unless set
-    cookie_secret: str = ""  # random per process when empty (one process only)
+    cookie_secret: str = field(default="", repr=False)  # random per process when empty (one process only)
     allowed_origins: tuple[str, ...] = ()
     behind_proxy: bool = False
     presence_timeout: float = 30.0
@@ -55,6 +55,17 @@ class Settings:
     redis_wait_timeout: int = 500  # ms to wait for them
     shutdown_timeout: float = 5.0
     cookie_secret_generated: bool = field(default=False, repr=False)
+    ping_interval: float = 20.0  # seconds between pings of every WebSocket; 0 turns pings off
+    ping_timeout: float = 20.0  # seconds a pinged WebSocket has to answer before it is closed
+    max_connections: int = 10000  # WebSockets per process; the next handshake gets 503
+    max_connections_per_client: int = 100  # WebSockets per client address; the next gets 429
+    room_ttl: float = 604800.0  # seconds after a room's last message before it is freed; 0: never
+    client_rate_limit: float = 100.0  # frames per second per client address, over all its connections
+    client_rate_burst: int = 200
+    header_timeout: float = 10.0  # seconds for a request's headers (and an idle keep-alive)
+    max_body_bytes: int = 64 * 1024  # largest HTTP request body; the name form is a few bytes
+    allowed_hosts: tuple[str, ...] = ()  # Host names served; empty: loopback names on a loopback host
+    run_as: str = ""  # started as root: the user to become once listening (the cluster launcher sets it)
 
     @property
     def uses_redis(self) -> bool:
@@ -68,18 +79,18 @@ def _positive_int(name: str, raw: Any) -> int:
     return value
 
 
-def _int(name: str, raw: Any) -> int:
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-
-
 def _non_negative_int(name: str, raw: Any) -> int:
     value = _int(name, raw)
     if value < 0:
         raise SettingsError(f"{name} must not be negative, got {raw!r}")
     return value
+
+
+def _int(name: str, raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
 
 
 def _redis_prefix(name: str, raw: Any) -> str:
@@ -114,6 +125,17 @@ def _text(name: str, raw: Any) -> str:
     return str(raw)
 
 
+MIN_SECRET_BYTES = 32
+
+
+def _secret(name: str, raw: Any) -> str:
+    text = str(raw)
+    if text and len(text.encode()) < MIN_SECRET_BYTES:
+        # The value itself is not repeated: it is a secret, even when too short.
+        raise SettingsError(f"{name} must be at least {MIN_SECRET_BYTES} bytes (got {len(text.encode())})")
+    return text
+
+
 def _port(name: str, raw: Any) -> int:
     value = _int(name, raw)
     if not 0 <= value <= 65535:
@@ -137,6 +159,15 @@ def _origins(name: str, raw: Any) -> tuple[str, ...]:
     return origins
 
 
+def _hosts(name: str, raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    hosts = tuple(str(item).strip().lower() for item in items if str(item).strip())
+    for host in hosts:
+        if "/" in host or " " in host:
+            raise SettingsError(f"{name} entries must be host names (or *), got {host!r}")
+    return hosts
+
+
 def _redis_url(name: str, raw: Any) -> str | None:
     text = str(raw).strip()
     if not text:
@@ -152,13 +183,13 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "port": (_port, "port to listen on"),
     "redis_url": (_redis_url, "Redis URL; without it the in-process bus is used"),
     "node_id": (_text, "stable name of this process in the cluster"),
-    "history": (_positive_int, "messages replayed on join"),
+    "history": (_non_negative_int, "messages replayed on join; 0: none"),
     "retention": (_positive_int, "messages kept per room, at least"),
     "rate_limit": (_non_negative_float, "messages per second per connection; 0 turns it off"),
     "rate_burst": (_positive_int, "burst of the per-connection rate limit"),
     "log_format": (_log_format, "json or console"),
     "log_message_text": (_bool, "include message text in the traffic log"),
-    "cookie_secret": (_text, "secret that signs the name cookie; shared by all processes"),
+    "cookie_secret": (_secret, "refused here: set CHAT_COOKIE_SECRET or cookie_secret in a config file"),
     "allowed_origins": (_origins, "comma-separated scheme://host[:port] also allowed to connect"),
     "behind_proxy": (_bool, "trust X-Forwarded-For/-Proto/-Host from the proxy"),
     "presence_timeout": (_non_negative_float, "seconds before a dead process's members leave; 0: never"),
@@ -172,8 +203,22 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "redis_wait_replicas": (_non_negative_int, "replicas that must hold a message before it is accepted"),
     "redis_wait_timeout": (_positive_int, "ms to wait for those replicas before answering unavailable"),
     "shutdown_timeout": (_non_negative_float, "seconds SIGTERM waits for connections to close"),
+    "ping_interval": (_non_negative_float, "seconds between WebSocket pings (0: no pings)"),
+    "ping_timeout": (_non_negative_float, "seconds a ping may go unanswered before the close"),
+    "max_connections": (_positive_int, "WebSockets per process; beyond it a handshake gets 503"),
+    "max_connections_per_client": (_positive_int, "WebSockets per client address; beyond it 429"),
+    "room_ttl": (_non_negative_float, "seconds after a room's last message before it is freed (0: never)"),
+    "client_rate_limit": (_non_negative_float, "frames per second per client address; 0 turns it off"),
+    "client_rate_burst": (_positive_int, "burst of the per-address rate limit"),
+    "header_timeout": (_non_negative_float, "seconds for request headers and idle keep-alive"),
+    "max_body_bytes": (_positive_int, "largest HTTP request body in bytes"),
+    "allowed_hosts": (_hosts, "comma-separated Host names served (DNS rebinding guard); * for any"),
+    "run_as": (_text, "when started as root, become this user once listening"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
+# Settings that never come from a command line: any user can read one (ps,
+# /proc/<pid>/cmdline). The flag exists only to say so.
+_NOT_ON_ARGV = {"cookie_secret"}
 
 
 def _flag(name: str) -> str:
@@ -285,6 +330,11 @@ def settings_from(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Setti
     if extra_file:
         raw.update(_read_toml(Path(extra_file)))
     raw.update(_from_environ(environ))
+    on_argv = {name for name in _NOT_ON_ARGV if flags.get(name) is not None}
+    if on_argv:
+        raise SettingsError(
+            f"{_flag(on_argv.pop())} is refused: a command line is visible to every user; "
+            "set it in the environment (CHAT_COOKIE_SECRET) or a config file")
     raw.update({name: value for name, value in flags.items() if name in _PARSERS and value is not None})
     values = {name: _PARSERS[name][0](name, value) for name, value in raw.items()}
     return _fill_derived(Settings(**values))

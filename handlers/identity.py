@@ -7,8 +7,10 @@ import secrets
 
 from tornado.web import RequestHandler
 
+from handlers.names import name_problem, normalise_name, visible_name
+
 USER_COOKIE = "chat_user"
-MAX_USER_NAME = 32
+USER_COOKIE_DAYS = 365  # how long the name cookie lives, and how old a signed one may be
 _ROOM_NAME = re.compile(r"\w{1,100}")
 
 
@@ -18,8 +20,8 @@ def is_room_name(name: str) -> bool:
 
 
 def is_user_name(name: str) -> bool:
-    """1 to 32 printable characters, not only blanks."""
-    return 0 < len(name) <= MAX_USER_NAME and name.isprintable() and not name.isspace()
+    """A name that, once normalised, is 1 to 32 printable characters showing something (handlers/names.py)."""
+    return name_problem(normalise_name(name)) is None
 
 
 def guest_name() -> str:
@@ -27,19 +29,20 @@ def guest_name() -> str:
 
 
 def cookie_user(handler: RequestHandler) -> str | None:
-    """The display name from the signed cookie, or None when absent or forged."""
-    raw = handler.get_signed_cookie(USER_COOKIE)
+    """The visible display name from the signed cookie, or None when absent, forged, expired or invalid."""
+    raw = handler.get_signed_cookie(USER_COOKIE, max_age_days=USER_COOKIE_DAYS)
     if raw is None:
         return None
     try:
-        name = raw.decode("utf-8")
+        name = normalise_name(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return None
-    return name if is_user_name(name) else None
+    return visible_name(name) if name_problem(name) is None else None
 
 
 def remember_user(handler: RequestHandler, name: str) -> None:
+    """Keep the normalised name in the signed cookie; the caller checked it with ``is_user_name``."""
     handler.set_signed_cookie(
-        USER_COOKIE, name, httponly=True, samesite="Lax",
-        secure=handler.request.protocol == "https", expires_days=365,
+        USER_COOKIE, normalise_name(name), httponly=True, samesite="Lax",
+        secure=handler.request.protocol == "https", expires_days=USER_COOKIE_DAYS,
     )

@@ -40,7 +40,8 @@ class PageHandler(RequestHandler):
         self.set_header("Referrer-Policy", "same-origin")
         self.set_header(
             "Content-Security-Policy",
-            "default-src 'self'; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'",
+            # connect-src 'self' covers ws: and wss: to this host (CSP 3); no page may frame ours.
+            "default-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
         )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:

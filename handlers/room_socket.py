@@ -8,14 +8,13 @@ connection: frames for this client arrive through ``send_frame`` from the bus.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import struct
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import structlog
+from tornado.concurrent import Future
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol
@@ -26,8 +25,11 @@ from bus.room_bus import RoomBus
 from config.settings import Settings
 from handlers.identity import cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
+from handlers.limits import SocketLimits
 from handlers.rate_limit import TokenBucket
-from ops.metrics import Metrics
+from handlers.registry import SocketRegistry
+from handlers.socket_metrics import SocketMetrics
+from handlers.tornado_frames import PING_TIMED_OUT, aborter, text_frame, watch_closes, write_text
 
 log = structlog.get_logger("chat.ws")
 
@@ -35,52 +37,19 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+__all__ = ["CLOSE_GOING_AWAY", "RoomSocket", "SocketLimits", "SocketRegistry", "text_frame"]
 
-
-def text_frame(payload: bytes) -> bytes:
-    """One final, unmasked text frame around ``payload`` (RFC 6455, section 5.2)."""
-    length = len(payload)
-    if length < 126:
-        header = bytes((0x81, length))
-    elif length <= 0xFFFF:
-        header = struct.pack("!BBH", 0x81, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, length)
-    return header + payload
-
-
-class SocketRegistry:
-    """The open room sockets of this process, so shutdown can close them all and wait."""
-
-    def __init__(self) -> None:
-        self.sockets: set["RoomSocket"] = set()
-        self._ids = itertools.count(1)
-        self._empty = asyncio.Event()
-        self._empty.set()
-
-    def next_id(self) -> int:
-        return next(self._ids)
-
-    def add(self, socket: "RoomSocket") -> None:
-        self.sockets.add(socket)
-        self._empty.clear()
-
-    def discard(self, socket: "RoomSocket") -> None:
-        self.sockets.discard(socket)
-        if not self.sockets:
-            self._empty.set()
-
-    def close_all(self, code: int, reason: str) -> None:
-        for socket in list(self.sockets):
-            socket.close(code, reason)
-
-    async def wait_empty(self, timeout: float) -> bool:
-        """Wait until every socket has closed; False if some are still open at ``timeout``."""
-        try:
-            await asyncio.wait_for(self._empty.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+# Refused frames (bad JSON, over the rate, too long ...) each cost an error
+# frame and a metric: a connection may have this many refused, refilling at
+# this rate; past it, junk closes the connection with 1008 and frames over the
+# rate go unanswered, so refused input costs no more than it sends.
+REFUSED_BURST = 100
+REFUSED_PER_SECOND = 10.0
+# The rejection log: the first LOGGED_BURST lines per connection, then one a
+# second, each saying how many were left out since the last.
+LOGGED_BURST = 20
+LOGGED_PER_SECOND = 1.0
+DEFAULT_REPLAY_STALL = 20.0  # seconds a replay waits on a client that reads nothing, when pings are off
 
 
 def _host_port(netloc: str, scheme: str) -> str:
@@ -94,8 +63,12 @@ def _host_port(netloc: str, scheme: str) -> str:
 
 
 class RoomSocket(WebSocketHandler):
-    def initialize(self, bus: RoomBus, settings: Settings, registry: SocketRegistry, metrics: Metrics) -> None:
+    def initialize(
+        self, bus: RoomBus, settings: Settings, registry: SocketRegistry, metrics: SocketMetrics,
+        limits: SocketLimits,
+    ) -> None:
         self._bus = bus
+        self._limits = limits
         self._metrics = metrics
         self._counted = False  # in chat_connections; on_close must undo only what open did
         self._settings = settings
@@ -106,8 +79,11 @@ class RoomSocket(WebSocketHandler):
         self._messages_in = 0
         self._messages_out = 0
         self._unsent = 0
+        self._last_write: "Future[None] | None" = None  # resolves once everything queued reached the kernel
         self._server_close_code: int | None = None
-        self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
+        self._refusals = TokenBucket(REFUSED_PER_SECOND, REFUSED_BURST)
+        self._log_budget = TokenBucket(LOGGED_PER_SECOND, LOGGED_BURST)
+        self._unlogged = 0  # rejections left out of the log since the last line
         self.room = ""
         self.user = ""
         self.conn = ""
@@ -119,13 +95,31 @@ class RoomSocket(WebSocketHandler):
         room = args[0]
         if not is_room_name(room):
             raise HTTPError(404)
-        since = self.get_query_argument("since", None)
+        since = self.get_query_argument("since", None, strip=False)  # "1-2 " is not an id either
         if since is not None:
             try:
                 self._since = id_key(since)
             except ValueError:
                 raise HTTPError(400, reason="since must be a message id") from None
-        await super().get(*args, **kwargs)
+        client = self.request.remote_ip or ""
+        refused = self._limits.connections.admit(client)
+        if refused is not None:
+            self._refuse_handshake(refused)
+            return
+        try:
+            # Returns when the connection ends (Tornado reads its frames in here).
+            await super().get(*args, **kwargs)
+        finally:
+            self._limits.connections.release(client)
+
+    def _refuse_handshake(self, status: int) -> None:
+        reason = "server_full" if status == 503 else "client_full"
+        self._metrics.connection_refused(reason)
+        log.info("ws.refused", status=status, reason=reason, client=self.request.remote_ip)
+        self.set_status(status)
+        if status == 503:
+            self.set_header("Retry-After", "5")
+        self.finish({"error": reason})
 
     def get_compression_options(self) -> None:
         """No permessage-deflate: ``send_frame`` writes uncompressed frames itself."""
@@ -152,17 +146,19 @@ class RoomSocket(WebSocketHandler):
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         protocol = super().get_websocket_protocol()
         if protocol is not None:
-            # Tornado closes a frame over the size limit with 1009 by itself and
-            # keeps no note of the code; remember it so ws.disconnect can log it.
-            protocol_close = protocol.close
-
-            def close_noting_code(code: int | None = None, reason: str | None = None) -> None:
-                if code is not None and self._server_close_code is None:
-                    self._server_close_code = code
-                protocol_close(code, reason)
-
-            protocol.close = close_noting_code  # type: ignore[method-assign]
+            # Tornado closes a frame over the size limit with 1009, and an
+            # unanswered ping, by itself and keeps no note of either.
+            watch_closes(protocol, self._closed_by_protocol)
         return protocol
+
+    def _closed_by_protocol(self, code: int | None, reason: str | None) -> None:
+        if code is not None and self._server_close_code is None:
+            self._server_close_code = code
+        if reason == PING_TIMED_OUT:
+            self._server_close_code = self._server_close_code or CLOSE_POLICY
+            # A peer that answers no ping will not answer the close frame
+            # either: end it now so its user leaves the room now, not in 5 s.
+            asyncio.get_running_loop().call_soon(aborter(self))
 
     # ---- life cycle ------------------------------------------------------
 
@@ -189,16 +185,53 @@ class RoomSocket(WebSocketHandler):
             self._leave_task = asyncio.ensure_future(self._bus.leave(self.room, self))
             return
         self._joined = True
-        self._replay(history)
+        if not await self._replay(history):
+            return
         self._bus.go_live(self.room, self)  # presence, then live messages and notices
 
-    def _replay(self, history: History) -> None:
-        for message in history.messages:
-            self.send_frame(message.frame(replay=True))
+    async def _replay(self, history: History) -> bool:
+        """The history, then ``ready``, at the pace the client reads; False when it does not read.
+
+        The replay may be larger than the slow-client bound (a room of long
+        messages, a ``since`` far back). Written at once, it would trip the
+        bound before ``ready`` whatever the reader did, since bytes leave the
+        count only once flushed. So whenever the next frame would pass half
+        the bound, the replay waits for what is queued to reach the kernel: a
+        reader is never dropped for a large history, and a client that reads
+        nothing for ``replay_stall`` seconds is dropped holding no more than
+        the bound. Live messages wait in the member's seat meanwhile.
+        ``--history 0`` replays nothing to a plain join, on any backend.
+        """
+        replay_all = self._since is not None or self._settings.history > 0
+        in_flight = self._settings.send_buffer_limit // 2  # the other half for what goes live after it
+        for message in history.messages if replay_all else ():
+            frame = message.frame(replay=True)
+            if self._unsent + len(frame) > in_flight and not await self._drained():
+                return False
+            self.send_frame(frame)
         self._send_json({
             "type": "ready", "room": self.room, "user": self.user,
             "last_id": history.last_id, "complete": history.complete,
         })
+        return not self._closed
+
+    async def _drained(self) -> bool:
+        """Wait until every queued byte reached the kernel; on a stall, drop the client and say False."""
+        last = self._last_write
+        if last is None or self._closed:
+            return not self._closed
+        try:
+            await asyncio.wait_for(asyncio.shield(last), self._replay_stall())
+        except asyncio.TimeoutError:
+            self._drop_slow_client()
+            return False
+        except StreamClosedError:
+            return False
+        return not self._closed
+
+    def _replay_stall(self) -> float:
+        """How long a replay waits for the client to read: as long as a ping may go unanswered."""
+        return self._settings.ping_timeout or DEFAULT_REPLAY_STALL
 
     def on_close(self) -> None:
         self._closed = True
@@ -222,23 +255,36 @@ class RoomSocket(WebSocketHandler):
     # ---- inbound ---------------------------------------------------------
 
     async def on_message(self, data: str | bytes) -> None:
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            return  # closed by us (junk, too slow): what the client sent meanwhile is not read
+        # Every frame is charged, junk and typing included, to the user and to
+        # the client address across all their connections: reconnecting buys
+        # no fresh burst and a flood of bad frames is limited like any other.
+        within_rate = self._charge()
         try:
             request = parse_frame(data, self._settings.max_message_chars)
             if isinstance(request, TypingRequest):
-                # Throttled by the bus (one per user per second), not by the
-                # message bucket: typing must not use up a user's messages.
-                await self._bus.typing(self.room, self)
+                if within_rate:  # typing over the rate is dropped, it needs no answer
+                    await self._bus.typing(self.room, self)  # and throttled to 1/s by the bus
                 return
-            if not self._bucket.take():
+            if not within_rate:
                 raise FrameError("rate_limited", "too many messages, slow down", request.client_id)
             await self._publish(request)
         except FrameError as error:
-            self._reject(error)
+            self._reject(error)  # a bad frame keeps its own code; it used up a token all the same
+
+    def _charge(self) -> bool:
+        # The user's bucket is per room: a room's pace is what --rate-limit
+        # keeps; the address bucket bounds everything one client sends.
+        per_user = self._limits.per_user.take(f"{self.room}\x00{self.user}")
+        per_client = self._limits.per_client.take(self.request.remote_ip or "")
+        return per_user and per_client
 
     async def _publish(self, request: ChatRequest) -> None:
         draft = Draft(self.room, self.user, request.text, request.client_id)
         try:
-            with self._metrics.publish_seconds.time():
+            with self._metrics.publish_timer():
                 published = await self._bus.publish(draft)
         except BusUnavailable as exc:
             log.warning("bus.publish_failed", reason=str(exc))
@@ -257,9 +303,20 @@ class RoomSocket(WebSocketHandler):
             self._send_json({"type": "ack", "client_id": request.client_id, "id": message.id})
 
     def _reject(self, error: FrameError) -> None:
-        log.info("message.rejected", reason=error.code)
         self._metrics.message_rejected(error.code)
-        self._send_json(error.frame())
+        if self._log_budget.take():
+            extra = {"suppressed": self._unlogged} if self._unlogged else {}
+            self._unlogged = 0
+            log.info("message.rejected", reason=error.code, **extra)
+        else:
+            self._unlogged += 1
+        if self._refusals.take():
+            self._send_json(error.frame())
+        elif error.code != "rate_limited":
+            log.warning("ws.too_many_refused", reason=error.code)
+            self._close_by_server(CLOSE_POLICY, "too many refused frames")
+        # else: a sender far over the rate is not answered each time (nor closed:
+        # a page may just be resending eagerly); it learns from the missing acks.
 
     # ---- outbound --------------------------------------------------------
 
@@ -268,37 +325,28 @@ class RoomSocket(WebSocketHandler):
 
         The bytes not yet handed to the kernel are counted; past
         ``send_buffer_limit`` the client is not keeping up and is dropped with
-        1008 so that it holds no memory and slows nobody.
-
-        The frame goes straight to the connection's stream rather than through
-        ``write_message``, which wraps every write in a coroutine Task: one
-        Task per recipient per message was the largest cost of fan-out we
-        control (bench/RESULTS.md, "Prototype"). Valid because server frames
-        are unmasked and this server offers no compression.
+        1008 so that it holds no memory and slows nobody. Frames go straight
+        to the stream (handlers/tornado_frames.py says why).
         """
-        connection = self.ws_connection
-        if connection is None or connection.is_closing() or connection.stream is None:
-            return
         size = len(frame)
         if self._unsent + size > self._settings.send_buffer_limit:
             self._drop_slow_client()
             return
-        try:
-            written = connection.stream.write(text_frame(frame))
-        except StreamClosedError:
+        written = write_text(self, frame)
+        if written is None:
             return
-        self._unsent += size
         self._messages_out += 1
+        self._unsent += size
+        self._last_write = written
         written.add_done_callback(lambda done: self._flushed(done, size))
 
     def _drop_slow_client(self) -> None:
         log.warning("ws.slow_consumer", conn=self.conn, room=self.room, user=self.user, unsent=self._unsent)
-        connection = self.ws_connection
+        abort = aborter(self)
         self._close_by_server(CLOSE_POLICY, "too slow: unsent data over the limit")
         # The close frame waits behind the unread data and a client that does
         # not read will not answer it: free the connection now, not in 5 s.
-        if connection is not None and connection.stream is not None:
-            connection.stream.close()
+        abort()
 
     def _flushed(self, done: Any, size: int) -> None:
         self._unsent -= size

@@ -7,13 +7,24 @@ nginx from ``config/nginx.conf`` on the public port. SIGINT or SIGTERM stops
 everything it started, in the reverse order, and exits 0; SIGHUP does a
 rolling restart (each chat process in turn: SIGTERM, wait, start again under
 the same port and node id, wait until healthy).
+
+Privileges: run as root, the launcher keeps root only for itself and
+nginx's master (which binds the port); nginx's workers and redis-server run
+as ``--user`` (default ``nobody``), and so do the chat processes: started
+as that user when it can run this Python, else (an interpreter under root's
+home cannot be run by ``nobody``) started as root and dropping to that user
+themselves once listening, with every module loaded.
+Redis requires a password generated for each run; it reaches redis-server in
+a config file only that user can read, and the chat processes in their
+environment, never on a command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
+import grp
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -77,6 +88,36 @@ def http_ok(url: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class RunAs:
+    """An unprivileged account for the services a root launcher starts."""
+
+    name: str
+    uid: int
+    gid: int
+    group: str
+
+    @classmethod
+    def lookup(cls, name: str) -> "RunAs":
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise ClusterError(f"no user {name!r} to run the services as (see --user)") from None
+        return cls(name, entry.pw_uid, entry.pw_gid, grp.getgrgid(entry.pw_gid).gr_name)
+
+    def can_run(self, argv: list[str]) -> bool:
+        """Whether this user can start ``argv`` (an interpreter in a private home cannot be)."""
+        try:
+            done = subprocess.run(argv, user=self.uid, group=self.gid, extra_groups=[], cwd=ROOT,
+                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return done.returncode == 0
+
+    def give(self, path: Path) -> None:
+        os.chown(path, self.uid, self.gid)
+
+
 @dataclass
 class Service:
     """One child process, in a process group of its own so a stop reaches all of it."""
@@ -86,12 +127,17 @@ class Service:
     env: dict[str, str]
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    run_as: RunAs | None = None
 
     def start(self) -> None:
         output = self.log_path.open("ab") if self.log_path else None
+        # Given as numbers, not names, and with no supplementary groups: root's
+        # groups must not follow the service.
+        who = ({"user": self.run_as.uid, "group": self.run_as.gid, "extra_groups": []}
+               if self.run_as is not None else {})
         self.process = subprocess.Popen(
             self.argv, env=self.env, stdout=output, stderr=subprocess.STDOUT if output else None,
-            stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT, **who,  # type: ignore[call-overload]
         )
         if output:
             output.close()
@@ -132,6 +178,12 @@ class Cluster:
     python: str = sys.executable
     extra_args: list[str] = field(default_factory=list)
     cookie_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    user: str = "nobody"  # who runs the services when the launcher is root
+    run_as: RunAs | None = None
+    chat_run_as: RunAs | None = None
+    warnings: list[str] = field(default_factory=list)
+    work_dir: Path | None = None  # Redis data and nginx temp files: the run dir, if the user can reach it
     redis: Service | None = None
     nodes: list[ChatNode] = field(default_factory=list)
     nginx: Service | None = None
@@ -139,6 +191,7 @@ class Cluster:
     def start(self) -> None:
         """Start Redis, the chat processes and nginx; on any failure stop what started."""
         try:
+            self._drop_privileges()
             self._start_redis()
             for index in range(1, self.processes + 1):
                 self._start_node(index)
@@ -151,18 +204,49 @@ class Cluster:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/"
 
+    def _drop_privileges(self) -> None:
+        """As root: pick the services' user, and let it into the run directory (but not list it)."""
+        if os.geteuid() != 0:
+            return
+        self.run_as = RunAs.lookup(self.user)
+        self.run_dir.chmod(0o711)
+        if not self.run_as.can_run(["test", "-x", str(self.run_dir)]):
+            # A run dir under a private parent (root's home, pytest's temp): the
+            # services' files go to a directory of their own that they can reach.
+            self.work_dir = Path(tempfile.mkdtemp(prefix="chat-cluster-work-"))
+            self.work_dir.chmod(0o711)
+            self.warnings.append(f"user {self.user} cannot reach {self.run_dir}; Redis data in {self.work_dir}")
+        if self.run_as.can_run([self.python, "-c", "import tornado, redis, structlog"]):
+            self.chat_run_as = self.run_as
+        else:
+            self.warnings.append(
+                f"chat processes start as {pwd.getpwuid(os.geteuid()).pw_name} and become {self.user} once "
+                f"listening: {self.user} cannot run {self.python} (install it where {self.user} can read it)")
+
     def _start_redis(self) -> None:
         if self.redis_url:
             return
         port = free_port()
-        data_dir = self.run_dir / "redis-data"
+        data_dir = (self.work_dir or self.run_dir) / "redis-data"
         data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [find_binary("redis-server", "redis-server"), str(REDIS_CONF),
-                "--port", str(port), "--dir", str(data_dir), "--daemonize", "no"]
-        self.redis = Service("redis", argv, dict(os.environ), self.run_dir / "redis.log")
+        config = self._redis_config(port, data_dir)
+        argv = [find_binary("redis-server", "redis-server"), str(config)]
+        self.redis = Service("redis", argv, dict(os.environ), self.run_dir / "redis.log", run_as=self.run_as)
         self.redis.start()
         wait_until(lambda: port_open(port), "redis-server")
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        self.redis_url = f"redis://:{self.redis_password}@127.0.0.1:{port}/0"
+
+    def _redis_config(self, port: int, data_dir: Path) -> Path:
+        """config/redis.conf plus this run's port, directory and password, readable by Redis's user alone."""
+        config = (self.work_dir or self.run_dir) / "redis.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"include {REDIS_CONF}\nport {port}\ndir {data_dir}\ndaemonize no\n"
+                         f"requirepass {self.redis_password}\n")
+        if self.run_as is not None:
+            self.run_as.give(config)
+            self.run_as.give(data_dir)
+        return config
 
     def _start_node(self, index: int) -> None:
         port = free_port()
@@ -171,7 +255,12 @@ class Cluster:
                    CHAT_BEHIND_PROXY="true", CHAT_LOG_FORMAT="json")
         argv = [self.python, str(ROOT / "server.py"), "--port", str(port),
                 "--node-id", f"node-{index}", *self.extra_args]
-        node = ChatNode(Service(f"node-{index}", argv, env, self.run_dir / f"node-{index}.log"), port)
+        if self.run_as is not None and self.chat_run_as is None:
+            env["CHAT_RUN_AS"] = self.run_as.name  # the process drops to it itself (server.drop_privileges)
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            env["CHAT_ALLOWED_HOSTS"] = "*"  # nginx on a public address: its clients use real host names
+        node = ChatNode(Service(f"node-{index}", argv, env, self.run_dir / f"node-{index}.log",
+                                run_as=self.chat_run_as), port)
         node.service.start()
         self.nodes.append(node)
         self._wait_healthy(node)
@@ -200,12 +289,12 @@ class Cluster:
         # (down for 10 s) a rolling restart would leave nginx none to offer.
         servers = "\n".join(f"        server 127.0.0.1:{node.port} max_fails=0;"
                              for node in self.nodes)
-        # As root, nginx's workers would drop to "nobody", who cannot enter a
-        # private run directory; run them as the launcher's own user instead.
-        user_line = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+        # As root, the master keeps root to bind the port; its workers, which
+        # talk to clients, run as the unprivileged user (the run directory lets them in).
+        user_line = f"user {self.run_as.name} {self.run_as.group};" if self.run_as is not None else ""
         # safe_substitute leaves nginx's own $variables alone; ours are ${braced}.
         text = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
-            user_line=user_line, run_dir=self.run_dir, listen=f"{self.host}:{self.port}",
+            user_line=user_line, run_dir=self.run_dir, work_dir=self.work_dir or self.run_dir, listen=f"{self.host}:{self.port}",
             upstream_servers=servers, static_dir=ROOT / "static",
             mime_types=_mime_types(),
         )
@@ -229,6 +318,8 @@ class Cluster:
             node.service.stop(signal.SIGTERM)
         if self.redis is not None:
             self.redis.stop(signal.SIGTERM)  # redis-server flushes its AOF on SIGTERM
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)  # ours alone, made for this run
 
 
 def _mime_types() -> str:
@@ -261,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address nginx listens on (default 127.0.0.1)")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one (default: start one)")
     parser.add_argument("--run-dir", help="configs, logs and Redis data (default: a new directory under /tmp)")
+    parser.add_argument("--user", default="nobody",
+                        help="unprivileged user for nginx workers, Redis and the chat processes when run as root")
     return parser
 
 
@@ -291,7 +384,8 @@ def main(argv: Sequence[str]) -> int:
         return 2
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="chat-cluster-")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(args.processes, args.port, run_dir, redis_url=args.redis_url, host=args.host)
+    cluster = Cluster(args.processes, args.port, run_dir, redis_url=args.redis_url, host=args.host,
+                      user=args.user)
     signals: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda number, _frame: signals.append(number))
@@ -301,6 +395,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"server.py cluster: {exc}", file=sys.stderr)
         return 1
     print_started(cluster)
+    for warning in cluster.warnings:
+        print(f"chat cluster: warning: {warning}", flush=True)
     return _supervise(cluster, signals)
 
 

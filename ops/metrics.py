@@ -3,7 +3,7 @@
 Each ``ChatServer`` owns one ``Metrics`` and so one ``CollectorRegistry``:
 nothing is registered in prometheus_client's global registry, so several
 servers in one process (the tests) count apart. Handlers get the instance
-through ``initialize()``; the RoomBus reports fan-out through the
+through ``initialize()`` and know it only as ``handlers.socket_metrics.SocketMetrics``; the RoomBus reports fan-out through the
 ``FanoutObserver`` protocol, which ``Metrics`` implements.
 
 Every process exposes only its own counts; a deployment of several processes
@@ -12,7 +12,7 @@ is scraped target by target and summed across ``instance`` (README, "Metrics").
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, ContextManager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +21,7 @@ from tornado.web import RequestHandler
 # The error codes of contract section 4; listed so every series exists at 0
 # from the start and a rate() over it does not miss the first rejection.
 REJECT_REASONS = ("bad_json", "bad_request", "message_too_long", "rate_limited", "unavailable")
+REFUSE_REASONS = ("server_full", "client_full")  # 503 and 429 of contract section 7
 
 # Publish is a local append (memory) or one XADD round trip (Redis) and times
 # out after redis_timeout (1 s by default): buckets from 100 µs to 2.5 s.
@@ -57,8 +58,16 @@ class Metrics:
         self.bus_reconnects_total = Counter(
             "chat_bus_reconnects", "Times the bus backend reconnected after losing its server.",
             registry=self.registry)
+        self.refused_total = Counter(
+            "chat_connections_refused", "WebSocket handshakes refused by a connection limit, by reason.",
+            ["reason"], registry=self.registry)
+        self.log_lines_dropped = Gauge(
+            "chat_log_lines_dropped", "Log lines dropped because stdout was not being read.",
+            registry=self.registry)
         for reason in REJECT_REASONS:
             self.rejected_total.labels(reason=reason)
+        for reason in REFUSE_REASONS:
+            self.refused_total.labels(reason=reason)
 
     def count_rooms_with(self, room_count: Callable[[], int]) -> None:
         """Read ``chat_rooms`` from the bus at scrape time rather than tracking it twice."""
@@ -69,6 +78,16 @@ class Metrics:
 
     def connection_closed(self) -> None:
         self.connections.dec()
+
+    def connection_refused(self, reason: str) -> None:
+        self.refused_total.labels(reason=reason).inc()
+
+    def publish_timer(self) -> ContextManager[object]:
+        return self.publish_seconds.time()
+
+    def count_dropped_log_lines_with(self, dropped: Callable[[], int]) -> None:
+        """Read ``chat_log_lines_dropped`` from the log writer at scrape time."""
+        self.log_lines_dropped.set_function(dropped)
 
     def message_published(self) -> None:
         self.published_total.inc()

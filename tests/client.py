@@ -21,6 +21,7 @@ from bus.message import id_key
 from handlers.identity import USER_COOKIE
 
 TIMEOUT = 5.0
+TEST_SECRET = "test-secret-at-least-32-bytes-long"  # the cookie secret of the tests' servers
 NOTICES = ("presence", "join", "leave", "typing")
 
 
@@ -47,7 +48,7 @@ class ChatClient:
     @classmethod
     async def connect(
         cls, port: int, room: str, *, since: str | None = None, user: str | None = None,
-        secret: str = "test-secret", headers: dict[str, str] | None = None, join: bool = True,
+        secret: str = TEST_SECRET, headers: dict[str, str] | None = None, join: bool = True,
         host: str = "127.0.0.1",
     ) -> "ChatClient":
         url = f"ws://{host}:{port}/ws/chat/{quote(room)}/"

@@ -18,13 +18,14 @@ import redis
 from config.settings import Settings
 from ops.redis_cluster import LocalRedisCluster, RedisClusterError
 from server import ChatServer
+from tests.client import TEST_SECRET
 from tests.processes import ServerProcess
 from tests.services import RedisServer, ServiceError
 
 # pytest-tornado 0.8.1 calls IOLoop.make_current(), deprecated since Tornado 6.2.
 warnings.filterwarnings("ignore", message="make_current is deprecated", category=DeprecationWarning)
 
-SECRET = "test-secret"
+SECRET = TEST_SECRET
 BACKENDS = ["memory", "redis", "cluster"]
 # The contract suites that also run on a local Redis Cluster (issue 8); every
 # other suite runs on the in-process bus and one Redis.
@@ -143,9 +144,9 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 
     async def start(node: str, redis_url: str, *extra: str) -> ServerProcess:
         process = ServerProcess(
-            ["--redis-url", redis_url, "--node-id", node, "--cookie-secret", SECRET,
+            ["--redis-url", redis_url, "--node-id", node,
              "--rate-limit", "0", "--log-format", "json", *extra],
-            tmp_path / f"{node}.log",
+            tmp_path / f"{node}.log", env={"CHAT_COOKIE_SECRET": SECRET},
         )
         processes.append(process)
         return await process.start()

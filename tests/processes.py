@@ -30,8 +30,11 @@ STOP_TIMEOUT = 10.0
 class ServerProcess:
     """``python server.py --port P <args>``; ``restart`` keeps the port and the arguments."""
 
-    def __init__(self, args: Sequence[str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], log_path: Path, port: int | None = None, env: dict[str, str] | None = None,
+    ) -> None:
         self.args = list(args)
+        self.env = dict(env or {})  # CHAT_* settings that belong in the environment (secrets)
         self.log_path = Path(log_path)
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -48,6 +51,7 @@ class ServerProcess:
         """Spawn the process and wait until /healthz answers 200, or fail with its log."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_") and k != "REDIS_URL"}
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
         with self.log_path.open("ab") as log, self.stderr_path.open("ab") as errors:
             self.process = subprocess.Popen(
                 [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *self.args],

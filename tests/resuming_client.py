@@ -18,13 +18,13 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from bus.message import id_key
-from tests.client import TIMEOUT, user_cookie
+from tests.client import TEST_SECRET, TIMEOUT, user_cookie
 
 _names = itertools.count(1)
 
 
 class ResumingClient:
-    def __init__(self, url: str, *, user: str | None = None, secret: str = "test-secret") -> None:
+    def __init__(self, url: str, *, user: str | None = None, secret: str = TEST_SECRET) -> None:
         self.url = url
         self.headers = {"Cookie": user_cookie(secret, user)} if user else {}
         self.received: list[dict[str, Any]] = []  # message frames, in arrival order

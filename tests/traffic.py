@@ -19,7 +19,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tests.client import NOTICES, ChatClient
 from tests.processes import ServerProcess
 
-SECRET = "traffic-secret"
+SECRET = "traffic-secret-at-least-32-bytes-long"
 # Every message text carries this marker, so a test can prove no text reached the log.
 TEXT_MARKER = "SECRET-TEXT-"
 # Slow refill, small burst: the rate-limited count does not depend on timing.
@@ -46,9 +46,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
 
 def traffic_server(log_dir: Path, node_id: str = "node-a", extra_flags: list[str] | None = None) -> ServerProcess:
     """The server the scripted traffic runs against (not started yet)."""
-    flags = ["--node-id", node_id, "--cookie-secret", SECRET, "--log-format", "json",
-             *SERVER_FLAGS, *(extra_flags or [])]
-    return ServerProcess(flags, log_dir / f"{node_id}.log")
+    flags = ["--node-id", node_id, "--log-format", "json", *SERVER_FLAGS, *(extra_flags or [])]
+    return ServerProcess(flags, log_dir / f"{node_id}.log", env={"CHAT_COOKIE_SECRET": SECRET})
 
 
 # ---- the scripted traffic --------------------------------------------------

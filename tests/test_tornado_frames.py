@@ -1,0 +1,46 @@
+"""handlers/tornado_frames.py writes past Tornado's public API: fail loudly when an upgrade changes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import tornado
+from tornado.iostream import IOStream
+from tornado.websocket import WebSocketProtocol13
+
+from handlers.tornado_frames import RELIED_ON, aborter, text_frame, tornado_problems, write_text
+from tests.client import ChatClient
+
+
+def test_this_tornado_still_offers_everything_the_direct_frame_writer_relies_on() -> None:
+    assert tornado_problems() == [], (
+        f"Tornado {tornado.version} changed what handlers/tornado_frames.py relies on:\n"
+        + "\n".join(RELIED_ON))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_live_room_socket_has_the_stream_and_protocol_the_writer_uses(make_server: Any) -> None:
+    server = await make_server()
+    client = await ChatClient.connect(server.port, "frames")
+    [socket] = server.registry.sockets
+    connection = socket.ws_connection
+    assert isinstance(connection, WebSocketProtocol13) and isinstance(connection.stream, IOStream)
+    assert not connection.is_closing()
+    written = write_text(socket, b'{"type":"typing","user":"direct"}')
+    assert written is not None
+    await written
+    frame = await client.recv_type("typing", skip=("presence",))
+    assert frame == {"type": "typing", "user": "direct"}  # a valid frame, as Tornado's client parses it
+    aborter(socket)()
+    await client.wait_closed()
+    assert write_text(socket, b"{}") is None  # gone: nothing written, nothing raised
+
+
+@pytest.mark.parametrize("length,header", [
+    (0, b"\x81\x00"), (125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"),
+    (65535, b"\x81\x7e\xff\xff"), (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+])
+def test_text_frames_carry_the_rfc_6455_length_forms(length: int, header: bytes) -> None:
+    payload = b"x" * length
+    assert text_frame(payload) == header + payload
