@@ -39,12 +39,18 @@ CLOSE_TRY_AGAIN = 1013
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 __all__ = ["CLOSE_GOING_AWAY", "RoomSocket", "SocketLimits", "SocketRegistry", "text_frame"]
 
-# Refused frames (bad JSON, over the rate, too long ...) each cost an error
-# frame and a metric: a connection may have this many refused, refilling at
-# this rate; past it, junk closes the connection with 1008 and frames over the
-# rate go unanswered, so refused input costs no more than it sends.
+# Refused frames each cost an error frame and a metric. Junk (bad JSON, bad
+# requests, too long) may be refused REFUSED_BURST times, refilling at
+# REFUSED_PER_SECOND; past that the connection is closed with 1008, so junk
+# costs no more than it sends. Messages over the rate have a budget of their
+# own, larger because a page resending eagerly is not an attack: every one is
+# answered (the page resends on rate_limited), and a sender that stays far
+# over the rate for that long is closed with 1008 (it reconnects and resends
+# what was not acknowledged, as the room page does).
 REFUSED_BURST = 100
 REFUSED_PER_SECOND = 10.0
+OVER_RATE_BURST = 1000
+OVER_RATE_PER_SECOND = 50.0
 # The rejection log: the first LOGGED_BURST lines per connection, then one a
 # second, each saying how many were left out since the last.
 LOGGED_BURST = 20
@@ -82,6 +88,7 @@ class RoomSocket(WebSocketHandler):
         self._last_write: "Future[None] | None" = None  # resolves once everything queued reached the kernel
         self._server_close_code: int | None = None
         self._refusals = TokenBucket(REFUSED_PER_SECOND, REFUSED_BURST)
+        self._over_rate = TokenBucket(OVER_RATE_PER_SECOND, OVER_RATE_BURST)
         self._log_budget = TokenBucket(LOGGED_PER_SECOND, LOGGED_BURST)
         self._unlogged = 0  # rejections left out of the log since the last line
         self.room = ""
@@ -310,13 +317,12 @@ class RoomSocket(WebSocketHandler):
             log.info("message.rejected", reason=error.code, **extra)
         else:
             self._unlogged += 1
-        if self._refusals.take():
+        budget = self._over_rate if error.code == "rate_limited" else self._refusals
+        if budget.take():
             self._send_json(error.frame())
-        elif error.code != "rate_limited":
+        else:
             log.warning("ws.too_many_refused", reason=error.code)
             self._close_by_server(CLOSE_POLICY, "too many refused frames")
-        # else: a sender far over the rate is not answered each time (nor closed:
-        # a page may just be resending eagerly); it learns from the missing acks.
 
     # ---- outbound --------------------------------------------------------
 

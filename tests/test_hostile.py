@@ -300,6 +300,28 @@ async def test_a_flood_of_bad_frames_is_cut_off_and_its_log_sampled(tmp_path: Pa
     assert len(lines) < 100, f"{len(lines)} log lines"  # start, connect, sampled rejections, close, stop
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_a_sender_far_over_the_rate_is_answered_then_closed(make_server: Any) -> None:
+    server = await make_server(rate_limit=5, rate_burst=10)
+    watcher = await ChatClient.connect(server.port, "flood", user="watcher")
+    flooder = await ChatClient.connect(server.port, "flood", user="flooder")
+    for k in range(3000):
+        await flooder.say(f"m{k}")
+    limited = 0
+    with pytest.raises(ConnectionError):
+        while True:
+            frame = await flooder.recv(timeout=10)
+            limited += frame["type"] == "error" and frame["error"] == "rate_limited"
+    assert flooder.conn.close_code == 1008
+    assert 1000 <= limited < 3000 - 10  # each answered while the budget lasted, not all 3,000
+    got = 0
+    with pytest.raises(asyncio.TimeoutError):
+        while True:
+            await watcher.messages(1, timeout=1)
+            got += 1
+    assert 10 <= got < 20  # the burst, plus what the rate allowed meanwhile
+
+
 # ---- finding 11: HTTP bodies and slow headers -----------------------------------------
 
 
