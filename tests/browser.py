@@ -1,32 +1,9 @@
-"""Headless Chromium for tests: Debian's /usr/bin/chromium driven by Playwright.
+"""Headless Chromium for tests: now in tests/helpers.py (``chromium``, ``launch_chromium``).
 
-Playwright's own browser download does not work on these machines; the flags
-keep Chromium off the (closed) network.
+Kept as a re-export while branches that import it from here are merged; new
+code imports from tests.helpers.
 """
 
-from __future__ import annotations
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, chromium, launch_chromium
 
-import contextlib
-from typing import AsyncIterator
-
-from playwright.async_api import Browser, async_playwright
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
-@contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
-    """A launched browser, closed (with its driver) on the way out."""
-    playwright = await async_playwright().start()
-    try:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-    finally:
-        await playwright.stop()
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "chromium", "launch_chromium"]

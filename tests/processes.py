@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.services import ServiceError, free_port
+from tests.helpers import free_port
+from tests.services import ServiceError
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
@@ -49,7 +50,8 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_") and k != "REDIS_URL"}
         env["PYTHONUNBUFFERED"] = "1"
         with self.log_path.open("ab") as log, self.stderr_path.open("ab") as errors:
-            self.process = subprocess.Popen(
+            # Popen returns as soon as the child is forked; the wait that follows is async.
+            self.process = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *self.args],
                 cwd=ROOT, env=env, stdout=log, stderr=errors,
             )

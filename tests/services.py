@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,19 +17,14 @@ from typing import Sequence
 
 import redis
 
+from tests.helpers import free_port
+
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
 class ServiceError(RuntimeError):
     """A service binary is missing or did not start; the message says what to do."""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _serving(port: int, pid: int) -> bool:

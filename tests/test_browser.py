@@ -39,14 +39,21 @@ from urllib.parse import quote
 import pytest
 import tornado.httpserver
 import tornado.ioloop
-from tornado.netutil import bind_sockets
 from playwright.async_api import (
-    Browser, BrowserContext, ConsoleMessage, Dialog, Locator, Page, async_playwright, expect,
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
 )
+from tornado.netutil import bind_sockets
 
 from server import ChatServer
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.client import ChatClient
+from tests.helpers import launch_chromium
 
 TIMEOUT_MS = 5_000
 RECONNECT_TIMEOUT_MS = 15_000  # the room page's longest backoff is 10 s
@@ -81,9 +88,7 @@ def browser(io_loop: tornado.ioloop.IOLoop) -> Iterator[Browser]:
     async def launch() -> tuple[Any, Browser]:
         playwright = await async_playwright().start()
         try:
-            chromium = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000,
-            )
+            chromium = await launch_chromium(playwright)
         except BaseException:
             await playwright.stop()
             raise

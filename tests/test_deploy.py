@@ -22,11 +22,11 @@ import pytest
 from playwright.async_api import expect
 from tornado.httpclient import AsyncHTTPClient
 
-from ops.cluster import ROOT, Cluster, free_port
 from bus.message import id_key
-from tests.browser import chromium
+from ops.cluster import ROOT, Cluster, free_port
 from tests.client import ChatClient
 from tests.conftest import SECRET
+from tests.helpers import chromium, handshake_request
 from tests.processes import ServerProcess
 from tests.resuming_client import ResumingClient
 
@@ -76,10 +76,7 @@ async def test_clients_on_both_processes_share_one_order_through_nginx(cluster: 
 
 def _raw_handshake(port: int, origin: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(CLIENT_ADDRESS, 0)) as sock:
-        sock.sendall((
-            f"GET /ws/chat/room/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nOrigin: {origin}\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+        sock.sendall(handshake_request("/ws/chat/room/", f"127.0.0.1:{port}", {"Origin": origin}))
         return sock.recv(4096)
 
 
@@ -111,7 +108,8 @@ async def test_sigterm_closes_sockets_with_1001_and_exits_0(tmp_path: Path) -> N
         await server.start()
         clients = [await ChatClient.connect(server.port, "bye") for _ in range(3)]
         started = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
         codes = await asyncio.gather(*(c.wait_closed(timeout=5) for c in clients))
         assert codes == [1001, 1001, 1001]
         exit_code = await asyncio.get_running_loop().run_in_executor(None, server.process.wait, 5)

@@ -7,19 +7,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.httpclient import HTTPResponse
 
 from tests.client import ChatClient, user_cookie
 from tests.conftest import SECRET
+from tests.helpers import WEBSOCKET_KEY, fetch
 
 BAD_ROOMS = ["a b", "a.b", "x" * 101, "a/b", "", "a-b"]
-
-
-async def fetch(port: int, path: str, **kwargs: Any) -> HTTPResponse:
-    return await AsyncHTTPClient().fetch(
-        f"http://127.0.0.1:{port}{path}", raise_error=False, follow_redirects=False,
-        request_timeout=5, **kwargs,
-    )
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -57,7 +51,7 @@ async def test_bad_room_name_is_404_for_page_and_socket(make_server: Any, room: 
     assert (await fetch(server.port, f"/chat/{quote(room, safe='')}/")).code == 404
     ws = await fetch(server.port, f"/ws/chat/{quote(room, safe='')}/", headers={
         "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Key": WEBSOCKET_KEY,
     })
     assert ws.code == 404
 
@@ -70,7 +64,9 @@ async def test_room_name_in_page_is_never_markup(make_server: Any) -> None:
 
 
 def _xsrf(response: HTTPResponse) -> tuple[str, str]:
-    token = re.search(r'name="_xsrf" value="([^"]+)"', response.body.decode()).group(1)
+    found = re.search(r'name="_xsrf" value="([^"]+)"', response.body.decode())
+    assert found is not None, "the page carries no XSRF token"
+    token = found.group(1)
     cookies = "; ".join(c.split(";")[0] for c in response.headers.get_list("Set-Cookie"))
     return token, cookies
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 from bus.streams_scripts import users_key
 from tests.client import TIMEOUT, ChatClient
 from tests.conftest import Spawn
+from tests.helpers import eventually
 from tests.services import RedisServer
 
 Frame = dict[str, Any]
@@ -65,7 +66,7 @@ async def typists(client: ChatClient, until: str) -> list[str]:
 
 
 async def listed_when(port: int, room: str, user: str, expected: dict[str, int], timeout: float = 10.0) -> None:
-    """Poll the list a new connection of ``user`` (already in the room: no notices) is given, until it is ``expected``."""
+    """Poll the list a new connection of ``user`` (already in the room: no notices) gets, until it is ``expected``."""
     deadline = time.monotonic() + timeout
     while True:
         client, members = await enter(port, room, user)
@@ -73,13 +74,6 @@ async def listed_when(port: int, room: str, user: str, expected: dict[str, int],
         if members == expected:
             return
         assert time.monotonic() < deadline, f"{members} is not {expected} after {timeout}s"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-        await asyncio.sleep(0.05)  # polling, bounded by the deadline
 
 
 # ---- on every backend --------------------------------------------------------

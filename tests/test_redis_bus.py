@@ -12,19 +12,18 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from bus.message import Draft, id_key
 from bus.streams import BLOCK_MS, StreamsBackend
 from bus.streams_scripts import NODES_KEY, node_rooms_key, stream_key
 from tests.client import ChatClient, ids, strictly_increasing
 from tests.conftest import Spawn, base_settings
-from tests.services import RedisServer, free_port
-
+from tests.helpers import eventually, fetch, free_port
+from tests.services import RedisServer
 
 
 @pytest.fixture
@@ -47,19 +46,6 @@ def redis_client(io_loop: Any, redis_db: str) -> Iterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_db, decode_responses=True, socket_timeout=5)
     yield client
     io_loop.run_sync(client.aclose)
-
-
-async def fetch(port: int, path: str) -> HTTPResponse:
-    return await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}{path}", raise_error=False, request_timeout=5)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    """Poll ``check`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def reply_to(client: ChatClient, client_id: str) -> dict[str, Any]:

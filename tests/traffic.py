@@ -9,7 +9,6 @@ tests check the frozen log against them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
