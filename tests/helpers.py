@@ -13,6 +13,7 @@ import socket
 import time
 from typing import AsyncIterator, Awaitable, Callable, Mapping
 
+import pytest
 from playwright.async_api import Browser, Playwright, async_playwright
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
@@ -28,6 +29,11 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# The one way a test chooses its bus: conftest's ``backend`` fixture runs every
+# test that makes a server on each bus; a test about one bus, or about something
+# that does not depend on the bus (pages, the origin check), is marked with one.
+ON_MEMORY = pytest.mark.parametrize("backend", ["memory"])
+ON_REDIS = pytest.mark.parametrize("backend", ["redis"])
 # RFC 6455's sample key: the server's answer to it is not checked by these tests.
 WEBSOCKET_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 

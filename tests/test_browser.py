@@ -53,7 +53,7 @@ from tornado.netutil import bind_sockets
 
 from server import ChatServer
 from tests.client import ChatClient
-from tests.helpers import launch_chromium
+from tests.helpers import ON_MEMORY, launch_chromium
 
 TIMEOUT_MS = 5_000
 RECONNECT_TIMEOUT_MS = 15_000  # the room page's longest backoff is 10 s
@@ -68,7 +68,7 @@ Message = tuple[str, str]  # (author, text) as the page shows them
 # The lobby and refusal tests are about the page and the socket handler: one
 # bus backend is enough for them. The chat tests run on every backend of
 # conftest.BACKENDS.
-ONE_BACKEND = pytest.mark.parametrize("backend", ["memory"])
+ONE_BACKEND = ON_MEMORY
 
 
 # ---- fixtures ---------------------------------------------------------------
@@ -544,7 +544,7 @@ def tls_context(tmp_path: Path) -> ssl.SSLContext:
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("backend", ["memory"])
+@ONE_BACKEND
 async def test_an_https_page_connects_with_wss(
     make_server: Any, browser: Browser, tls_context: ssl.SSLContext,
 ) -> None:

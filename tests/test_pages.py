@@ -119,3 +119,18 @@ async def test_health_and_readiness(make_server: Any) -> None:
     health = await fetch(server.port, "/healthz")
     assert health.code == 200 and health.body == b'{"status": "ok"}'
     assert (await fetch(server.port, "/readyz")).code == 200
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("path", ["/chat/", "/chat/lobby/", "/chat/a%20b/"])
+async def test_pages_carry_the_security_headers(make_server: Any, path: str) -> None:
+    """No inline script, no sniffing a JSON body into HTML, no room name leaking in a Referer."""
+    server = await make_server()
+    headers = (await fetch(server.port, path)).headers
+    policy = {part.split()[0]: part.split()[1:] for part in headers["Content-Security-Policy"].split("; ")}
+    assert policy["default-src"] == ["'self'"] and policy["object-src"] == ["'none'"]
+    assert policy["base-uri"] == ["'none'"] and policy.get("script-src", ["'self'"]) == ["'self'"]
+    assert "'self'" in policy["connect-src"] and set(policy["connect-src"]) <= {"'self'", "ws:", "wss:"}
+    assert not any("'unsafe-inline'" in sources or "*" in sources for sources in policy.values())
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"

@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from bus.streams_scripts import users_key
 from tests.client import TIMEOUT, ChatClient
 from tests.conftest import Spawn
-from tests.helpers import eventually
+from tests.helpers import ON_REDIS, eventually
 from tests.services import RedisServer
 
 Frame = dict[str, Any]
@@ -151,7 +151,8 @@ async def test_typing_reaches_the_other_users_at_most_once_a_second(make_server:
             continue
         if frame["type"] == "typing" and frame["user"] == "ann":
             arrivals.append(time.monotonic())
-    assert 0.9 <= arrivals[1] - arrivals[0] <= 1.6, arrivals
+    # At most one a second (the contract); the upper bound only shows typing is not held up for long.
+    assert 0.9 <= arrivals[1] - arrivals[0] <= 3.0, arrivals
 
     # Not stored, not replayed: someone joining now hears of no typing.
     dave, _ = await enter(server.port, "keys", "dave")
@@ -164,19 +165,25 @@ async def test_typing_reaches_the_other_users_at_most_once_a_second(make_server:
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("backend", ["redis"])
+@ON_REDIS
 async def test_after_redis_comes_back_empty_the_members_are_listed_again(
     make_server: Any, tmp_path: Path,
 ) -> None:
     own_redis = RedisServer(tmp_path / "redis")
     own_redis.start()
     try:
-        server = await make_server(redis_url=own_redis.url())
+        server = await make_server(redis_url=own_redis.url(), presence_timeout=0.4)  # upkeep every 0.1 s
         ann, _ = await enter(server.port, "phoenix", "ann")
         view = {"ann": 1}
         with capture_logs() as logs:
-            own_redis.kill()
-            own_redis.start()  # same port, nothing kept
+            # Off the event loop: the server, on this loop, lives through the outage meanwhile.
+            await asyncio.to_thread(own_redis.kill)
+
+            async def outage_noticed() -> bool:
+                events = {entry["event"] for entry in logs}
+                return {"bus.error", "presence.error"} <= events
+            await eventually(outage_noticed, 10, "the bus and presence notice that Redis is gone")
+            await asyncio.to_thread(own_redis.start)  # same port, nothing kept
 
             async def ready() -> bool:
                 return server.bus.unavailable_reason() is None
@@ -197,13 +204,14 @@ async def test_after_redis_comes_back_empty_the_members_are_listed_again(
                     view[frame["user"]] = 1
             assert view == {"ann": 1, "bob": 1}
         events = [entry["event"] for entry in logs]
-        assert events.count("bus.error") == 1 and events.count("presence.error") <= 1
+        for outcome in ("bus.error", "bus.recovered", "presence.error", "presence.recovered"):
+            assert events.count(outcome) == 1, (outcome, events)  # once per outage
     finally:
         own_redis.kill()
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("backend", ["redis"])
+@ON_REDIS
 async def test_a_presence_failure_fails_no_join_and_no_message_and_heals(make_server: Any, redis_db: str) -> None:
     server = await make_server(presence_timeout=0.4)  # upkeep every 0.1 s
     async with aioredis.Redis.from_url(redis_db, decode_responses=True) as direct:

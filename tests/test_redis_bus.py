@@ -131,13 +131,15 @@ async def test_a_killed_node_restarted_under_its_id_misses_nothing_and_leaves_no
     await bob.say("after")
     [live] = await again.messages(1)
     assert live["message"] == "after"
-    await again.nothing_for(0.3)  # and nothing twice
+    await bob.say("end")
+    [end] = await again.messages(1)
+    assert end["message"] == "end"  # and nothing twice before it
 
     async def nothing_pending() -> bool:
         return await pending_count(redis_client, "crash", "n1") == 0
     await eventually(nothing_pending, 10, "n1's pending list empty")
     [n1_group] = [g for g in await redis_client.xinfo_groups(stream_key("crash")) if g["name"] == "n1"]
-    assert n1_group["last-delivered-id"] == live["id"]
+    assert n1_group["last-delivered-id"] == end["id"]
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -176,15 +178,16 @@ async def test_redis_down_means_unavailable_and_503_and_an_empty_restart_recover
     assert (await send_for_ack(ann, "before", "c0"))["type"] == "ack"
     [before] = await watcher.messages(1)
 
-    own_redis.kill()
+    await asyncio.to_thread(own_redis.kill)
     for attempt in range(3):
         started = time.monotonic()
         error = await send_for_ack(ann, "lost", f"down{attempt}")
-        assert error["error"] == "unavailable" and time.monotonic() - started < 2.0
+        # Within --redis-timeout (1 s), with a generous margin for a loaded machine.
+        assert error["error"] == "unavailable" and time.monotonic() - started < 1.0 + 2.0
     ready = await fetch(server.port, "/readyz")
     assert ready.code == 503 and json.loads(ready.body)["reason"]
 
-    own_redis.start()  # same port, nothing persisted: an empty Redis
+    await asyncio.to_thread(own_redis.start)  # same port, nothing persisted: an empty Redis
     deadline, attempt = time.monotonic() + 10, 0
     while (reply := await send_for_ack(ann, "after", f"up{attempt}"))["type"] != "ack":
         assert time.monotonic() < deadline, "no message accepted within 10 s of Redis coming back"
@@ -212,7 +215,7 @@ async def test_a_server_started_before_its_redis_becomes_ready_when_redis_comes(
     own_redis.port = free_port()
     server = await make_server(redis_url=own_redis.url())
     assert (await fetch(server.port, "/readyz")).code == 503
-    own_redis.start()
+    await asyncio.to_thread(own_redis.start)  # off the loop: the server keeps serving meanwhile
 
     async def ready() -> bool:
         return (await fetch(server.port, "/readyz")).code == 200
@@ -232,7 +235,8 @@ async def test_a_hung_redis_fails_a_publish_within_redis_timeout(make_server: An
     try:
         started = time.monotonic()
         error = await send_for_ack(ann, "stuck", "c1")
-        assert error["error"] == "unavailable" and time.monotonic() - started < 1.5
+        # Within --redis-timeout (0.5 s), with a generous margin for a loaded machine.
+        assert error["error"] == "unavailable" and time.monotonic() - started < 0.5 + 2.0
         assert server.bus.unavailable_reason() is not None
     finally:
         own_redis.resume()
@@ -256,7 +260,7 @@ async def test_an_append_only_redis_restart_keeps_history_ids_and_resume(
     sent = await ann.messages(5)
 
     old_pid = own_redis.process.pid if own_redis.process else None
-    own_redis.restart()
+    await asyncio.to_thread(own_redis.restart)  # off the loop: the server lives through the restart
     assert own_redis.process is not None and own_redis.process.pid != old_pid
 
     async def ready() -> bool:
@@ -306,8 +310,9 @@ async def test_a_room_added_while_the_reader_blocks_is_read_at_once(make_server:
         started = time.monotonic()
         await client.say("hello")
         await client.messages(1)
-        # Without the wake-up, the read would name the new room only after its block of BLOCK_MS.
-        assert time.monotonic() - started < BLOCK_MS / 4000
+        # Without the wake-up, the read would name the new room only after its block of BLOCK_MS,
+        # which began when the previous message woke it: about BLOCK_MS, twice this bound.
+        assert time.monotonic() - started < BLOCK_MS / 2000
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -350,7 +355,8 @@ async def test_a_vanished_group_is_recreated_where_the_node_left_off(
     assert [f["message"] for f in after] == ["m3", "m4", "m5"]
     assert strictly_increasing(ids(before + after))
     assert server.bus.unavailable_reason() is None  # a lost group is not an outage
-    await ann.nothing_for(0.3)
+    await ann.say("m6")
+    assert [f["message"] for f in await ann.messages(1)] == ["m6"]  # and nothing twice before it
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -387,6 +393,11 @@ async def test_a_dead_nodes_group_is_removed_after_dead_node_after(
 async def test_a_burst_of_joins_waits_for_redis_connections_instead_of_failing(make_server: Any) -> None:
     """A reconnect storm (every page of a restarted process at once) must not be refused."""
     server = await make_server()
-    clients = await asyncio.gather(*(ChatClient.connect(server.port, f"storm{k % 5}") for k in range(300)))
-    assert all(client.ready is not None for client in clients)
+    rooms = [f"storm{k % 5}" for k in range(300)]
+    clients = await asyncio.gather(*(ChatClient.connect(server.port, room) for room in rooms))
+    assert [client.ready["room"] if client.ready else None for client in clients] == rooms
     assert (await fetch(server.port, "/readyz")).code == 200
+    for room in rooms[:5]:  # every one of them is in its room: a message reaches all 60
+        await clients[rooms.index(room)].say(f"to {room}")
+    received = await asyncio.gather(*(client.messages(1) for client in clients))
+    assert [frames[0]["message"] for frames in received] == [f"to {room}" for room in rooms]

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import handshake_status
+from tests.helpers import ON_MEMORY, handshake_status
 
-ONE_BACKEND = pytest.mark.parametrize("backend", ["memory"])
 PATH = "/ws/chat/room/"
 
 SAME_HOST = [
@@ -40,7 +39,7 @@ SAME_HOST = [
 
 
 @pytest.mark.gen_test(timeout=10)
-@ONE_BACKEND
+@ON_MEMORY
 @pytest.mark.parametrize("host,origin,status", SAME_HOST)
 async def test_same_host_with_default_ports_made_explicit(
     make_server: Any, host: str, origin: str, status: int
@@ -50,14 +49,14 @@ async def test_same_host_with_default_ports_made_explicit(
 
 
 @pytest.mark.gen_test(timeout=10)
-@ONE_BACKEND
+@ON_MEMORY
 async def test_no_origin_is_not_a_browser_and_is_accepted(make_server: Any) -> None:
     server = await make_server()
     assert await handshake_status(server.port, PATH, host="anything.example") == 101
 
 
 @pytest.mark.gen_test(timeout=10)
-@ONE_BACKEND
+@ON_MEMORY
 @pytest.mark.parametrize(
     "origin,status",
     [
@@ -76,7 +75,7 @@ FORWARDED = {"Origin": "https://chat.example.com", "X-Forwarded-Host": "chat.exa
 
 
 @pytest.mark.gen_test(timeout=10)
-@ONE_BACKEND
+@ON_MEMORY
 @pytest.mark.parametrize("behind_proxy,status", [(True, 101), (False, 403)])
 async def test_the_forwarded_host_counts_only_behind_a_proxy(make_server: Any, behind_proxy: bool, status: int) -> None:
     server = await make_server(behind_proxy=behind_proxy)
