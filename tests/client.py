@@ -105,7 +105,11 @@ class ChatClient:
         return await asyncio.wait_for(collect(), timeout)
 
     async def nothing_for(self, seconds: float) -> None:
-        """Assert that no chat frame arrives for a while (a negative check)."""
+        """Assert that no chat frame arrives for a while.
+
+        A fixed wait proves little on a loaded machine: prefer a marker (send a
+        message after the thing that must not arrive; the next frame must be it).
+        """
         try:
             frame = await self.recv_type("message", seconds)
         except asyncio.TimeoutError:
