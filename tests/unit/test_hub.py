@@ -11,6 +11,7 @@ end to end by tests/test_redis_bus.py against a stopped redis-server).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -49,16 +50,38 @@ class Member:
         return frames
 
 
+JOINER = contextvars.ContextVar("joiner", default="")  # context a connection binds (its conn, user)
+
+
 class Backend(MemoryBackend):
-    """The in-process backend, keeping its callbacks so a test can deliver again (at-least-once)."""
+    """The in-process backend, keeping its callbacks so a test can deliver again (at-least-once),
+    and noting what the hub asked of it."""
 
     deliver: Deliver
     notify: Notify
+
+    def __init__(self, retention: int, resend_window: float) -> None:
+        super().__init__(retention, resend_window)
+        self.subscribed: list[tuple[str, str]] = []  # (room, the joiner context seen by subscribe)
+        self.unsubscribed: list[str] = []
+        self.once_per: list[float] = []
 
     async def start(self, deliver: Deliver, notify: Notify | None = None) -> None:
         assert notify is not None
         self.deliver, self.notify = deliver, notify
         await super().start(deliver, notify)
+
+    async def subscribe(self, room: str) -> None:
+        self.subscribed.append((room, JOINER.get()))
+        await super().subscribe(room)
+
+    async def unsubscribe(self, room: str) -> None:
+        self.unsubscribed.append(room)
+        await super().unsubscribe(room)
+
+    async def announce(self, notice: Notice, once_per: float) -> bool:
+        self.once_per.append(once_per)
+        return await super().announce(notice, once_per)
 
 
 class Observer:
@@ -161,6 +184,7 @@ def test_the_observer_hears_each_fan_out_with_its_recipients() -> None:
     async def scenario(bus: RoomBus, backend: Backend) -> None:
         for name in ("ann", "bob", "carl"):
             await enter(bus, "r", Member(name))
+        await bus.join("r", Member("joining"), "dave", None)  # not live yet: buffered, not counted
         await say(bus, "r", "ann", "hi")
         await settle()
         [(room, recipients, age)] = observer.calls
@@ -196,12 +220,15 @@ def test_messages_published_during_the_join_come_after_presence_once_each() -> N
         bob = Member("bob")
         history = await bus.join("r", bob, "bob", None)
         assert [m.text for m in history.messages] == ["before"]
+        backend.deliver([history.messages[0]])  # the history's message again (at-least-once)
         during = await say(bus, "r", "ann", "during")
         await settle()
         assert bob.frames == []  # nothing before go_live: the caller sends history and ready first
-        backend.deliver([history.messages[0], during])  # the history's message again, and the new one
+        backend.deliver([during])  # and the new one twice
         bus.go_live("r", bob)
         assert bob.kinds() == ["presence", "message"] and bob.texts() == ["during"]
+        bus.go_live("r", bob)  # again: the presence list and the messages were sent already
+        assert bob.kinds() == ["presence", "message"]
         after = await say(bus, "r", "ann", "after")
         await settle()
         assert bob.texts() == ["during", "after"] and bob.frames[-1]["id"] == after.id
@@ -264,10 +291,13 @@ def test_the_last_one_out_frees_the_room_and_a_new_join_subscribes_again() -> No
     async def scenario(bus: RoomBus, backend: Backend) -> None:
         ann = Member("ann")
         await enter(bus, "r", ann)
+        await bus.leave("r", Member("stranger"))  # never seated in a room that exists
+        assert bus.room_count() == 1
         await bus.leave("r", ann)
         await bus.leave("r", ann)  # twice: nothing more happens
         await bus.leave("never", ann)
         assert bus.room_count() == 0 and await backend.members("r") == []
+        assert backend.unsubscribed == ["r"]
         await say(bus, "r", "bob", "while nobody listens")
         await settle()
         assert ann.texts() == []
@@ -297,12 +327,18 @@ def test_typing_reaches_the_others_at_most_once_a_second() -> None:
         await bus.typing("nowhere", ann)
         await settle()
         assert ann.frames == bob.frames == []
+        await bus.leave("r", ann)  # gone and back within the second: a new arrival may type at once
+        again = Member("ann")
+        await enter(bus, "r", again)
+        await bus.typing("r", again)
+        await settle()
+        assert [f for f in bob.frames if f["type"] == "typing"] == [{"type": "typing", "user": "ann"}]
 
     run(scenario)
 
 
 def test_typing_is_allowed_again_after_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1000.0]
+    now = [0.0]  # a monotonic clock may read anything, 0 included
     # The hub's clock only: the event loop keeps the real one.
     monkeypatch.setattr(room_bus, "time", SimpleNamespace(monotonic=lambda: now[0], time=time.time))
 
@@ -311,12 +347,13 @@ def test_typing_is_allowed_again_after_the_interval(monkeypatch: pytest.MonkeyPa
         await enter(bus, "r", ann)
         await enter(bus, "r", bob)
         await bus.typing("r", ann)
-        now[0] += TYPING_EVERY * 0.99
+        now[0] += TYPING_EVERY / 2
         await bus.typing("r", ann)
-        now[0] += TYPING_EVERY * 0.02
+        now[0] += TYPING_EVERY / 2  # exactly a second after the first: allowed again
         await bus.typing("r", ann)
         await settle()
         assert [f for f in bob.frames if f["type"] == "typing"] == [{"type": "typing", "user": "ann"}] * 2
+        assert backend.once_per == [TYPING_EVERY, TYPING_EVERY]  # the same limit across nodes
 
     run(scenario)
 
@@ -364,12 +401,25 @@ def test_a_presence_notice_from_the_backend_keeps_this_nodes_own_members() -> No
         await enter(bus, "r", bob)
         await settle()
         ann.take(), bob.take()
-        backend.notify(Notice.presence("r", {"zed": 2, "bob": 0}))
-        expected = presence(("ann", 1), ("bob", 1), ("zed", 2))
+        backend.notify(Notice.presence("r", {"zed": 2, "bob": 0, "ann": 3}))  # ann: two more elsewhere
+        expected = presence(("ann", 3), ("bob", 1), ("zed", 2))
         assert ann.take() == [expected] and bob.take() == [expected]
         backend.notify(Notice.presence("nowhere", {"zed": 1}))  # a room without members here
         backend.notify(Notice("r", "join", "zed"))
         assert ann.take() == [{"type": "join", "user": "zed"}]
+        await bus.leave("r", bob)
+        backend.notify(Notice.presence("r", {}))
+        assert ann.take() == [presence(("ann", 1))]  # bob is gone from this node's count too
+
+    run(scenario)
+
+
+def test_the_presence_list_holds_users_of_other_nodes() -> None:
+    async def scenario(bus: RoomBus, backend: Backend) -> None:
+        await backend.set_connections("r", "zed", 2)  # as the backend sums them from every node
+        ann = Member("ann")
+        await enter(bus, "r", ann)
+        assert ann.frames[0] == presence(("ann", 1), ("zed", 2))
 
     run(scenario)
 
@@ -413,6 +463,28 @@ def test_a_failed_subscription_is_tried_again_by_the_next_join() -> None:
         await say(bus, "r", "bob", "now subscribed")
         await settle()
         assert bob.texts() == ["now subscribed"]
+
+    run(scenario)
+
+
+def test_a_room_is_subscribed_once_for_all_its_joiners_outside_their_context() -> None:
+    async def scenario(bus: RoomBus, backend: Backend) -> None:
+        JOINER.set("ann's connection")
+        await enter(bus, "r", Member("ann"))
+        await enter(bus, "r", Member("bob"))
+        await asyncio.gather(enter(bus, "s", Member("carl")), enter(bus, "s", Member("dave")))
+        # The subscription outlives the joiner: it must not carry the joiner's log context.
+        assert backend.subscribed == [("r", ""), ("s", "")]
+
+    run(scenario)
+
+
+def test_a_batch_skips_rooms_without_members_here_and_goes_on() -> None:
+    async def scenario(bus: RoomBus, backend: Backend) -> None:
+        ann = Member("ann")
+        await enter(bus, "r", ann)
+        backend.deliver([Message("9999999999998-0", "empty", "x", "a"), Message("9999999999999-0", "r", "x", "b")])
+        assert ann.texts() == ["b"]
 
     run(scenario)
 

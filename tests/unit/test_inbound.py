@@ -69,6 +69,22 @@ def test_the_error_frame_names_the_code_the_detail_and_the_client_id() -> None:
     assert "client_id" in FrameError("bad_request", "d", "").frame()  # an empty id is still an id
 
 
+@pytest.mark.parametrize(
+    "raw,detail",
+    [
+        (b"{}", "send text frames holding a JSON object"),
+        ("{", "the frame is not valid JSON"),
+        ("[]", "the frame must be a JSON object"),
+        ("{}", '"message" must be a non-empty string'),
+        ('{"message": "x", "client_id": 1}', '"client_id" must be a string of at most 64 characters'),
+    ],
+)
+def test_each_refusal_tells_a_person_what_to_send(raw: str | bytes, detail: str) -> None:
+    with pytest.raises(FrameError) as refused:
+        parse_frame(raw, LIMIT)
+    assert refused.value.detail == detail
+
+
 def test_the_too_long_detail_says_the_limit() -> None:
     with pytest.raises(FrameError) as refused:
         parse_frame('{"message": "' + "x" * 4097 + '"}', 4096)

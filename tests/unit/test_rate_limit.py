@@ -83,6 +83,12 @@ def test_a_time_that_goes_backwards_adds_no_tokens() -> None:
     assert not bucket.take()
 
 
+@pytest.mark.parametrize("rate", [1, 0.5])
+def test_a_slow_rate_still_limits(rate: float) -> None:
+    bucket = TokenBucket(rate=rate, burst=2, clock=FakeClock())
+    assert takes(bucket, 3) == [True, True, False]
+
+
 @pytest.mark.parametrize("rate", [0, 0.0, -1])
 def test_a_rate_of_zero_never_limits(rate: float) -> None:
     bucket = TokenBucket(rate=rate, burst=1, clock=FakeClock())

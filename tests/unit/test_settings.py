@@ -123,6 +123,7 @@ def test_a_toml_boolean_is_taken_as_it_is(tmp_path: Path) -> None:
     "raw,expected",
     [
         ("https://Chat.Example.com/, http://b.example:8080", ("https://chat.example.com", "http://b.example:8080")),
+        ("http://LOCAL.BOX//", ("http://local.box",)),
         ("", ()),
         (" , ", ()),
     ],
@@ -148,6 +149,7 @@ def test_allowed_origins_may_be_a_toml_list(tmp_path: Path) -> None:
         (["--rate-limit", "2.5"], 2.5),
         (["--resend-window", "0"], 0.0),
         (["--log-format", "console"], "console"),
+        (["--log-format", "json"], "json"),
         (["--redis-url", "unix:///run/redis.sock"], "unix:///run/redis.sock"),
         (["--redis-url", " rediss://h:1 "], "rediss://h:1"),
     ],
@@ -164,7 +166,7 @@ def test_edge_values_are_accepted(argv: list[str], expected: object) -> None:
 def test_empty_node_id_secret_and_log_format_are_filled_in() -> None:
     settings = load_settings(["--port", "9001"], {})
     assert settings.node_id == f"{socket.gethostname()}-9001"
-    assert len(settings.cookie_secret) >= 32 and settings.cookie_secret_generated
+    assert len(settings.cookie_secret) == 43 and settings.cookie_secret_generated  # 32 random bytes, base64url
     assert settings.log_format == "json"  # stdout is not a terminal under pytest
     assert load_settings([], {}).cookie_secret != settings.cookie_secret  # random per process
 
@@ -246,10 +248,40 @@ def test_server_exits_2_with_the_error_on_stderr(argv: list[str], capsys: pytest
     assert captured.out == ""
 
 
-def test_help_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_lists_every_setting(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit) as done:
         load_settings(["--help"], {})
     assert done.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--port", "--redis-url", "--rate-burst", "--behind-proxy", "--resend-window", "--config"):
-        assert flag in out
+    assert out.startswith("usage: server.py ") and "\nRoom chat server\n" in out
+    words = " ".join(out.split())  # however argparse wraps the lines
+    for flag, help_text in [
+        ("--config CONFIG", "TOML file with settings (overrides config/chat.toml)"),
+        ("--port PORT", "port to listen on"),
+        ("--redis-url REDIS_URL", "Redis URL; without it the in-process bus is used"),
+        ("--behind-proxy", "trust X-Forwarded-For/-Proto/-Host from the proxy"),
+        ("--resend-window RESEND_WINDOW", "seconds a client_id is remembered"),
+    ]:
+        assert f" {flag} {help_text} " in words, flag
+
+
+@pytest.mark.usefixtures("no_default_file")
+def test_without_argv_the_command_line_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.argv", ["server.py", "--port", "9002"])
+    assert load_settings(None, {}).port == 9002
+
+
+@pytest.mark.usefixtures("no_default_file")
+def test_on_a_terminal_the_log_format_is_for_people(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdout", Terminal())
+    assert load_settings([], {}).log_format == "console"
+    assert load_settings(["--log-format", "json"], {}).log_format == "json"
+
+
+@pytest.mark.usefixtures("no_default_file")
+def test_an_empty_log_format_means_choose_by_terminal() -> None:
+    assert load_settings([], {"CHAT_LOG_FORMAT": ""}).log_format == "json"  # stdout is not a terminal here
