@@ -13,7 +13,10 @@ from ops.metrics import Metrics
 from server import build_backend
 from tests.conftest import base_settings
 
-WINDOW = 0.3  # seconds; short, so the test runs in well under a second
+WINDOW = 0.2  # seconds; short, so the test runs in well under a second
+# Past the window, how long forgetting may lag (a poll every 20 ms, on a loaded
+# machine); short enough that a window that never ends fails within a second.
+LAG = 0.4
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -30,7 +33,7 @@ async def test_a_client_id_is_remembered_for_the_resend_window_then_forgotten(bu
         assert not other_user.duplicate and not other_room.duplicate
 
         while (later := await backend.publish(Draft("r", "ann", "hi", "c-1"))).duplicate:
-            assert time.monotonic() - started < WINDOW + 5, "the client_id was never forgotten"
+            assert time.monotonic() - started < WINDOW + LAG, "the client_id was not forgotten after the window"
             await asyncio.sleep(0.02)  # polling, bounded by the deadline above
         assert time.monotonic() - started >= WINDOW - 0.01  # not forgotten early either
         assert later.message.id != first.message.id
