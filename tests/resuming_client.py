@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from bus.message import id_key
 from tests.client import TIMEOUT, user_cookie
@@ -76,7 +76,10 @@ class ResumingClient:
 
     def _send(self, client_id: str, text: str) -> None:
         if self._conn is not None and self._ready.is_set():
-            self._conn.write_message(json.dumps({"message": text, "client_id": client_id}))
+            try:
+                self._conn.write_message(json.dumps({"message": text, "client_id": client_id}))
+            except WebSocketClosedError:
+                pass  # closed before the read loop noticed: it stays in the outbox, resent after the resume
 
     async def _run(self) -> None:
         delay = 0.05
