@@ -48,7 +48,7 @@ class ChatClient:
     async def connect(
         cls, port: int, room: str, *, since: str | None = None, user: str | None = None,
         secret: str = "test-secret", headers: dict[str, str] | None = None, join: bool = True,
-        host: str = "127.0.0.1",
+        host: str = "127.0.0.1", timeout: float = TIMEOUT,
     ) -> "ChatClient":
         url = f"ws://{host}:{port}/ws/chat/{quote(room)}/"
         if since is not None:
@@ -56,18 +56,18 @@ class ChatClient:
         all_headers = dict(headers or {})
         if user is not None:
             all_headers["Cookie"] = user_cookie(secret, user)
-        request = HTTPRequest(url, headers=all_headers, connect_timeout=TIMEOUT, request_timeout=TIMEOUT)
+        request = HTTPRequest(url, headers=all_headers, connect_timeout=timeout, request_timeout=timeout)
         frames: asyncio.Queue[str | bytes | None] = asyncio.Queue()
-        conn = await asyncio.wait_for(websocket_connect(request, on_message_callback=frames.put_nowait), TIMEOUT)
+        conn = await asyncio.wait_for(websocket_connect(request, on_message_callback=frames.put_nowait), timeout)
         client = cls(conn, frames)
         if join:
-            await client.read_join()
+            await client.read_join(timeout)
         return client
 
-    async def read_join(self) -> dict[str, Any]:
+    async def read_join(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         """Read the replayed history up to and including the ready frame."""
         while True:
-            frame = await self.recv()
+            frame = await self.recv(timeout)
             if frame["type"] == "ready":
                 self.ready = frame
                 return frame
