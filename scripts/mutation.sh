@@ -6,6 +6,21 @@
 #   KEEP=1 bash scripts/mutation.sh   # keeps the scratch copy (mutmut show <name> there)
 #
 # Not part of `make test`: it runs the unit tests once per mutant (a few minutes).
+#
+# Last run: 756 of 768 mutants killed (98.4 %). The 12 survivors are equivalent
+# mutants (no input can tell them from the code), so no test can kill them:
+#   bus.message id_key 3: partition -> rpartition("-"); a valid id has one "-".
+#   bus.room_bus leave 24: _subscribing.pop(room) without a default; a seated
+#     room always has its entry (set by join before its first await).
+#   bus.room_bus _with_local 13: members.get(user, 1); local counts are >= 1.
+#   bus.room_bus _with_local 14: Notice.presence(None, ...); that notice's room
+#     is never read (the frame has no room, seats read only the user).
+#   handlers.identity cookie_user 7: decode("UTF-8"); codec names ignore case.
+#   config.settings _origins 17, 20: rpartition("://"), "not sep and not rest";
+#     after rstrip("/") a "://" always has a non-empty rest, and none has none.
+#   config.settings add_setting_flags 3, 8, 17, 20: dest=None or no dest;
+#     argparse derives the same dest from --the-flag.
+#   config.settings _fill_derived 10: token_urlsafe(None) is its default, 32 bytes.
 # It works on a scratch copy of the repository, so no mutmut configuration or
 # mutants/ folder lands in the tree.
 set -euo pipefail
