@@ -284,6 +284,7 @@ async def test_each_page_lists_who_is_in_the_room_and_drops_who_left(make_server
 # ---- 2. user text is text, never markup ---------------------------------------
 
 @pytest.mark.gen_test(timeout=30)
+@ONE_BACKEND  # how the page renders text does not depend on the bus
 async def test_markup_in_messages_and_names_shows_as_literal_text(make_server: Any, open_user: OpenUser) -> None:
     server = await make_server()
     ann = await open_user(server, "Ann")
