@@ -1,7 +1,11 @@
 # The two entry points of the README. Both create .venv on first use.
 #   make run    set up and serve on http://127.0.0.1:8888 (in-process bus, no Redis)
 #   make test   set up (Python packages, and redis-server, nginx, chromium from
-#               Debian when missing), type-check (mypy.ini) and run the whole test suite
+#               Debian when missing), lint and format-check (ruff.toml), type-check
+#               (mypy.ini, tests included) and run the whole test suite with line and
+#               branch coverage of the server code (.coveragerc)
+#   make mutation  mutation testing of the pure modules and the room hub (long:
+#               scripts/mutation.sh; not part of make test)
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON3 ?= python3
@@ -12,7 +16,7 @@ PYTHON3 ?= python3
 RUN_DIR ?= run
 AXE := tests/a11y/node_modules/axe-core/axe.min.js
 
-.PHONY: run test system-deps
+.PHONY: run test lint mutation system-deps
 
 run: $(VENV)/.run-deps $(RUN_DIR)/cookie-secret
 	@CHAT_COOKIE_SECRET="$$(cat $(RUN_DIR)/cookie-secret)" exec $(PY) server.py $(ARGS)
@@ -22,9 +26,16 @@ $(RUN_DIR)/cookie-secret:
 	@umask 077 && $(PYTHON3) -c "import secrets; print(secrets.token_urlsafe(32))" > $@.tmp && mv $@.tmp $@
 	@echo "made a cookie secret for make run in $@ (names now survive restarts; delete it to reset them)"
 
-test: $(VENV)/.test-deps system-deps $(AXE)
+test: lint $(VENV)/.test-deps system-deps $(AXE)
 	$(PY) -m mypy
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-deps
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+mutation: $(VENV)/.test-deps
+	bash scripts/mutation.sh
 
 system-deps:
 	bash scripts/system-deps.sh

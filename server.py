@@ -45,10 +45,16 @@ log = structlog.get_logger("chat.server")
 def redis_options(settings: Settings) -> RedisOptions:
     """The Redis bus's share of the settings."""
     return RedisOptions(
-        url=settings.redis_url or "", node_id=settings.node_id, cluster=settings.redis_cluster,
-        prefix=settings.redis_prefix, retention=settings.retention, resend_window=settings.resend_window,
-        timeout=settings.redis_timeout, presence_timeout=settings.presence_timeout,
-        wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout,
+        url=settings.redis_url or "",
+        node_id=settings.node_id,
+        cluster=settings.redis_cluster,
+        prefix=settings.redis_prefix,
+        retention=settings.retention,
+        resend_window=settings.resend_window,
+        timeout=settings.redis_timeout,
+        presence_timeout=settings.presence_timeout,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_ms=settings.redis_wait_timeout,
         room_ttl=settings.room_ttl,
     )
 
@@ -62,13 +68,17 @@ def build_backend(settings: Settings, metrics: Metrics) -> Backend:
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     request = handler.request
     log.info(
-        "http.request", method=request.method, path=request.path, status=handler.get_status(),
-        duration_ms=round(request.request_time() * 1000, 2), client=request.remote_ip,
+        "http.request",
+        method=request.method,
+        path=request.path,
+        status=handler.get_status(),
+        duration_ms=round(request.request_time() * 1000, 2),
+        client=request.remote_ip,
     )
 
 
 def make_app(
-    settings: Settings, bus: RoomBus, registry: SocketRegistry, metrics: Metrics, limits: SocketLimits,
+    settings: Settings, bus: RoomBus, registry: SocketRegistry, metrics: Metrics, limits: SocketLimits
 ) -> tornado.web.Application:
     socket_args = dict(bus=bus, settings=settings, registry=registry, metrics=metrics, limits=limits)
     return HostCheckedApplication(
@@ -76,7 +86,9 @@ def make_app(
             tornado.web.url(r"/", tornado.web.RedirectHandler, dict(url="/chat/")),
             tornado.web.url(r"/chat/", LobbyHandler, name="lobby"),
             tornado.web.url(r"/chat/name", UserNameHandler, name="user_name"),
-            tornado.web.url(r"/chat/([^/]+)/", RoomPageHandler, dict(max_chars=settings.max_message_chars), name="room"),
+            tornado.web.url(
+                r"/chat/([^/]+)/", RoomPageHandler, dict(max_chars=settings.max_message_chars), name="room"
+            ),
             tornado.web.url(r"/ws/chat/([^/]+)/", RoomSocket, socket_args),
             tornado.web.url(r"/healthz", HealthHandler),
             tornado.web.url(r"/readyz", ReadyHandler, dict(bus=bus)),
@@ -117,18 +129,25 @@ class ChatServer:
     async def start(self) -> None:
         await self.bus.start()
         self.listen()
-        log.info("server.started", host=self.settings.host, port=self.port,
-                 bus=("redis-cluster" if self.settings.redis_cluster else "redis") if self.settings.redis_url else "memory")
+        log.info(
+            "server.started",
+            host=self.settings.host,
+            port=self.port,
+            bus=("redis-cluster" if self.settings.redis_cluster else "redis") if self.settings.redis_url else "memory",
+        )
 
     def listen(self) -> None:
         """Accept connections on the configured port (the bound one after a first listen)."""
         settings = self.settings
         self.http = GuardedHTTPServer(
-            self.app, xheaders=settings.behind_proxy,
+            self.app,
+            xheaders=settings.behind_proxy,
             # Tornado's defaults (100 MB bodies, an hour for headers) let a
             # few clients hold the memory and the sockets of the process.
-            max_body_size=settings.max_body_bytes, max_buffer_size=max(settings.max_body_bytes, 1 << 20),
-            idle_connection_timeout=settings.header_timeout, body_timeout=settings.header_timeout,
+            max_body_size=settings.max_body_bytes,
+            max_buffer_size=max(settings.max_body_bytes, 1 << 20),
+            idle_connection_timeout=settings.header_timeout,
+            body_timeout=settings.header_timeout,
         )
         sockets = tornado.netutil.bind_sockets(self.port, self.settings.host)
         self.port = sockets[0].getsockname()[1]
@@ -195,8 +214,11 @@ async def serve(settings: Settings, log_writer: NonBlockingLineWriter | None = N
         raise ListenError(f"cannot listen on {where}: {_LISTEN_ERRORS[exc.errno]}") from None
     drop_privileges(settings.run_as)
     if sys.stderr.isatty():  # a person started it: say where to go (stdout is the log)
-        print(f"Chat is running: open {page_url(settings.host, server.port)} (Ctrl-C stops it)",
-              file=sys.stderr, flush=True)
+        print(
+            f"Chat is running: open {page_url(settings.host, server.port)} (Ctrl-C stops it)",
+            file=sys.stderr,
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -226,8 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     writer = stdout_writer(settings.node_id)
     configure_logging(settings.node_id, settings.log_format, cast(TextIO, writer))
     if settings.cookie_secret_generated:
-        log.warning("settings.cookie_secret_generated",
-                    detail="names reset at restart; set CHAT_COOKIE_SECRET, shared by every process")
+        log.warning(
+            "settings.cookie_secret_generated",
+            detail="names reset at restart; set CHAT_COOKIE_SECRET, shared by every process",
+        )
     try:
         asyncio.run(serve(settings, writer))
     except ListenError as exc:

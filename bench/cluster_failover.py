@@ -39,7 +39,9 @@ from tests.processes import ServerProcess  # noqa: E402
 
 SECRET = "x" * 40
 CONFIGS = [  # (replicas per master, --redis-wait-replicas)
-    (1, 0), (1, 1), (2, 1),
+    (1, 0),
+    (1, 1),
+    (2, 1),
 ]
 
 
@@ -75,6 +77,7 @@ async def failover(cluster: LocalRedisCluster, client: ChatClient, room_key: str
             async def start_again() -> None:
                 await asyncio.sleep(5)  # the scenario: the dead node returns 5 s later
                 await asyncio.to_thread(cluster.restart_node, master)
+
             restart = asyncio.ensure_future(start_again())
         while True:
             await client.say(f"f{k}", client_id=f"f{k}")
@@ -88,18 +91,38 @@ async def failover(cluster: LocalRedisCluster, client: ChatClient, room_key: str
         await restart
     gaps = [b[1] - a[1] for a, b in zip(acks, acks[1:])]
     first_after = next(t for _, t in acks if t > killed_at)
-    return {"pause_s": round(max(gaps), 2), "first_ack_after_kill_s": round(first_after - killed_at, 2),
-            "acked": len(acks), "ids": [i for i, _ in acks]}
+    return {
+        "pause_s": round(max(gaps), 2),
+        "first_ack_after_kill_s": round(first_after - killed_at, 2),
+        "acked": len(acks),
+        "ids": [i for i, _ in acks],
+    }
 
 
 async def one_round(replicas: int, wait: int, workdir: Path) -> dict:
     cluster = LocalRedisCluster(workdir / "cluster", replicas=replicas)
     await asyncio.to_thread(cluster.start)
     server = ServerProcess(
-        ["--redis-url", cluster.url, "--redis-cluster", "--redis-prefix", "bench",
-         "--redis-wait-replicas", str(wait), "--node-id", "bench-1", "--rate-limit", "0", "--client-rate-limit", "0",
-         "--log-format", "json"],
-        workdir / "server.log", env={"CHAT_COOKIE_SECRET": SECRET})
+        [
+            "--redis-url",
+            cluster.url,
+            "--redis-cluster",
+            "--redis-prefix",
+            "bench",
+            "--redis-wait-replicas",
+            str(wait),
+            "--node-id",
+            "bench-1",
+            "--rate-limit",
+            "0",
+            "--client-rate-limit",
+            "0",
+            "--log-format",
+            "json",
+        ],
+        workdir / "server.log",
+        env={"CHAT_COOKIE_SECRET": SECRET},
+    )
     try:
         await server.start()
         client = await ChatClient.connect(server.port, "failover", user="ann", secret=SECRET)

@@ -31,8 +31,24 @@ COMPARE_ARGS = os.environ.get("COMPARE_ARGS", "--step-duration 4 --step-warmup 1
 
 
 def compare(name: str, server: str, scenario: str, out: str, *extra: str) -> None:
-    command = [PY, str(SHARED / "compare.py"), "--name", name, "--port", "8805", "--redis-port", "6392",
-               "--scenarios", scenario, *COMPARE_ARGS, *extra, "--server", server, "--out", out]
+    command = [
+        PY,
+        str(SHARED / "compare.py"),
+        "--name",
+        name,
+        "--port",
+        "8805",
+        "--redis-port",
+        "6392",
+        "--scenarios",
+        scenario,
+        *COMPARE_ARGS,
+        *extra,
+        "--server",
+        server,
+        "--out",
+        out,
+    ]
     print(f"== {name} {scenario}", file=sys.stderr, flush=True)
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
 
@@ -50,11 +66,15 @@ def main() -> None:
         try:
             for round_no in range(1, args.rounds + 1):
                 for scenario in args.scenarios.split(","):
-                    on_cluster = (f"{PY} server.py --port {{port}} --redis-cluster --redis-url {cluster.url} "
-                                  f"--redis-prefix r{round_no}{scenario} --rate-limit 0")
-                    runs = [("this_server_redis", single, ()),
-                            ("this_server_redis_cluster", on_cluster, ("--no-redis",))]
-                    for name, server, extra in (runs if round_no % 2 else runs[::-1]):
+                    on_cluster = (
+                        f"{PY} server.py --port {{port}} --redis-cluster --redis-url {cluster.url} "
+                        f"--redis-prefix r{round_no}{scenario} --rate-limit 0"
+                    )
+                    runs = [
+                        ("this_server_redis", single, ()),
+                        ("this_server_redis_cluster", on_cluster, ("--no-redis",)),
+                    ]
+                    for name, server, extra in runs if round_no % 2 else runs[::-1]:
                         compare(name, server, scenario, args.out, *extra)
         finally:
             cluster.stop()

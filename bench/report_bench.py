@@ -56,9 +56,18 @@ def _session(rng: random.Random, seconds: float, conn: int) -> tuple[list[bytes]
     """One connection's lines: handshake, connect, messages and rejects, disconnect."""
     room = "lobby" if rng.random() < 0.33 else rng.choice(ROOMS)
     who = {"conn": f"bench-1:{conn}", "room": room, "user": rng.choice(USERS)}
-    lines = [_line("http.request", seconds, method="GET", path=f"/ws/chat/{room}/", status=101,
-                   duration_ms=0.5, client="10.0.0.1"),
-             _line("ws.connect", seconds, client="10.0.0.1", since=None, **who)]
+    lines = [
+        _line(
+            "http.request",
+            seconds,
+            method="GET",
+            path=f"/ws/chat/{room}/",
+            status=101,
+            duration_ms=0.5,
+            client="10.0.0.1",
+        ),
+        _line("ws.connect", seconds, client="10.0.0.1", since=None, **who),
+    ]
     accepted = 0
     for n in range(rng.randint(0, 16)):
         if rng.random() < 0.05:
@@ -67,9 +76,18 @@ def _session(rng: random.Random, seconds: float, conn: int) -> tuple[list[bytes]
             accepted += 1
             lines.append(_line("message.accepted", seconds + n, msg_id=f"{conn}-{n}", bytes=42, **who))
     duration_ms = int(rng.lognormvariate(10, 1.5))
-    lines.append(_line("ws.disconnect", seconds + duration_ms / 1000, code=rng.choice([1000, 1001, 1006]),
-                       reason=None, duration_ms=duration_ms, messages_in=accepted,
-                       messages_out=accepted * 3, **who))
+    lines.append(
+        _line(
+            "ws.disconnect",
+            seconds + duration_ms / 1000,
+            code=rng.choice([1000, 1001, 1006]),
+            reason=None,
+            duration_ms=duration_ms,
+            messages_in=accepted,
+            messages_out=accepted * 3,
+            **who,
+        )
+    )
     return lines, accepted
 
 
@@ -129,8 +147,10 @@ def main() -> None:
             if counted != made.accepted:
                 raise SystemExit(f"report counted {counted} accepted, generator wrote {made.accepted}")
             lines = report["lines"]["read"]
-            print(f"| {lines:,} | {path.stat().st_size / 2**20:.0f} | {len(rooms)} | {counted:,} | "
-                  f"{elapsed:.1f} | {lines / elapsed:,.0f} | {peak_kib / 1024:.1f} |")
+            print(
+                f"| {lines:,} | {path.stat().st_size / 2**20:.0f} | {len(rooms)} | {counted:,} | "
+                f"{elapsed:.1f} | {lines / elapsed:,.0f} | {peak_kib / 1024:.1f} |"
+            )
             path.unlink()
 
 

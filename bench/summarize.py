@@ -64,8 +64,11 @@ def main():
     ap.add_argument("files", nargs="+")
     ap.add_argument("--baseline", default="tornado_minimal")
     ap.add_argument("--at", type=float, default=20, help="fixed step (msgs/s per sender) for CPU per delivery")
-    ap.add_argument("--steps", help="comma-separated rates: print server CPU per step (median over the runs "
-                    "in which that step ran and passed) instead of the usual tables")
+    ap.add_argument(
+        "--steps",
+        help="comma-separated rates: print server CPU per step (median over the runs "
+        "in which that step ran and passed) instead of the usual tables",
+    )
     args = ap.parse_args()
     runs = defaultdict(list)  # (scenario, name) -> [run, ...] in file order
     order = []
@@ -96,9 +99,15 @@ def main():
             summary[n] = dict(
                 rounds=len(rs),
                 per_round=", ".join(
-                    "error" if "error" in r else (f"{fmt(b['delivered_msgs_per_s'], 0)} @{b['rate_per_sender']}" if b
-                                                  else f"none (fail @{r['first_failed_rate']})")
-                    for r, b in zip(rs, best)),
+                    "error"
+                    if "error" in r
+                    else (
+                        f"{fmt(b['delivered_msgs_per_s'], 0)} @{b['rate_per_sender']}"
+                        if b
+                        else f"none (fail @{r['first_failed_rate']})"
+                    )
+                    for r, b in zip(rs, best)
+                ),
                 delivered=med(delivered),
                 p50=med([b["latency_ms"]["p50"] for b in best if b]),
                 p99=med([b["latency_ms"]["p99"] for b in best if b]),
@@ -111,16 +120,20 @@ def main():
             )
         base = summary.get(args.baseline, {})
         print(f"\n### {scen}: medians over rounds\n")
-        print(f"| server | rounds | best step per round (delivered msgs/s @ rate/sender) | median delivered msgs/s | "
-              f"x {args.baseline} | median p50 / p99 ms at best | CPU µs per delivery at {at}/sender (n) | "
-              f"x {args.baseline} | at {at}/sender: server / redis / loadgen CPU %, p99 ms |")
+        print(
+            f"| server | rounds | best step per round (delivered msgs/s @ rate/sender) | median delivered msgs/s | "
+            f"x {args.baseline} | median p50 / p99 ms at best | CPU µs per delivery at {at}/sender (n) | "
+            f"x {args.baseline} | at {at}/sender: server / redis / loadgen CPU %, p99 ms |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for n in names:
             s = summary[n]
-            print(f"| {n} | {s['rounds']} | {s['per_round']} | {fmt(s['delivered'], 0)} | "
-                  f"{ratio(s['delivered'], base.get('delivered'))} | {fmt(s['p50'], 1)} / {fmt(s['p99'], 1)} | "
-                  f"{fmt(s['us'], 1)} ({s['us_n']}) | {ratio(s['us'], base.get('us'))} | "
-                  f"{fmt(s['cpu_at'])} / {fmt(s['redis_at'])} / {fmt(s['lg_at'])}, {fmt(s['p99_at'])} |")
+            print(
+                f"| {n} | {s['rounds']} | {s['per_round']} | {fmt(s['delivered'], 0)} | "
+                f"{ratio(s['delivered'], base.get('delivered'))} | {fmt(s['p50'], 1)} / {fmt(s['p99'], 1)} | "
+                f"{fmt(s['us'], 1)} ({s['us_n']}) | {ratio(s['us'], base.get('us'))} | "
+                f"{fmt(s['cpu_at'])} / {fmt(s['redis_at'])} / {fmt(s['lg_at'])}, {fmt(s['p99_at'])} |"
+            )
 
     names = [n for n in order if ("latency", n) in runs]
     if names:
@@ -128,22 +141,30 @@ def main():
         for n in names:
             rs = [r["result"] for r in runs[("latency", n)] if "result" in r]
             summary[n] = dict(
-                rounds=len(runs[("latency", n)]), ok=len(rs),
-                p50=med([r["latency_ms"]["p50"] for r in rs]), p99=med([r["latency_ms"]["p99"] for r in rs]),
-                p999=med([r["latency_ms"]["p999"] for r in rs]), cpu=med([r["server_cpu_pct"] for r in rs]),
+                rounds=len(runs[("latency", n)]),
+                ok=len(rs),
+                p50=med([r["latency_ms"]["p50"] for r in rs]),
+                p99=med([r["latency_ms"]["p99"] for r in rs]),
+                p999=med([r["latency_ms"]["p999"] for r in rs]),
+                cpu=med([r["server_cpu_pct"] for r in rs]),
                 p99s=", ".join(fmt(r["latency_ms"]["p99"], 1) for r in rs),
-                lost=sum(r["lost"] for r in rs), closes=sum(r["unexpected_closes"] for r in rs),
+                lost=sum(r["lost"] for r in rs),
+                closes=sum(r["unexpected_closes"] for r in rs),
             )
         base = summary.get(args.baseline, {})
         print("\n### latency (20 rooms x 10 clients, 2 msgs/s per sender): medians over rounds\n")
-        print(f"| server | runs (ok) | median p50 ms | x {args.baseline} | median p99 ms | x {args.baseline} | "
-              "p99 per round | median p99.9 ms | median server CPU % | lost / closes (sum) |")
+        print(
+            f"| server | runs (ok) | median p50 ms | x {args.baseline} | median p99 ms | x {args.baseline} | "
+            "p99 per round | median p99.9 ms | median server CPU % | lost / closes (sum) |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for n in names:
             s = summary[n]
-            print(f"| {n} | {s['rounds']} ({s['ok']}) | {fmt(s['p50'], 2)} | {ratio(s['p50'], base.get('p50'))} | "
-                  f"{fmt(s['p99'], 2)} | {ratio(s['p99'], base.get('p99'))} | {s['p99s']} | {fmt(s['p999'], 2)} | "
-                  f"{fmt(s['cpu'])} | {s['lost']} / {s['closes']} |")
+            print(
+                f"| {n} | {s['rounds']} ({s['ok']}) | {fmt(s['p50'], 2)} | {ratio(s['p50'], base.get('p50'))} | "
+                f"{fmt(s['p99'], 2)} | {ratio(s['p99'], base.get('p99'))} | {s['p99s']} | {fmt(s['p999'], 2)} | "
+                f"{fmt(s['cpu'])} | {s['lost']} / {s['closes']} |"
+            )
 
     names = [n for n in order if ("conns", n) in runs]
     if names:
@@ -161,13 +182,17 @@ def main():
             )
         base = summary.get(args.baseline, {})
         print("\n### conns (2,000 idle connections): medians over rounds\n")
-        print(f"| server | rounds | connected per round | median KiB/conn | x {args.baseline} | KiB/conn per round | "
-              "median RSS before MiB | median connect p50 ms | unexpected closes (sum) |")
+        print(
+            f"| server | rounds | connected per round | median KiB/conn | x {args.baseline} | KiB/conn per round | "
+            "median RSS before MiB | median connect p50 ms | unexpected closes (sum) |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for n in names:
             s = summary[n]
-            print(f"| {n} | {s['rounds']} | {s['connected']} | {fmt(s['kib'])} | {ratio(s['kib'], base.get('kib'))} | "
-                  f"{s['kibs']} | {fmt(s['before'])} | {fmt(s['connect_p50'], 0)} | {s['closes']} |")
+            print(
+                f"| {n} | {s['rounds']} | {s['connected']} | {fmt(s['kib'])} | {ratio(s['kib'], base.get('kib'))} | "
+                f"{s['kibs']} | {fmt(s['before'])} | {fmt(s['connect_p50'], 0)} | {s['closes']} |"
+            )
 
 
 def cpu_table(runs, order, rates, baseline):
@@ -179,24 +204,34 @@ def cpu_table(runs, order, rates, baseline):
         cells = {}
         for n in names:
             for rate in rates:
-                steps = [s for r in runs[(scen, n)] for s in r.get("steps", [])
-                         if s["rate_per_sender"] == rate and not s.get("refinement")]
+                steps = [
+                    s
+                    for r in runs[(scen, n)]
+                    for s in r.get("steps", [])
+                    if s["rate_per_sender"] == rate and not s.get("refinement")
+                ]
                 ok = [s for s in steps if s["ok"]]
                 cells[(n, rate)] = dict(
-                    ran=len(steps), ok=len(ok), cpu=med([s["server_cpu_pct"] for s in ok]),
-                    us=med([us_per_delivery(s) for s in ok]), p99=med([s["latency_ms"]["p99"] for s in ok]),
-                    all_cpu="/".join(fmt(s["server_cpu_pct"]) for s in steps))
+                    ran=len(steps),
+                    ok=len(ok),
+                    cpu=med([s["server_cpu_pct"] for s in ok]),
+                    us=med([us_per_delivery(s) for s in ok]),
+                    p99=med([s["latency_ms"]["p99"] for s in ok]),
+                    all_cpu="/".join(fmt(s["server_cpu_pct"]) for s in steps),
+                )
         print(f"\n### {scen}: server CPU at fixed steps (median over the runs that passed the step)\n")
-        head = " | ".join(f"{fmt(r, 0) if r == int(r) else r}/sender: CPU % (each run) / µs per delivery / x {baseline} / p99 ms / passed"
-                          for r in rates)
+        columns = f"CPU % (each run) / µs per delivery / x {baseline} / p99 ms / passed"
+        head = " | ".join(f"{fmt(r, 0) if r == int(r) else r}/sender: {columns}" for r in rates)
         print(f"| server | {head} |")
         print("|---|" + "---|" * len(rates))
         for n in names:
             row = []
             for rate in rates:
                 c, b = cells[(n, rate)], cells.get((baseline, rate), {})
-                row.append(f"{fmt(c['cpu'])} ({c['all_cpu']}) / {fmt(c['us'])} / {ratio(c['us'], b.get('us'))} / "
-                           f"{fmt(c['p99'])} / {c['ok']} of {c['ran']}")
+                row.append(
+                    f"{fmt(c['cpu'])} ({c['all_cpu']}) / {fmt(c['us'])} / {ratio(c['us'], b.get('us'))} / "
+                    f"{fmt(c['p99'])} / {c['ok']} of {c['ran']}"
+                )
             print(f"| {n} | " + " | ".join(row) + " |")
 
 

@@ -146,8 +146,7 @@ class MemoryBackend:
         else:
             replay = [m for m in retained if m.key > since]
         complete = completeness(
-            since, born=log.born, max_deleted=log.max_deleted,
-            retained=len(retained), replayed=len(replay),
+            since, born=log.born, max_deleted=log.max_deleted, retained=len(retained), replayed=len(replay)
         )
         last_id = retained[-1].id if retained else None
         return History(replay, last_id, complete)

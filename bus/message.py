@@ -103,14 +103,7 @@ class History:
     complete: bool
 
 
-def completeness(
-    since: IdKey | None,
-    *,
-    born: IdKey | None,
-    max_deleted: IdKey,
-    retained: int,
-    replayed: int,
-) -> bool:
+def completeness(since: IdKey | None, *, born: IdKey | None, max_deleted: IdKey, retained: int, replayed: int) -> bool:
     """Whether a replay can vouch that nothing after ``since`` is missing.
 
     ``born`` is the first id the room's log ever held (its epoch): a ``since``

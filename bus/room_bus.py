@@ -134,7 +134,8 @@ class RoomBus:
         try:
             await self._ensure_subscribed(room)
             history, _ = await asyncio.gather(
-                self._backend.history(room, since, self._history), self._register(room, user))
+                self._backend.history(room, since, self._history), self._register(room, user)
+            )
         except BaseException:
             await self.leave(room, member)
             raise
@@ -239,8 +240,7 @@ class RoomBus:
         if task is None or (task.done() and task.exception() is not None):
             # A fresh context: the task outlives the joiner whose connection
             # context (conn, user) would otherwise stick to the backend's logs.
-            task = asyncio.get_running_loop().create_task(
-                self._backend.subscribe(room), context=contextvars.Context())
+            task = asyncio.get_running_loop().create_task(self._backend.subscribe(room), context=contextvars.Context())
             self._subscribing[room] = task
         await asyncio.shield(task)
 

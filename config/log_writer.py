@@ -100,6 +100,11 @@ class NonBlockingLineWriter:
 
     def _dropped_line(self, count: int) -> bytes:
         stamp = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-        body = {"timestamp": stamp, "level": "warning", "event": "log.lines_dropped", "node": self._node,
-                "count": count}
+        body = {
+            "timestamp": stamp,
+            "level": "warning",
+            "event": "log.lines_dropped",
+            "node": self._node,
+            "count": count,
+        }
         return orjson.dumps(body) + b"\n"

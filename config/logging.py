@@ -42,9 +42,7 @@ def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDic
 
 # Tracebacks as a field, without frame locals: a local may hold a message's
 # text or a secret, and the logs must hold neither unless configured.
-_dict_tracebacks = structlog.processors.ExceptionRenderer(
-    ExceptionDictTransformer(show_locals=False)
-)
+_dict_tracebacks = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
 
 
 def shared_processors(node_id: str) -> list[Processor]:

@@ -255,11 +255,11 @@ user of the machine."""
 
 def build_arg_parser(prog: str = "server.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description=_DESCRIPTION, epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, description=_DESCRIPTION, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config", metavar="FILE",
-                        help="TOML file with settings, over config/chat.toml (env CHAT_CONFIG)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML file with settings, over config/chat.toml (env CHAT_CONFIG)"
+    )
     add_setting_flags(parser)
     return parser
 
@@ -279,11 +279,11 @@ def _help(name: str, text: str) -> str:
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, (_, help_text) in _PARSERS.items():
         if name in _BOOL_FLAGS:
-            parser.add_argument(_flag(name), dest=name, action="store_const", const=True,
-                                help=_help(name, help_text))
+            parser.add_argument(_flag(name), dest=name, action="store_const", const=True, help=_help(name, help_text))
         else:
-            parser.add_argument(_flag(name), dest=name, metavar=name.split("_")[-1].upper(),
-                                help=_help(name, help_text))
+            parser.add_argument(
+                _flag(name), dest=name, metavar=name.split("_")[-1].upper(), help=_help(name, help_text)
+            )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -311,10 +311,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     return found
 
 
-def load_settings(
-    argv: Sequence[str] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
+def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Parse flags, environment and config files into Settings; raise SettingsError."""
     environ = os.environ if environ is None else environ
     args = build_arg_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -334,7 +331,8 @@ def settings_from(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Setti
     if on_argv:
         raise SettingsError(
             f"{_flag(on_argv.pop())} is refused: a command line is visible to every user; "
-            "set it in the environment (CHAT_COOKIE_SECRET) or a config file")
+            "set it in the environment (CHAT_COOKIE_SECRET) or a config file"
+        )
     raw.update({name: value for name, value in flags.items() if name in _PARSERS and value is not None})
     values = {name: _PARSERS[name][0](name, value) for name, value in raw.items()}
     return _fill_derived(Settings(**values))

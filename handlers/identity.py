@@ -43,6 +43,10 @@ def cookie_user(handler: RequestHandler) -> str | None:
 def remember_user(handler: RequestHandler, name: str) -> None:
     """Keep the normalised name in the signed cookie; the caller checked it with ``is_user_name``."""
     handler.set_signed_cookie(
-        USER_COOKIE, normalise_name(name), httponly=True, samesite="Lax",
-        secure=handler.request.protocol == "https", expires_days=USER_COOKIE_DAYS,
+        USER_COOKIE,
+        normalise_name(name),
+        httponly=True,
+        samesite="Lax",
+        secure=handler.request.protocol == "https",
+        expires_days=USER_COOKIE_DAYS,
     )

@@ -18,8 +18,9 @@ MAX_CLIENT_ID = 64
 # the author shown included), and zero-width spaces. The zero-width joiner
 # and non-joiner stay: emoji sequences and Persian script need them.
 _INVISIBLE = {code: None for code in (*range(0x00, 0x20), *range(0x7F, 0xA0))} | {
-    code: None for code in (0x061C, 0x200B, 0x200E, 0x200F, *range(0x202A, 0x202F),
-                            0x2060, *range(0x2066, 0x206A), 0xFEFF)}
+    code: None
+    for code in (0x061C, 0x200B, 0x200E, 0x200F, *range(0x202A, 0x202F), 0x2060, *range(0x2066, 0x206A), 0xFEFF)
+}
 del _INVISIBLE[0x0A], _INVISIBLE[0x09]
 
 
@@ -66,9 +67,7 @@ def parse_frame(data: str | bytes, max_chars: int) -> ChatRequest | TypingReques
     if not isinstance(text, str) or not text:
         raise FrameError("bad_request", '"message" must be a non-empty string', client_id)
     if len(text) > max_chars:  # checked before the clean-up, which costs a pass over the text
-        raise FrameError(
-            "message_too_long", f"a message holds at most {max_chars} characters", client_id
-        )
+        raise FrameError("message_too_long", f"a message holds at most {max_chars} characters", client_id)
     text = text.translate(_INVISIBLE)
     if not text:
         raise FrameError("bad_request", '"message" must hold visible text', client_id)

@@ -53,7 +53,10 @@ class PageHandler(RequestHandler):
             paragraphs = ["The server could not answer this request. Try again, or start from the lobby."]
         suggestion = suggest_room(self.request.path) if status_code == 404 else None
         self.render(
-            "error.html", status_code=status_code, heading=heading, paragraphs=paragraphs,
+            "error.html",
+            status_code=status_code,
+            heading=heading,
+            paragraphs=paragraphs,
             suggestion=suggestion,
             suggestion_url=self.reverse_url("room", quote(suggestion)) if suggestion else "",
         )
@@ -83,10 +86,7 @@ class UserNameHandler(PageHandler):
         name = self.get_body_argument("name", "").strip()
         if not is_user_name(name):
             self.set_status(400)
-            self.render(
-                "lobby.html", user=self.current_name(),
-                name_error="A name is 1 to 32 printable characters.",
-            )
+            self.render("lobby.html", user=self.current_name(), name_error="A name is 1 to 32 printable characters.")
             return
         remember_user(self, name)
         self.redirect(self.reverse_url("lobby"))

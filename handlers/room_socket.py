@@ -70,8 +70,7 @@ def _host_port(netloc: str, scheme: str) -> str:
 
 class RoomSocket(WebSocketHandler):
     def initialize(
-        self, bus: RoomBus, settings: Settings, registry: SocketRegistry, metrics: SocketMetrics,
-        limits: SocketLimits,
+        self, bus: RoomBus, settings: Settings, registry: SocketRegistry, metrics: SocketMetrics, limits: SocketLimits
     ) -> None:
         self._bus = bus
         self._limits = limits
@@ -216,10 +215,15 @@ class RoomSocket(WebSocketHandler):
             if self._unsent + len(frame) > in_flight and not await self._drained():
                 return False
             self.send_frame(frame)
-        self._send_json({
-            "type": "ready", "room": self.room, "user": self.user,
-            "last_id": history.last_id, "complete": history.complete,
-        })
+        self._send_json(
+            {
+                "type": "ready",
+                "room": self.room,
+                "user": self.user,
+                "last_id": history.last_id,
+                "complete": history.complete,
+            }
+        )
         return not self._closed
 
     async def _drained(self) -> bool:
@@ -250,9 +254,12 @@ class RoomSocket(WebSocketHandler):
         # conn, room and user come from the context open() bound: Tornado runs
         # on_close in the connection's own task, whoever closed it.
         log.info(
-            "ws.disconnect", code=code,
-            reason=self.close_reason, duration_ms=round((time.monotonic() - self._opened_at) * 1000),
-            messages_in=self._messages_in, messages_out=self._messages_out,
+            "ws.disconnect",
+            code=code,
+            reason=self.close_reason,
+            duration_ms=round((time.monotonic() - self._opened_at) * 1000),
+            messages_in=self._messages_in,
+            messages_out=self._messages_out,
         )
         if self._joined:
             self._joined = False

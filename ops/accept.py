@@ -72,8 +72,12 @@ class _Pauses:
         self.count += 1
         now = time.monotonic()
         if now - self.logged_at >= LOG_EVERY:
-            log.warning("accept.paused", reason=errno.errorcode.get(error.errno or 0, str(error)),
-                        pauses=self.count, pause_ms=int(PAUSE * 1000))
+            log.warning(
+                "accept.paused",
+                reason=errno.errorcode.get(error.errno or 0, str(error)),
+                pauses=self.count,
+                pause_ms=int(PAUSE * 1000),
+            )
             self.logged_at, self.count = now, 0
 
 

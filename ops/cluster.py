@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ops.redis_cluster import LocalRedisCluster, RedisClusterError
+
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_TEMPLATE = ROOT / "config" / "nginx.conf"
 REDIS_CONF = ROOT / "config" / "redis.conf"
@@ -108,8 +110,16 @@ class RunAs:
     def can_run(self, argv: list[str]) -> bool:
         """Whether this user can start ``argv`` (an interpreter in a private home cannot be)."""
         try:
-            done = subprocess.run(argv, user=self.uid, group=self.gid, extra_groups=[], cwd=ROOT,
-                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+            done = subprocess.run(
+                argv,
+                user=self.uid,
+                group=self.gid,
+                extra_groups=[],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+            )
         except (OSError, subprocess.SubprocessError):
             return False
         return done.returncode == 0
@@ -133,11 +143,16 @@ class Service:
         output = self.log_path.open("ab") if self.log_path else None
         # Given as numbers, not names, and with no supplementary groups: root's
         # groups must not follow the service.
-        who = ({"user": self.run_as.uid, "group": self.run_as.gid, "extra_groups": []}
-               if self.run_as is not None else {})
+        who = {"user": self.run_as.uid, "group": self.run_as.gid, "extra_groups": []} if self.run_as is not None else {}
         self.process = subprocess.Popen(
-            self.argv, env=self.env, stdout=output, stderr=subprocess.STDOUT if output else None,
-            stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT, **who,  # type: ignore[call-overload]
+            self.argv,
+            env=self.env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=ROOT,
+            **who,  # type: ignore[call-overload]
         )
         if output:
             output.close()
@@ -174,6 +189,7 @@ class Cluster:
     port: int
     run_dir: Path
     redis_url: str | None = None
+    redis_cluster: bool = False  # a local Redis Cluster (3 masters, 3 replicas) instead of one redis-server
     host: str = "127.0.0.1"
     python: str = sys.executable
     extra_args: list[str] = field(default_factory=list)
@@ -185,6 +201,7 @@ class Cluster:
     warnings: list[str] = field(default_factory=list)
     work_dir: Path | None = None  # Redis data and nginx temp files: the run dir, if the user can reach it
     redis: Service | None = None
+    local_cluster: LocalRedisCluster | None = None
     nodes: list[ChatNode] = field(default_factory=list)
     nginx: Service | None = None
 
@@ -221,10 +238,14 @@ class Cluster:
         else:
             self.warnings.append(
                 f"chat processes start as {pwd.getpwuid(os.geteuid()).pw_name} and become {self.user} once "
-                f"listening: {self.user} cannot run {self.python} (install it where {self.user} can read it)")
+                f"listening: {self.user} cannot run {self.python} (install it where {self.user} can read it)"
+            )
 
     def _start_redis(self) -> None:
         if self.redis_url:
+            return
+        if self.redis_cluster:
+            self._start_redis_cluster()
             return
         port = free_port()
         data_dir = (self.work_dir or self.run_dir) / "redis-data"
@@ -236,13 +257,28 @@ class Cluster:
         wait_until(lambda: port_open(port), "redis-server")
         self.redis_url = f"redis://:{self.redis_password}@127.0.0.1:{port}/0"
 
+    def _start_redis_cluster(self) -> None:
+        """A local Redis Cluster in the run's work directory, as the services' user, with this run's password."""
+        directory = (self.work_dir or self.run_dir) / "redis-cluster"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.local_cluster = LocalRedisCluster(directory, password=self.redis_password)
+        if self.run_as is not None:
+            self.run_as.give(directory)
+            self.local_cluster.uid, self.local_cluster.gid = self.run_as.uid, self.run_as.gid
+        try:
+            self.local_cluster.start()
+        except RedisClusterError as exc:
+            raise ClusterError(str(exc)) from None
+        self.redis_url = self.local_cluster.url
+
     def _redis_config(self, port: int, data_dir: Path) -> Path:
         """config/redis.conf plus this run's port, directory and password, readable by Redis's user alone."""
         config = (self.work_dir or self.run_dir) / "redis.conf"
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(f"include {REDIS_CONF}\nport {port}\ndir {data_dir}\ndaemonize no\n"
-                         f"requirepass {self.redis_password}\n")
+            handle.write(
+                f"include {REDIS_CONF}\nport {port}\ndir {data_dir}\ndaemonize no\nrequirepass {self.redis_password}\n"
+            )
         if self.run_as is not None:
             self.run_as.give(config)
             self.run_as.give(data_dir)
@@ -251,16 +287,30 @@ class Cluster:
     def _start_node(self, index: int) -> None:
         port = free_port()
         # Secrets go through the environment: a command line is visible to every user.
-        env = dict(os.environ, REDIS_URL=self.redis_url or "", CHAT_COOKIE_SECRET=self.cookie_secret,
-                   CHAT_BEHIND_PROXY="true", CHAT_LOG_FORMAT="json")
-        argv = [self.python, str(ROOT / "server.py"), "--port", str(port),
-                "--node-id", f"node-{index}", *self.extra_args]
+        env = dict(
+            os.environ,
+            REDIS_URL=self.redis_url or "",
+            CHAT_REDIS_CLUSTER="true" if self.redis_cluster else "false",
+            CHAT_COOKIE_SECRET=self.cookie_secret,
+            CHAT_BEHIND_PROXY="true",
+            CHAT_LOG_FORMAT="json",
+        )
+        argv = [
+            self.python,
+            str(ROOT / "server.py"),
+            "--port",
+            str(port),
+            "--node-id",
+            f"node-{index}",
+            *self.extra_args,
+        ]
         if self.run_as is not None and self.chat_run_as is None:
             env["CHAT_RUN_AS"] = self.run_as.name  # the process drops to it itself (server.drop_privileges)
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             env["CHAT_ALLOWED_HOSTS"] = "*"  # nginx on a public address: its clients use real host names
-        node = ChatNode(Service(f"node-{index}", argv, env, self.run_dir / f"node-{index}.log",
-                                run_as=self.chat_run_as), port)
+        node = ChatNode(
+            Service(f"node-{index}", argv, env, self.run_dir / f"node-{index}.log", run_as=self.chat_run_as), port
+        )
         node.service.start()
         self.nodes.append(node)
         self._wait_healthy(node)
@@ -277,8 +327,7 @@ class Cluster:
         argv = [find_binary("nginx", "nginx"), "-c", str(config), "-p", str(self.run_dir)]
         self.nginx = Service("nginx", argv, dict(os.environ), self.run_dir / "nginx.log")
         self.nginx.start()
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.port}/healthz")
-                   or not self.nginx.running(), "nginx")  # type: ignore[union-attr]
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.port}/healthz") or not self.nginx.running(), "nginx")  # type: ignore[union-attr]
         if not self.nginx.running():
             raise ClusterError(f"nginx exited at start; see {self.run_dir / 'nginx-error.log'}")
 
@@ -287,15 +336,18 @@ class Cluster:
         # request. A process that is restarting refuses at once, and nginx
         # moves on to the next one (proxy_next_upstream); with the default
         # (down for 10 s) a rolling restart would leave nginx none to offer.
-        servers = "\n".join(f"        server 127.0.0.1:{node.port} max_fails=0;"
-                             for node in self.nodes)
+        servers = "\n".join(f"        server 127.0.0.1:{node.port} max_fails=0;" for node in self.nodes)
         # As root, the master keeps root to bind the port; its workers, which
         # talk to clients, run as the unprivileged user (the run directory lets them in).
         user_line = f"user {self.run_as.name} {self.run_as.group};" if self.run_as is not None else ""
         # safe_substitute leaves nginx's own $variables alone; ours are ${braced}.
         text = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
-            user_line=user_line, run_dir=self.run_dir, work_dir=self.work_dir or self.run_dir, listen=f"{self.host}:{self.port}",
-            upstream_servers=servers, static_dir=ROOT / "static",
+            user_line=user_line,
+            run_dir=self.run_dir,
+            work_dir=self.work_dir or self.run_dir,
+            listen=f"{self.host}:{self.port}",
+            upstream_servers=servers,
+            static_dir=ROOT / "static",
             mime_types=_mime_types(),
         )
         body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
@@ -318,6 +370,8 @@ class Cluster:
             node.service.stop(signal.SIGTERM)
         if self.redis is not None:
             self.redis.stop(signal.SIGTERM)  # redis-server flushes its AOF on SIGTERM
+        if self.local_cluster is not None:
+            self.local_cluster.stop()
         if self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)  # ours alone, made for this run
 
@@ -345,15 +399,28 @@ where, and restarts a chat process that exits on its own."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="server.py cluster", description=_DESCRIPTION, epilog=_EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="server.py cluster",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--processes", type=int, default=3, help="chat processes (default 3)")
     parser.add_argument("--port", type=int, default=8080, help="public port of nginx (default 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="address nginx listens on (default 127.0.0.1)")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one (default: start one)")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="start a local Redis Cluster (3 masters, 3 replicas) instead of one Redis; "
+        "with --redis-url: that URL names a node of a cluster",
+    )
     parser.add_argument("--run-dir", help="configs, logs and Redis data (default: a new directory under /tmp)")
-    parser.add_argument("--user", default="nobody",
-                        help="unprivileged user for nginx workers, Redis and the chat processes when run as root")
+    parser.add_argument(
+        "--user",
+        default="nobody",
+        help="unprivileged user for nginx workers, Redis and the chat processes when run as root",
+    )
     return parser
 
 
@@ -362,16 +429,20 @@ def log_files(cluster: Cluster) -> list[tuple[str, Path]]:
     files: list[tuple[str, Path]] = []
     if cluster.redis is not None and cluster.redis.log_path is not None:
         files.append(("redis", cluster.redis.log_path))
-    files += [(node.service.name, node.service.log_path) for node in cluster.nodes
-              if node.service.log_path is not None]
+    if cluster.local_cluster is not None:
+        files += [(f"redis {node.port}", node.directory / "redis.log") for node in cluster.local_cluster.nodes]
+    files += [(node.service.name, node.service.log_path) for node in cluster.nodes if node.service.log_path is not None]
     files.append(("nginx", cluster.run_dir / "nginx-error.log"))
     return files
 
 
 def print_started(cluster: Cluster) -> None:
     """The URL first (a script reads that line), then where each part logs."""
-    print(f"chat cluster: open {cluster.url}chat/  ({cluster.processes} processes; "
-          f"Ctrl-C stops everything, kill -HUP {os.getpid()} restarts them in turn)", flush=True)
+    print(
+        f"chat cluster: open {cluster.url}chat/  ({cluster.processes} processes; "
+        f"Ctrl-C stops everything, kill -HUP {os.getpid()} restarts them in turn)",
+        flush=True,
+    )
     print(f"  run dir {cluster.run_dir}", flush=True)
     for part, path in log_files(cluster):
         print(f"  {part + ' log':<12} {path}", flush=True)
@@ -384,8 +455,15 @@ def main(argv: Sequence[str]) -> int:
         return 2
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="chat-cluster-")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(args.processes, args.port, run_dir, redis_url=args.redis_url, host=args.host,
-                      user=args.user)
+    cluster = Cluster(
+        args.processes,
+        args.port,
+        run_dir,
+        redis_url=args.redis_url,
+        redis_cluster=args.redis_cluster,
+        host=args.host,
+        user=args.user,
+    )
     signals: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda number, _frame: signals.append(number))
@@ -415,7 +493,9 @@ def _supervise(cluster: Cluster, signals: list[int]) -> int:
             print("chat cluster: rolling restart done", flush=True)
         for node in cluster.nodes:
             if not node.service.running():
-                print(f"chat cluster: {node.service.name} exited ({node.service.exit_code()}); "
-                      "starting it again", flush=True)
+                print(
+                    f"chat cluster: {node.service.name} exited ({node.service.exit_code()}); starting it again",
+                    flush=True,
+                )
                 node.service.start()
         time.sleep(0.2)  # a supervisor's poll, not a test's wait

@@ -3,8 +3,9 @@
 Each ``ChatServer`` owns one ``Metrics`` and so one ``CollectorRegistry``:
 nothing is registered in prometheus_client's global registry, so several
 servers in one process (the tests) count apart. Handlers get the instance
-through ``initialize()`` and know it only as ``handlers.socket_metrics.SocketMetrics``; the RoomBus reports fan-out through the
-``FanoutObserver`` protocol, which ``Metrics`` implements.
+through ``initialize()`` and know it only as
+``handlers.socket_metrics.SocketMetrics``; the RoomBus reports fan-out
+through the ``FanoutObserver`` protocol, which ``Metrics`` implements.
 
 Every process exposes only its own counts; a deployment of several processes
 is scraped target by target and summed across ``instance`` (README, "Metrics").
@@ -36,34 +37,43 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.connections = Gauge(
-            "chat_connections", "Open room WebSockets on this process.", registry=self.registry)
-        self.rooms = Gauge(
-            "chat_rooms", "Rooms with at least one member on this process.", registry=self.registry)
+        self.connections = Gauge("chat_connections", "Open room WebSockets on this process.", registry=self.registry)
+        self.rooms = Gauge("chat_rooms", "Rooms with at least one member on this process.", registry=self.registry)
         self.published_total = Counter(
-            "chat_messages_published", "Messages accepted and stored on the bus (resends not counted).",
-            registry=self.registry)
+            "chat_messages_published",
+            "Messages accepted and stored on the bus (resends not counted).",
+            registry=self.registry,
+        )
         self.delivered_total = Counter(
-            "chat_messages_delivered", "Messages handed to local sockets, one per recipient.",
-            registry=self.registry)
+            "chat_messages_delivered", "Messages handed to local sockets, one per recipient.", registry=self.registry
+        )
         self.rejected_total = Counter(
-            "chat_messages_rejected", "Client messages refused, by error code.", ["reason"],
-            registry=self.registry)
+            "chat_messages_rejected", "Client messages refused, by error code.", ["reason"], registry=self.registry
+        )
         self.publish_seconds = Histogram(
-            "chat_bus_publish_seconds", "Time to store one message on the bus, failures included.",
-            buckets=PUBLISH_BUCKETS, registry=self.registry)
+            "chat_bus_publish_seconds",
+            "Time to store one message on the bus, failures included.",
+            buckets=PUBLISH_BUCKETS,
+            registry=self.registry,
+        )
         self.fanout_seconds = Histogram(
-            "chat_fanout_seconds", "Age of a message (from its id's timestamp) when fanned out here.",
-            buckets=FANOUT_BUCKETS, registry=self.registry)
+            "chat_fanout_seconds",
+            "Age of a message (from its id's timestamp) when fanned out here.",
+            buckets=FANOUT_BUCKETS,
+            registry=self.registry,
+        )
         self.bus_reconnects_total = Counter(
-            "chat_bus_reconnects", "Times the bus backend reconnected after losing its server.",
-            registry=self.registry)
+            "chat_bus_reconnects", "Times the bus backend reconnected after losing its server.", registry=self.registry
+        )
         self.refused_total = Counter(
-            "chat_connections_refused", "WebSocket handshakes refused by a connection limit, by reason.",
-            ["reason"], registry=self.registry)
+            "chat_connections_refused",
+            "WebSocket handshakes refused by a connection limit, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.log_lines_dropped = Gauge(
-            "chat_log_lines_dropped", "Log lines dropped because stdout was not being read.",
-            registry=self.registry)
+            "chat_log_lines_dropped", "Log lines dropped because stdout was not being read.", registry=self.registry
+        )
         for reason in REJECT_REASONS:
             self.rejected_total.labels(reason=reason)
         for reason in REFUSE_REASONS:

@@ -15,6 +15,7 @@ for about that long plus a second (see the README's "Deploying").
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import signal
@@ -23,7 +24,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import redis
 
@@ -53,12 +54,13 @@ def _binary(name: str) -> str:
     found = shutil.which(name)
     if found is None:
         raise RedisClusterError(
-            f"{name} not found: install Debian's redis-server package (apt-get install redis-server)")
+            f"{name} not found: install Debian's redis-server package (apt-get install redis-server)"
+        )
     return found
 
 
-def _client(port: int) -> redis.Redis:
-    return redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
+def _client(port: int, password: str | None = None) -> redis.Redis:
+    return redis.Redis(port=port, password=password, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
 
 
 @dataclass
@@ -66,6 +68,9 @@ class ClusterNode:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    password: str | None = field(default=None, repr=False)
+    uid: int | None = None  # run as this user and group (the launcher, started as root)
+    gid: int | None = None
 
     @property
     def address(self) -> str:
@@ -74,28 +79,63 @@ class ClusterNode:
     def start(self, extra: Sequence[str]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         command = [
-            _binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.directory), "--daemonize", "no", "--logfile", "redis.log",
-            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--appendonly", "yes", "--save", "", *extra,
+            _binary("redis-server"),
+            str(self._config()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            *extra,
         ]
-        self.process = subprocess.Popen(command, cwd=self.directory, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT)
+        who: dict[str, Any] = {"user": self.uid, "group": self.gid, "extra_groups": []}
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            **(who if self.uid is not None else {}),
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while not self.answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RedisClusterError(f"redis-server on port {self.port} did not start: {self.log_tail()}")
             time.sleep(0.02)  # polling the port, bounded by the deadline
 
+    def _config(self) -> Path:
+        """The password in a file only the node's user reads: a command line is visible to every user."""
+        config = self.directory / "auth.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            if self.password:
+                handle.write(f"requirepass {self.password}\nmasterauth {self.password}\n")
+        if self.uid is not None:
+            os.chown(config, self.uid, self.gid or -1)
+            os.chown(self.directory, self.uid, self.gid or -1)
+        return config
+
     def answers(self) -> bool:
         try:
-            with _client(self.port) as client:
+            with _client(self.port, self.password) as client:
                 return bool(client.ping())
         except (redis.RedisError, OSError):
             return False
 
     def info(self, section: str) -> dict[str, str]:
-        with _client(self.port) as client:
+        with _client(self.port, self.password) as client:
             if section == "cluster":
                 return {k: str(v) for k, v in client.cluster("info").items()}
             return dict(client.info(section))
@@ -137,16 +177,23 @@ class LocalRedisCluster:
     node_timeout_ms: int = 2000
     extra_args: list[str] = field(default_factory=list)
     nodes: list[ClusterNode] = field(default_factory=list)
+    password: str | None = field(default=None, repr=False)  # every node's requirepass and masterauth
+    uid: int | None = None  # the nodes' user and group, when started as root
+    gid: int | None = None
 
     @property
     def url(self) -> str:
         """One node's URL: the bus discovers the others (``--redis-url`` with ``--redis-cluster``)."""
-        return f"redis://{self.nodes[0].address}"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}{self.nodes[0].address}"
 
     def start(self) -> "LocalRedisCluster":
         args = ["--cluster-node-timeout", str(self.node_timeout_ms), *self.extra_args]
         count = self.masters * (1 + self.replicas)
-        self.nodes = [ClusterNode(_free_port(), self.directory / f"node-{k}") for k in range(count)]
+        self.nodes = [
+            ClusterNode(_free_port(), self.directory / f"node-{k}", password=self.password, uid=self.uid, gid=self.gid)
+            for k in range(count)
+        ]
         try:
             for node in self.nodes:
                 node.start(args)
@@ -158,9 +205,17 @@ class LocalRedisCluster:
         return self
 
     def _create(self) -> None:
-        command = [_binary("redis-cli"), "--cluster", "create", *[n.address for n in self.nodes],
-                   "--cluster-replicas", str(self.replicas), "--cluster-yes"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=START_TIMEOUT)
+        command = [
+            _binary("redis-cli"),
+            "--cluster",
+            "create",
+            *[n.address for n in self.nodes],
+            "--cluster-replicas",
+            str(self.replicas),
+            "--cluster-yes",
+        ]
+        env = dict(os.environ, REDISCLI_AUTH=self.password) if self.password else None  # never on argv
+        done = subprocess.run(command, capture_output=True, text=True, timeout=START_TIMEOUT, env=env)
         if done.returncode != 0:
             raise RedisClusterError(f"redis-cli --cluster create failed: {done.stdout[-800:]} {done.stderr[-400:]}")
 
@@ -188,8 +243,11 @@ class LocalRedisCluster:
 
     def _online_replicas(self, port: int) -> int:
         info = self.node(port).info("replication")
-        return sum(1 for key, value in info.items()
-                   if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online")
+        return sum(
+            1
+            for key, value in info.items()
+            if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+        )
 
     def slots(self) -> list[tuple[int, int, int]]:
         """(first slot, last slot, master port) as a running node sees them."""
@@ -197,7 +255,7 @@ class LocalRedisCluster:
             if not node.running:
                 continue
             try:
-                with _client(node.port) as client:
+                with _client(node.port, self.password) as client:
                     ranges = client.execute_command("CLUSTER", "SLOTS")
             except (redis.RedisError, OSError):
                 continue

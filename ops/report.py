@@ -54,8 +54,12 @@ import orjson
 
 ROOM_EVENTS = frozenset({"ws.connect", "ws.disconnect", "message.accepted", "message.rejected"})
 # Events of a whole process that the timeline marks: restarts and bus outages.
-NODE_MARKS = {"server.started": "started", "server.stopped": "stopped",
-              "bus.error": "lost its bus", "bus.recovered": "bus back"}
+NODE_MARKS = {
+    "server.started": "started",
+    "server.stopped": "stopped",
+    "bus.error": "lost its bus",
+    "bus.recovered": "bus back",
+}
 
 
 class DurationMedian:
@@ -130,14 +134,20 @@ class MinuteCounts:
     """What happened in one minute, over the rooms the report covers."""
 
     messages: int = 0
-    joins: int = 0      # connections opened (ws.connect)
-    leaves: int = 0     # connections closed (ws.disconnect)
+    joins: int = 0  # connections opened (ws.connect)
+    leaves: int = 0  # connections closed (ws.disconnect)
     rejected: int = 0
     marks: Counter[str] = field(default_factory=Counter)  # "node-a started" -> times
 
     def as_dict(self, minute: str) -> dict[str, Any]:
-        return {"minute": minute + "Z", "messages": self.messages, "joins": self.joins,
-                "leaves": self.leaves, "rejected": self.rejected, "events": mark_texts(self.marks)}
+        return {
+            "minute": minute + "Z",
+            "messages": self.messages,
+            "joins": self.joins,
+            "leaves": self.leaves,
+            "rejected": self.rejected,
+            "events": mark_texts(self.marks),
+        }
 
 
 def mark_texts(marks: Counter[str]) -> list[str]:
@@ -236,8 +246,7 @@ def minute_of(timestamp: str) -> str | None:
 class TrafficReport:
     """Feed log lines one at a time; read the per-room figures at any point."""
 
-    def __init__(self, room: str | None = None, since: datetime | None = None,
-                 until: datetime | None = None) -> None:
+    def __init__(self, room: str | None = None, since: datetime | None = None, until: datetime | None = None) -> None:
         self.room = room
         self.since = since
         self.until = until
@@ -365,8 +374,7 @@ class TrafficReport:
 
 
 def _is_room_event(event: Any) -> bool:
-    return (isinstance(event, dict) and event.get("event") in ROOM_EVENTS
-            and isinstance(event.get("room"), str))
+    return isinstance(event, dict) and event.get("event") in ROOM_EVENTS and isinstance(event.get("room"), str)
 
 
 def _accepted(stats: RoomStats, event: dict[str, Any], minute: str | None) -> bool:
@@ -391,14 +399,16 @@ def _disconnected(stats: RoomStats, event: dict[str, Any]) -> None:
 
 # ---- rendering -------------------------------------------------------------
 
+
 def render_json(report: TrafficReport, by_minute: bool = False) -> str:
     return orjson.dumps(report.as_dict(by_minute), option=orjson.OPT_INDENT_2).decode()
 
 
 def display_width(text: str) -> int:
     """Terminal columns: East Asian wide characters take two, combining marks none."""
-    return sum(0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
-               for char in text)
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text
+    )
 
 
 def _pad(text: str, width: int, right: bool) -> str:
@@ -409,8 +419,10 @@ def _pad(text: str, width: int, right: bool) -> str:
 def _table(rows: list[list[str]], numeric: bool = True, text_columns: int = 1) -> list[str]:
     """Columns sized to their content; the first ``text_columns`` left-aligned, the rest right when ``numeric``."""
     widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(_pad(cell, widths[i], numeric and i >= text_columns) for i, cell in enumerate(row)).rstrip()
-            for row in rows]
+    return [
+        "  ".join(_pad(cell, widths[i], numeric and i >= text_columns) for i, cell in enumerate(row)).rstrip()
+        for row in rows
+    ]
 
 
 def _counts(counter: dict[str, int]) -> str:
@@ -489,8 +501,16 @@ def minute_rows(minutes: list[dict[str, Any]]) -> list[str]:
         if previous is not None and (moment - previous).total_seconds() > 60:
             gaps[len(rows)] = int((moment - previous).total_seconds() // 60) - 1
         previous = moment
-        rows.append([entry["minute"][:-1].replace("T", " "), str(entry["messages"]), str(entry["joins"]),
-                     str(entry["leaves"]), str(entry["rejected"]), "; ".join(entry["events"])])
+        rows.append(
+            [
+                entry["minute"][:-1].replace("T", " "),
+                str(entry["messages"]),
+                str(entry["joins"]),
+                str(entry["leaves"]),
+                str(entry["rejected"]),
+                "; ".join(entry["events"]),
+            ]
+        )
     table = [line for line in _table([row[:-1] for row in rows])]
     table = [f"{line}  {row[-1]}".rstrip() for line, row in zip(table, rows)]
     for offset, (at, quiet) in enumerate(sorted(gaps.items())):
@@ -502,14 +522,19 @@ def _room_row(name: str, room: dict[str, Any]) -> list[str]:
     median = room["median_connection_ms"]
     busiest = room["busiest_minute"]
     return [
-        name, str(room["accepted"]), str(room["resends"]), str(sum(room["rejected"].values())),
-        str(room["users"]), str(room["connections"]),
+        name,
+        str(room["accepted"]),
+        str(room["resends"]),
+        str(sum(room["rejected"].values())),
+        str(room["users"]),
+        str(room["connections"]),
         "-" if median is None else f"{'' if room['median_exact'] else '~'}{median} ms",
         "-" if busiest is None else f"{busiest['minute']} ({busiest['messages']})",
     ]
 
 
 # ---- command line ----------------------------------------------------------
+
 
 def render(report: TrafficReport, form: str, by_minute: bool) -> bytes:
     """The report as bytes for stdout. JSON goes straight from orjson: with tens of
@@ -534,16 +559,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="server.py report",
         description="Per-room traffic report of the server's JSON logs: the time span, per room and "
-                    "per user counts, and with --by-minute a timeline with restarts and outages marked.",
-        epilog="Example: server.py report --room lobby --by-minute --since 2026-11-24T09:00 /var/log/chat/*.log")
+        "per user counts, and with --by-minute a timeline with restarts and outages marked.",
+        epilog="Example: server.py report --room lobby --by-minute --since 2026-11-24T09:00 /var/log/chat/*.log",
+    )
     parser.add_argument("--room", help="only this room")
     parser.add_argument("--since", type=_time_arg, help="from this ISO 8601 time (inclusive; UTC without an offset)")
     parser.add_argument("--until", type=_time_arg, help="up to this ISO 8601 time (exclusive)")
-    parser.add_argument("--by-minute", action="store_true",
-                        help="add the timeline: messages, joins, leaves, rejections per minute, with "
-                             "processes started or stopped and bus outages marked")
-    parser.add_argument("--format", choices=("table", "json", "html"), default="table",
-                        help="table (default), json, or html: one self-contained page with charts")
+    parser.add_argument(
+        "--by-minute",
+        action="store_true",
+        help="add the timeline: messages, joins, leaves, rejections per minute, with "
+        "processes started or stopped and bus outages marked",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "html"),
+        default="table",
+        help="table (default), json, or html: one self-contained page with charts",
+    )
     parser.add_argument("files", nargs="*", metavar="FILE", help="log files; stdin when none, or '-'")
     return parser
 

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 from ops.report import NODE_MARKS, TrafficReport, parse_time, span_text
 
-MAX_BARS = 240             # longer timelines are drawn in buckets of several minutes
-WIDTH, HEIGHT = 760, 200    # the plot area of one chart, in SVG units
+MAX_BARS = 240  # longer timelines are drawn in buckets of several minutes
+WIDTH, HEIGHT = 760, 200  # the plot area of one chart, in SVG units
 LEFT, BOTTOM, TOP = 48, 28, 12
 COLOURS = {"messages": "#2b6cb0", "joins": "#1f7a4d", "leaves": "#9a4d00", "rejected": "#b42318"}
 
@@ -71,8 +71,9 @@ def buckets(timeline: Sequence[dict[str, Any]]) -> list[Bucket]:
         entries = by_index.get(index, [])
         start = (first + timedelta(minutes=index * size)).strftime("%Y-%m-%dT%H:%M")
         counts = {key: sum(e[key] for e in entries) for key in ("messages", "joins", "leaves", "rejected")}
-        result.append(Bucket(start=start, minutes=size, events=tuple(ev for e in entries for ev in e["events"]),
-                             **counts))
+        result.append(
+            Bucket(start=start, minutes=size, events=tuple(ev for e in entries for ev in e["events"]), **counts)
+        )
     return result
 
 
@@ -80,8 +81,8 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-MAX_BAR = 40.0            # a short timeline still looks like a timeline, not one block
-EVENT_LABELS = 12         # more marked buckets than this: the labels only on hover
+MAX_BAR = 40.0  # a short timeline still looks like a timeline, not one block
+EVENT_LABELS = 12  # more marked buckets than this: the labels only on hover
 
 
 def chart(title: str, bars: list[Bucket], series: Sequence[str]) -> str:
@@ -98,7 +99,8 @@ def chart(title: str, bars: list[Bucket], series: Sequence[str]) -> str:
             shapes.append(
                 f'<rect class="bar {name}" x="{x0 + j * width:.1f}" y="{TOP + HEIGHT - height:.1f}" '
                 f'width="{width:.1f}" height="{height:.1f}" fill="{COLOURS[name]}">'
-                f"<title>{_e(bar.start)}Z: {value} {name}</title></rect>")
+                f"<title>{_e(bar.start)}Z: {value} {name}</title></rect>"
+            )
     shapes += _event_marks(bars, step)
     return _figure(title, bars, series, peak, shapes)
 
@@ -111,12 +113,16 @@ def _event_marks(bars: list[Bucket], step: float) -> list[str]:
         x = LEFT + i * step + step / 2
         text = "; ".join(bar.events)
         y = TOP + 10 + 13 * (k % 3)  # staggered, so that close marks do not print over each other
-        label = (f'<text x="{x + 4:.1f}" y="{y}" fill="#6a4fb5" stroke="#fff" stroke-width="3" '
-                 f'paint-order="stroke">{_e(text)}</text>'
-                 if len(marked) <= EVENT_LABELS else "")
+        label = (
+            f'<text x="{x + 4:.1f}" y="{y}" fill="#6a4fb5" stroke="#fff" stroke-width="3" '
+            f'paint-order="stroke">{_e(text)}</text>'
+            if len(marked) <= EVENT_LABELS
+            else ""
+        )
         marks.append(
             f'<g class="event"><line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + HEIGHT}" stroke="#6a4fb5" '
-            f'stroke-width="2" stroke-dasharray="5 3"/>{label}<title>{_e(bar.start)}Z: {_e(text)}</title></g>')
+            f'stroke-width="2" stroke-dasharray="5 3"/>{label}<title>{_e(bar.start)}Z: {_e(text)}</title></g>'
+        )
     return marks
 
 
@@ -135,7 +141,8 @@ def _outages(bars: list[Bucket], step: float) -> list[str]:
                 bands.append(
                     f'<rect class="outage" x="{LEFT + start * step + step / 2:.1f}" y="{TOP}" '
                     f'width="{(i - start) * step:.1f}" height="{HEIGHT}" fill="#b42318" fill-opacity="0.08">'
-                    f"<title>{_e(node)} without its bus</title></rect>")
+                    f"<title>{_e(node)} without its bus</title></rect>"
+                )
     return bands
 
 
@@ -149,24 +156,29 @@ def _figure(title: str, bars: list[Bucket], series: Sequence[str], peak: int, sh
         axis.append(f'<text x="{LEFT}" y="{TOP + HEIGHT + 18}">{_e(bars[0].start.replace("T", " "))}</text>')
     if len(bars) > 1:
         end = datetime.strptime(bars[-1].start, "%Y-%m-%dT%H:%M") + timedelta(minutes=bars[-1].minutes)
-        axis.append(f'<text x="{LEFT + WIDTH}" y="{TOP + HEIGHT + 18}" text-anchor="end">'
-                    f'{end.strftime("%Y-%m-%d %H:%M")}</text>')
+        axis.append(
+            f'<text x="{LEFT + WIDTH}" y="{TOP + HEIGHT + 18}" text-anchor="end">'
+            f"{end.strftime('%Y-%m-%d %H:%M')}</text>"
+        )
     legend = "".join(f'<span><i style="background:{COLOURS[name]}"></i>{name}</span>' for name in series)
     total = {name: sum(getattr(bar, name) for bar in bars) for name in series}
     summary = ", ".join(f"{total[name]} {name}" for name in series)
     return (
-        f'<figure><figcaption>{_e(title)}</figcaption>'
+        f"<figure><figcaption>{_e(title)}</figcaption>"
         f'<svg viewBox="0 0 {LEFT + WIDTH + 8} {TOP + HEIGHT + BOTTOM}" role="img" font-size="11" fill="#1f2328" '
         f'aria-label="{_e(title)}: {_e(summary)}">{"".join(axis)}{"".join(shapes)}</svg>'
         f'<div class="legend">{legend}<span>dashed line: a process started or stopped, or lost its bus '
-        f'or got it back; shaded: a bus outage</span></div></figure>'
+        f"or got it back; shaded: a bus outage</span></div></figure>"
     )
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: int = 1) -> str:
     def cells(tag: str, row: Sequence[Any]) -> str:
-        return "".join(f'<{tag}{" class=text" if not isinstance(cell, int) or i < text_columns else ""}>'
-                       f'{_e(cell)}</{tag}>' for i, cell in enumerate(row))
+        return "".join(
+            f"<{tag}{' class=text' if not isinstance(cell, int) or i < text_columns else ''}>{_e(cell)}</{tag}>"
+            for i, cell in enumerate(row)
+        )
+
     body = "".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
     return f"<table><thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -176,21 +188,41 @@ def _rooms_table(rooms: dict[str, dict[str, Any]]) -> str:
     for name, room in rooms.items():
         median = room["median_connection_ms"]
         busiest = room["busiest_minute"]
-        rows.append([
-            name, room["accepted"], room["resends"],
-            ", ".join(f"{reason} {n}" for reason, n in room["rejected"].items()) or "-",
-            room["users"], room["connections"],
-            "-" if median is None else f"{'' if room['median_exact'] else '~'}{median} ms",
-            ", ".join(f"{code} {n}" for code, n in room["close_codes"].items()) or "-",
-            "-" if busiest is None else f"{busiest['minute']} ({busiest['messages']})",
-        ])
-    return _table(["room", "accepted", "resends", "rejected", "users", "connections", "median conn",
-                   "close codes", "busiest minute"], rows)
+        rows.append(
+            [
+                name,
+                room["accepted"],
+                room["resends"],
+                ", ".join(f"{reason} {n}" for reason, n in room["rejected"].items()) or "-",
+                room["users"],
+                room["connections"],
+                "-" if median is None else f"{'' if room['median_exact'] else '~'}{median} ms",
+                ", ".join(f"{code} {n}" for code, n in room["close_codes"].items()) or "-",
+                "-" if busiest is None else f"{busiest['minute']} ({busiest['messages']})",
+            ]
+        )
+    return _table(
+        [
+            "room",
+            "accepted",
+            "resends",
+            "rejected",
+            "users",
+            "connections",
+            "median conn",
+            "close codes",
+            "busiest minute",
+        ],
+        rows,
+    )
 
 
 def _users_table(rooms: dict[str, dict[str, Any]]) -> str:
-    rows = [[name, user, c.messages, c.rejected, c.connections]
-            for name, room in rooms.items() for user, c in room["per_user"].items()]
+    rows = [
+        [name, user, c.messages, c.rejected, c.connections]
+        for name, room in rooms.items()
+        for user, c in room["per_user"].items()
+    ]
     return _table(["room", "user", "messages", "rejected", "connections"], rows, text_columns=2)
 
 
@@ -208,21 +240,26 @@ def render_html(report: TrafficReport) -> str:
     bars = buckets(data["by_minute"])
     per = "minute" if not bars or bars[0].minutes == 1 else f"{bars[0].minutes} minutes"
     lines = data["lines"]
-    return "".join([
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Chat traffic report: {_e(scope)}</title><style>{STYLE}</style></head><body><main>",
-        f"<h1>Chat traffic report: {_e(scope)}</h1>",
-        f'<p class="meta">{_e(span_text(data["span"]))}; times in UTC</p>',
-        f'<p class="meta">{lines["read"]} lines read: {lines["room_events"]} room events, '
-        f'{lines["not_room_events"]} other events, {lines["not_json"]} not JSON, '
-        f'{lines["filtered_out"]} outside the filters.</p>',
-        "<h2>Timeline</h2>",
-        chart(f"Messages accepted per {per}", bars, ["messages"]),
-        chart(f"Connections opened (joins) and closed (leaves) per {per}", bars, ["joins", "leaves"]),
-        chart(f"Messages rejected per {per}", bars, ["rejected"]),
-        "<h2>Restarts and outages</h2>", _events_table(data["by_minute"]),
-        "<h2>Rooms</h2>", _rooms_table(data["rooms"]) if data["rooms"] else "<p>No room traffic.</p>",
-        "<h2>Users</h2>", _users_table(data["rooms"]) if data["rooms"] else "<p>No users.</p>",
-        "</main></body></html>\n",
-    ])
+    return "".join(
+        [
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>Chat traffic report: {_e(scope)}</title><style>{STYLE}</style></head><body><main>",
+            f"<h1>Chat traffic report: {_e(scope)}</h1>",
+            f'<p class="meta">{_e(span_text(data["span"]))}; times in UTC</p>',
+            f'<p class="meta">{lines["read"]} lines read: {lines["room_events"]} room events, '
+            f"{lines['not_room_events']} other events, {lines['not_json']} not JSON, "
+            f"{lines['filtered_out']} outside the filters.</p>",
+            "<h2>Timeline</h2>",
+            chart(f"Messages accepted per {per}", bars, ["messages"]),
+            chart(f"Connections opened (joins) and closed (leaves) per {per}", bars, ["joins", "leaves"]),
+            chart(f"Messages rejected per {per}", bars, ["rejected"]),
+            "<h2>Restarts and outages</h2>",
+            _events_table(data["by_minute"]),
+            "<h2>Rooms</h2>",
+            _rooms_table(data["rooms"]) if data["rooms"] else "<p>No room traffic.</p>",
+            "<h2>Users</h2>",
+            _users_table(data["rooms"]) if data["rooms"] else "<p>No users.</p>",
+            "</main></body></html>\n",
+        ]
+    )

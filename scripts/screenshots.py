@@ -89,19 +89,26 @@ async def shoot(out: Path) -> list[Path]:
 
 
 async def photograph(port: int, secret: str, people: dict[str, Person], out: Path) -> list[Path]:
-    cookie = {"name": USER_COOKIE, "value": create_signed_value(secret, USER_COOKIE, VIEWER).decode(),
-              "url": f"http://127.0.0.1:{port}/"}
+    cookie = {
+        "name": USER_COOKIE,
+        "value": create_signed_value(secret, USER_COOKIE, VIEWER).decode(),
+        "url": f"http://127.0.0.1:{port}/",
+    }
     saved = []
     async with chromium() as browser:
-        for name, viewport, members in (("room-desktop", (1440, 900), False), ("room-phone", (390, 844), False),
-                                        ("room-phone-members", (390, 844), True)):
+        for name, viewport, members in (
+            ("room-desktop", (1440, 900), False),
+            ("room-phone", (390, 844), False),
+            ("room-phone-members", (390, 844), True),
+        ):
             context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
             await context.add_cookies([cookie])  # type: ignore[list-item]
             page = await context.new_page()
             await page.goto(f"http://127.0.0.1:{port}/chat/{ROOM}/")
             await page.wait_for_selector("#connection-status[data-state=open]", timeout=TIMEOUT * 1000)
             await page.wait_for_function(
-                f"() => document.querySelectorAll('#chat-log li.message').length === {len(CONVERSATION)}")
+                f"() => document.querySelectorAll('#chat-log li.message').length === {len(CONVERSATION)}"
+            )
             await show_typing(page, people["Zoë"])
             if members:
                 await page.click("#members-toggle")
@@ -118,8 +125,9 @@ async def show_typing(page: Any, person: Person) -> None:
     for _ in range(5):
         person.typing()
         try:
-            await page.wait_for_function("() => document.getElementById('typing-status').textContent !== ''",
-                                         timeout=1500)
+            await page.wait_for_function(
+                "() => document.getElementById('typing-status').textContent !== ''", timeout=1500
+            )
             return
         except PlaywrightTimeout:
             continue

@@ -1,7 +1,7 @@
 """Headless Chromium for tests: Debian's /usr/bin/chromium driven by Playwright.
 
-Playwright's own browser download does not work on these machines; the flags
-keep Chromium off the (closed) network.
+The browser itself (Debian's Chromium, kept off the closed network) is
+launched by tests/helpers.py.
 
 The fixtures below are shared by the browser test modules (tests/test_browser.py,
 tests/test_room_page.py), which import them by name. The server runs
@@ -14,47 +14,37 @@ own browser contexts).
 
 from __future__ import annotations
 
-import contextlib
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import quote
 
 import pytest
 import tornado.ioloop
 from playwright.async_api import (
-    Browser, BrowserContext, ConsoleMessage, Dialog, Locator, Page, async_playwright, expect,
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Locator,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
 )
 
 from server import ChatServer
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, chromium, launch_chromium  # noqa: F401 (re-exported)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 TIMEOUT_MS = 5_000
-DESKTOP = {"width": 1000, "height": 700}
+DESKTOP: ViewportSize = {"width": 1000, "height": 700}
 expect.set_options(timeout=TIMEOUT_MS)
 
 Message = tuple[str, str]  # (author, text) as the page shows them
 
 
-@contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
-    """A launched browser, closed (with its driver) on the way out."""
-    playwright = await async_playwright().start()
-    try:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-    finally:
-        await playwright.stop()
-
-
 # ---- fixtures ---------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def io_loop() -> Iterator[tornado.ioloop.IOLoop]:
@@ -71,23 +61,21 @@ def browser(io_loop: tornado.ioloop.IOLoop) -> Iterator[Browser]:
     async def launch() -> tuple[Any, Browser]:
         playwright = await async_playwright().start()
         try:
-            chromium = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000,
-            )
+            launched = await launch_chromium(playwright)
         except BaseException:
             await playwright.stop()
             raise
-        return playwright, chromium
+        return playwright, launched
 
-    playwright, chromium = io_loop.run_sync(launch, timeout=60)
+    playwright, launched = io_loop.run_sync(launch, timeout=60)
 
     async def shut_down() -> None:
         try:
-            await chromium.close()
+            await launched.close()
         finally:
             await playwright.stop()
 
-    yield chromium
+    yield launched
     io_loop.run_sync(shut_down, timeout=30)
 
 
@@ -100,7 +88,7 @@ class User:
     context: BrowserContext
     page: Page
     dialogs: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)   # uncaught exceptions, console errors
+    errors: list[str] = field(default_factory=list)  # uncaught exceptions, console errors
     sockets: list[str] = field(default_factory=list)  # URL of every WebSocket the page opened
 
     @property
@@ -159,7 +147,7 @@ def open_user(io_loop: tornado.ioloop.IOLoop, browser: Browser, make_server: Any
     """
     contexts: list[BrowserContext] = []
 
-    async def open_(server: ChatServer, name: str, viewport: dict[str, int] = DESKTOP) -> User:
+    async def open_(server: ChatServer, name: str, viewport: ViewportSize = DESKTOP) -> User:
         context = await browser.new_context(viewport=viewport)
         contexts.append(context)
         context.set_default_timeout(TIMEOUT_MS)
@@ -191,6 +179,7 @@ def open_user(io_loop: tornado.ioloop.IOLoop, browser: Browser, make_server: Any
 
 
 # ---- helpers ----------------------------------------------------------------
+
 
 async def expect_log(page: Page, expected: list[Message], timeout: float = TIMEOUT_MS) -> None:
     """#chat-log shows exactly these messages, in this order, once each."""

@@ -47,9 +47,17 @@ class ChatClient:
 
     @classmethod
     async def connect(
-        cls, port: int, room: str, *, since: str | None = None, user: str | None = None,
-        secret: str = TEST_SECRET, headers: dict[str, str] | None = None, join: bool = True,
+        cls,
+        port: int,
+        room: str,
+        *,
+        since: str | None = None,
+        user: str | None = None,
+        secret: str = TEST_SECRET,
+        headers: dict[str, str] | None = None,
+        join: bool = True,
         host: str = "127.0.0.1",
+        timeout: float = TIMEOUT,
     ) -> "ChatClient":
         url = f"ws://{host}:{port}/ws/chat/{quote(room)}/"
         if since is not None:
@@ -57,18 +65,18 @@ class ChatClient:
         all_headers = dict(headers or {})
         if user is not None:
             all_headers["Cookie"] = user_cookie(secret, user)
-        request = HTTPRequest(url, headers=all_headers, connect_timeout=TIMEOUT, request_timeout=TIMEOUT)
+        request = HTTPRequest(url, headers=all_headers, connect_timeout=timeout, request_timeout=timeout)
         frames: asyncio.Queue[str | bytes | None] = asyncio.Queue()
-        conn = await asyncio.wait_for(websocket_connect(request, on_message_callback=frames.put_nowait), TIMEOUT)
+        conn = await asyncio.wait_for(websocket_connect(request, on_message_callback=frames.put_nowait), timeout)
         client = cls(conn, frames)
         if join:
-            await client.read_join()
+            await client.read_join(timeout)
         return client
 
-    async def read_join(self) -> dict[str, Any]:
+    async def read_join(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         """Read the replayed history up to and including the ready frame."""
         while True:
-            frame = await self.recv()
+            frame = await self.recv(timeout)
             if frame["type"] == "ready":
                 self.ready = frame
                 return frame
@@ -89,9 +97,7 @@ class ChatClient:
             if frame["type"] not in NOTICES:
                 return frame
 
-    async def recv_type(
-        self, kind: str, timeout: float = TIMEOUT, skip: tuple[str, ...] = NOTICES,
-    ) -> dict[str, Any]:
+    async def recv_type(self, kind: str, timeout: float = TIMEOUT, skip: tuple[str, ...] = NOTICES) -> dict[str, Any]:
         """The next frame of one type; only the ``skip`` types may come before it."""
         while True:
             frame = await self.recv(timeout)
@@ -101,12 +107,18 @@ class ChatClient:
 
     async def messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The next ``count`` message frames, within one overall deadline."""
+
         async def collect() -> list[dict[str, Any]]:
             return [await self.recv_type("message", timeout, NOTICES + ("ack",)) for _ in range(count)]
+
         return await asyncio.wait_for(collect(), timeout)
 
     async def nothing_for(self, seconds: float) -> None:
-        """Assert that no chat frame arrives for a while (a negative check)."""
+        """Assert that no chat frame arrives for a while.
+
+        A fixed wait proves little on a loaded machine: prefer a marker (send a
+        message after the thing that must not arrive; the next frame must be it).
+        """
         try:
             frame = await self.recv_type("message", seconds)
         except asyncio.TimeoutError:
@@ -130,6 +142,7 @@ class ChatClient:
             while await self._frames.get() is not None:
                 pass
             self._frames.put_nowait(None)
+
         await asyncio.wait_for(drain(), timeout)
         return self.conn.close_code
 

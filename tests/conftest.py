@@ -36,10 +36,7 @@ MakeServer = Callable[..., Awaitable[ChatServer]]
 
 
 def base_settings(**overrides: Any) -> Settings:
-    settings = Settings(
-        port=0, node_id="test-node", cookie_secret=SECRET, log_format="json",
-        shutdown_timeout=2.0,
-    )
+    settings = Settings(port=0, node_id="test-node", cookie_secret=SECRET, log_format="json", shutdown_timeout=2.0)
     return dataclasses.replace(settings, **overrides)
 
 
@@ -50,7 +47,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the cluster variant of the backend-parametrised tests only in CLUSTER_SUITES."""
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         on_cluster = "[cluster" in item.nodeid or "-cluster" in item.nodeid
         (drop if on_cluster and item.path.name not in CLUSTER_SUITES else keep).append(item)
@@ -144,9 +142,9 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 
     async def start(node: str, redis_url: str, *extra: str) -> ServerProcess:
         process = ServerProcess(
-            ["--redis-url", redis_url, "--node-id", node,
-             "--rate-limit", "0", "--log-format", "json", *extra],
-            tmp_path / f"{node}.log", env={"CHAT_COOKIE_SECRET": SECRET},
+            ["--redis-url", redis_url, "--node-id", node, "--rate-limit", "0", "--log-format", "json", *extra],
+            tmp_path / f"{node}.log",
+            env={"CHAT_COOKIE_SECRET": SECRET},
         )
         processes.append(process)
         return await process.start()

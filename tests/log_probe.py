@@ -35,11 +35,13 @@ async def probe() -> None:
     server = ChatServer(settings)
     server.app.add_handlers(r".*", [(r"/boom", BoomHandler)])
     await server.start()
-    response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{server.port}/boom", raise_error=False,
-                                             request_timeout=5)
+    response = await AsyncHTTPClient().fetch(
+        f"http://127.0.0.1:{server.port}/boom", raise_error=False, request_timeout=5
+    )
     assert response.code == 500
     asyncio.get_running_loop().call_exception_handler(
-        {"message": "asyncio handler", "exception": ValueError("from asyncio")})
+        {"message": "asyncio handler", "exception": ValueError("from asyncio")}
+    )
     structlog.contextvars.bind_contextvars(conn="probe:1", room="r", user="u")
     try:
         raise KeyError("from structlog")

@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.services import ServiceError, free_port
+from tests.helpers import free_port
+from tests.services import ServiceError
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
@@ -31,7 +32,7 @@ class ServerProcess:
     """``python server.py --port P <args>``; ``restart`` keeps the port and the arguments."""
 
     def __init__(
-        self, args: Sequence[str], log_path: Path, port: int | None = None, env: dict[str, str] | None = None,
+        self, args: Sequence[str], log_path: Path, port: int | None = None, env: dict[str, str] | None = None
     ) -> None:
         self.args = list(args)
         self.env = dict(env or {})  # CHAT_* settings that belong in the environment (secrets)
@@ -53,9 +54,13 @@ class ServerProcess:
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.env)
         with self.log_path.open("ab") as log, self.stderr_path.open("ab") as errors:
-            self.process = subprocess.Popen(
+            # Popen returns as soon as the child is forked; the wait that follows is async.
+            self.process = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *self.args],
-                cwd=ROOT, env=env, stdout=log, stderr=errors,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=errors,
             )
         await self._wait_healthy(timeout)
         return self

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from bus.message import id_key
 from tests.client import TEST_SECRET, TIMEOUT, user_cookie
@@ -58,9 +58,11 @@ class ResumingClient:
 
     async def wait_for(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Wait until ``count`` messages have arrived (in total)."""
+
         async def enough() -> None:
             while len(self.received) < count:
                 await asyncio.sleep(0.02)  # polling our own list, bounded by the deadline
+
         await asyncio.wait_for(enough(), timeout)
         return self.received
 
@@ -68,6 +70,7 @@ class ResumingClient:
         async def drained() -> None:
             while self.outbox:
                 await asyncio.sleep(0.02)
+
         await asyncio.wait_for(drained(), timeout)
 
     def _resend(self, client_id: str) -> None:
@@ -76,7 +79,10 @@ class ResumingClient:
 
     def _send(self, client_id: str, text: str) -> None:
         if self._conn is not None and self._ready.is_set():
-            self._conn.write_message(json.dumps({"message": text, "client_id": client_id}))
+            try:
+                self._conn.write_message(json.dumps({"message": text, "client_id": client_id}))
+            except WebSocketClosedError:
+                pass  # closed before the read loop noticed: it stays in the outbox, resent after the resume
 
     async def _run(self) -> None:
         delay = 0.05

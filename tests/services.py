@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,19 +17,14 @@ from typing import Sequence
 
 import redis
 
+from tests.helpers import free_port
+
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
 class ServiceError(RuntimeError):
     """A service binary is missing or did not start; the message says what to do."""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _serving(port: int, pid: int) -> bool:
@@ -68,7 +62,8 @@ class RedisServer:
         if path is None:
             raise ServiceError(
                 f"{self.binary} not found on PATH: the Redis tests need a real Redis; "
-                "install it with `apt-get install redis-server`")
+                "install it with `apt-get install redis-server`"
+            )
         if args is not None:
             self.args = list(args)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -83,14 +78,26 @@ class RedisServer:
 
     def _spawn(self, path: str) -> bool:
         """Run redis-server on self.port; True once it serves, False if it exited."""
-        command = [path, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                   "--daemonize", "no", "--logfile", "redis.log"]
+        command = [
+            path,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
+        ]
         for option, default in (("--save", ""), ("--appendonly", "no")):
             if option not in self.args:
                 command += [option, default]
         command += self.args
         process = self.process = subprocess.Popen(
-            command, cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            command, cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if process.poll() is not None:

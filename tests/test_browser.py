@@ -37,13 +37,13 @@ from urllib.parse import quote
 
 import pytest
 import tornado.httpserver
-from tornado.netutil import bind_sockets
 from playwright.async_api import Browser, expect
+from tornado.netutil import bind_sockets
 
 from server import ChatServer
-from tests.browser import TIMEOUT_MS, OpenUser, expect_log
-from tests.browser import browser, io_loop, open_user  # noqa: F401  (fixtures)
+from tests.browser import TIMEOUT_MS, OpenUser, browser, expect_log, io_loop, open_user  # noqa: F401  (fixtures)
 from tests.client import ChatClient
+from tests.helpers import ON_MEMORY
 
 RECONNECT_TIMEOUT_MS = 15_000  # the room page's longest backoff is 10 s
 
@@ -54,12 +54,12 @@ WS_REFUSED = re.compile(r"^WebSocket connection to '.*' failed")
 # The lobby and refusal tests are about the page and the socket handler: one
 # bus backend is enough for them. The chat tests run on every backend of
 # conftest.BACKENDS.
-ONE_BACKEND = pytest.mark.parametrize("backend", ["memory"])
+ONE_BACKEND = ON_MEMORY
 
 
 def drop_sockets_of(server: ChatServer, user: str) -> int:
     """Close, from the server side, every room socket of one user (1001, going away)."""
-    sockets = [s for s in server.registry.sockets if s.user == user]
+    sockets = [s for s in server.registry.sockets if getattr(s, "user", None) == user]
     for socket in sockets:
         socket.close(1001, "test: dropped by the server")
     return len(sockets)
@@ -74,6 +74,7 @@ def stop_accepting(server: ChatServer) -> tornado.httpserver.HTTPServer:
 
 
 # ---- 1. two users chat both ways ---------------------------------------------
+
 
 @pytest.mark.gen_test(timeout=30)
 async def test_two_users_chat_both_ways_with_button_and_enter(make_server: Any, open_user: OpenUser) -> None:
@@ -103,6 +104,7 @@ async def test_two_users_chat_both_ways_with_button_and_enter(make_server: Any, 
 
 # ---- 1b. who is in the room, who is typing ------------------------------------
 
+
 @pytest.mark.gen_test(timeout=30)
 async def test_each_page_lists_who_is_in_the_room_and_drops_who_left(make_server: Any, open_user: OpenUser) -> None:
     server = await make_server()
@@ -124,7 +126,9 @@ async def test_each_page_lists_who_is_in_the_room_and_drops_who_left(make_server
 
 # ---- 2. user text is text, never markup ---------------------------------------
 
+
 @pytest.mark.gen_test(timeout=30)
+@ONE_BACKEND  # how the page renders text does not depend on the bus
 async def test_markup_in_messages_and_names_shows_as_literal_text(make_server: Any, open_user: OpenUser) -> None:
     server = await make_server()
     ann = await open_user(server, "Ann")
@@ -132,11 +136,7 @@ async def test_markup_in_messages_and_names_shows_as_literal_text(make_server: A
     for user in (ann, mallory):
         await user.enter_room("xss")
 
-    payloads = [
-        "<img src=x onerror=alert(1)>",
-        "<script>alert(2)</script>",
-        '"><svg onload=alert(3)>&lt;b&gt;',
-    ]
+    payloads = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", '"><svg onload=alert(3)>&lt;b&gt;']
     await mallory.say(payloads[0])
     await ann.say(payloads[1], enter=True)
     await mallory.say(payloads[2])
@@ -144,8 +144,12 @@ async def test_markup_in_messages_and_names_shows_as_literal_text(make_server: A
     # started (an image error, a script) has had its turn.
     await ann.say("plain")
 
-    expected = [("<i>Mallory</i>", payloads[0]), ("Ann", payloads[1]),
-                ("<i>Mallory</i>", payloads[2]), ("Ann", "plain")]
+    expected = [
+        ("<i>Mallory</i>", payloads[0]),
+        ("Ann", payloads[1]),
+        ("<i>Mallory</i>", payloads[2]),
+        ("Ann", "plain"),
+    ]
     for user in (ann, mallory):
         await expect_log(user.page, expected)
         log = user.page.locator("#chat-log")
@@ -160,6 +164,7 @@ async def test_markup_in_messages_and_names_shows_as_literal_text(make_server: A
 
 
 # ---- 3. a reload shows the history ------------------------------------------
+
 
 @pytest.mark.gen_test(timeout=30)
 async def test_reload_shows_the_history_in_order_once_each(make_server: Any, open_user: OpenUser) -> None:
@@ -191,17 +196,21 @@ async def test_reload_shows_the_history_in_order_once_each(make_server: Any, ope
 
 # ---- 4. the lobby goes to the room ---------------------------------------------
 
+
 @pytest.mark.gen_test(timeout=30)
 @ONE_BACKEND
-@pytest.mark.parametrize("typed, room, enter", [
-    ("café", "café", True),
-    ("café", "café", False),
-    ("cafe\u0301", "café", True),  # a decomposed é: the same room as a typed one
-    ("日本語_2", "日本語_2", True),
-    ("lobby_1", "lobby_1", False),
-])
+@pytest.mark.parametrize(
+    "typed, room, enter",
+    [
+        ("café", "café", True),
+        ("café", "café", False),
+        ("cafe\u0301", "café", True),  # a decomposed é: the same room as a typed one
+        ("日本語_2", "日本語_2", True),
+        ("lobby_1", "lobby_1", False),
+    ],
+)
 async def test_lobby_goes_to_the_room(
-    make_server: Any, open_user: OpenUser, typed: str, room: str, enter: bool,
+    make_server: Any, open_user: OpenUser, typed: str, room: str, enter: bool
 ) -> None:
     server = await make_server()
     ann = await open_user(server, "Ann")  # leaves the page on the lobby
@@ -238,9 +247,10 @@ async def test_lobby_refuses_a_bad_room_name_and_stays(make_server: Any, open_us
 
 # ---- 5. reconnect, resume, resend ---------------------------------------------
 
+
 @pytest.mark.gen_test(timeout=30)
 async def test_reconnect_resumes_with_since_and_sends_what_was_typed_while_down(
-    make_server: Any, open_user: OpenUser,
+    make_server: Any, open_user: OpenUser
 ) -> None:
     server = await make_server()
     ann = await open_user(server, "Ann")
@@ -280,13 +290,16 @@ async def test_reconnect_resumes_with_since_and_sends_what_was_typed_while_down(
         frame = await bob.recv_type("message")  # next is Bob's own: Ann's was published once
         assert (frame["user"], frame["message"]) == ("Bob", "after the reconnect")
 
-        await expect_log(ann.page, [
-            ("Bob", "before the drop"),
-            ("Bob", away[0]),
-            ("Bob", away[1]),
-            ("Ann", "typed while disconnected"),
-            ("Bob", "after the reconnect"),
-        ])
+        await expect_log(
+            ann.page,
+            [
+                ("Bob", "before the drop"),
+                ("Bob", away[0]),
+                ("Bob", away[1]),
+                ("Ann", "typed while disconnected"),
+                ("Bob", "after the reconnect"),
+            ],
+        )
         await expect(ann.page.locator("#chat-log li.pending")).to_have_count(0)
         first, *reconnects = ann.sockets
         assert first.endswith("/ws/chat/resume/") and reconnects
@@ -301,9 +314,7 @@ async def test_reconnect_resumes_with_since_and_sends_what_was_typed_while_down(
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_every_page_reconnects_after_the_server_drops_all_sockets(
-    make_server: Any, open_user: OpenUser,
-) -> None:
+async def test_every_page_reconnects_after_the_server_drops_all_sockets(make_server: Any, open_user: OpenUser) -> None:
     server = await make_server()
     ann = await open_user(server, "Ann")
     bob = await open_user(server, "Bob")
@@ -320,10 +331,13 @@ async def test_every_page_reconnects_after_the_server_drops_all_sockets(
     for user in (ann, bob):
         # Closed, then connected again: the closed state is short (the first
         # retry comes within half a second), so it is read from the record.
-        await user.page.wait_for_function("""() => {
+        await user.page.wait_for_function(
+            """() => {
             const states = window.__states, closed = states.indexOf("closed");
             return closed >= 0 && states.indexOf("open", closed) > closed;
-        }""", timeout=TIMEOUT_MS)
+        }""",
+            timeout=TIMEOUT_MS,
+        )
         await user.wait_connected()
 
     await bob.say("after")
@@ -336,10 +350,11 @@ async def test_every_page_reconnects_after_the_server_drops_all_sockets(
 
 # ---- refusals: shown to the sender, as text; retried when worth retrying ------
 
+
 @pytest.mark.gen_test(timeout=30)
 @ONE_BACKEND
 async def test_a_refused_message_is_shown_as_not_sent_and_its_text_put_back(
-    make_server: Any, open_user: OpenUser,
+    make_server: Any, open_user: OpenUser
 ) -> None:
     server = await make_server(max_message_chars=10)
     ann = await open_user(server, "Ann")
@@ -371,7 +386,8 @@ async def test_a_rate_limited_message_stays_pending_and_is_retried(make_server: 
     await ann.say("first")
     await ann.say("second, too soon")
     await expect(ann.page.locator("#chat-log li.notice")).to_have_text(
-        ["Not sent yet, retrying: too many messages, slow down"])
+        ["Not sent yet, retrying: too many messages, slow down"]
+    )
     # The page retries what waited 3 s; by then the bucket has a token again.
     await expect_log(ann.page, [("Ann", "first"), ("Ann", "second, too soon")], timeout=10_000)
     await expect(ann.page.locator("#chat-log li.pending")).to_have_count(0)
@@ -380,14 +396,33 @@ async def test_a_rate_limited_message_stays_pending_and_is_retried(make_server: 
 
 # ---- wss: on an https page ----------------------------------------------------
 
+
 @pytest.fixture
 def tls_context(tmp_path: Path) -> ssl.SSLContext:
     """A self-signed certificate for 127.0.0.1, made with Debian's openssl."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -395,10 +430,8 @@ def tls_context(tmp_path: Path) -> ssl.SSLContext:
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("backend", ["memory"])
-async def test_an_https_page_connects_with_wss(
-    make_server: Any, browser: Browser, tls_context: ssl.SSLContext,
-) -> None:
+@ONE_BACKEND
+async def test_an_https_page_connects_with_wss(make_server: Any, browser: Browser, tls_context: ssl.SSLContext) -> None:
     server = await make_server()
     https = tornado.httpserver.HTTPServer(server.app, ssl_options=tls_context)
     [listening] = bind_sockets(0, "127.0.0.1")

@@ -30,6 +30,8 @@ from server import page_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = [sys.executable, str(ROOT / "server.py")]
+# The cookie secret comes from the environment, never the command line (contract 3, issue 10).
+SECRET_ENV = {**os.environ, "CHAT_COOKIE_SECRET": "cli-test-secret-at-least-32-bytes-long"}
 START_TIMEOUT = 30.0
 
 
@@ -40,8 +42,7 @@ def free_port() -> int:
 
 
 def run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SERVER, *args], capture_output=True, text=True, timeout=30, cwd=ROOT,
-                          **kwargs)  # type: ignore[call-overload, no-any-return]
+    return subprocess.run([*SERVER, *args], capture_output=True, text=True, timeout=30, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
 
 
 def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -70,16 +71,19 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
 
 # ---- acceptance 6: a taken port, --help --------------------------------------------
 
+
 def test_a_taken_port_is_one_line_naming_the_port_and_a_non_zero_exit() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run("--port", str(port), "--cookie-secret", "x", "--log-format", "json")
+        result = run("--port", str(port), "--log-format", "json", env=SECRET_ENV)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr == (f"server.py: cannot listen on 127.0.0.1:{port}: the port is already in use "
-                             "(another server? choose a free one with --port or CHAT_PORT)\n")
+    assert result.stderr == (
+        f"server.py: cannot listen on 127.0.0.1:{port}: the port is already in use "
+        "(another server? choose a free one with --port or CHAT_PORT)\n"
+    )
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -87,10 +91,16 @@ def test_help_names_the_subcommands_the_defaults_and_the_environment_variables()
     result = run("--help")
     assert result.returncode == 0 and result.stderr == ""
     text = " ".join(result.stdout.split())  # argparse wraps lines where it likes
-    for expected in ("server.py cluster", "server.py report",
-                     "(default: 127.0.0.1; env CHAT_HOST)", "(default: 8888; env CHAT_PORT)",
-                     "(default: 50; env CHAT_HISTORY)", "env CHAT_REDIS_URL or REDIS_URL",
-                     "env CHAT_COOKIE_SECRET", "(default: 20.0; env CHAT_RATE_LIMIT)"):
+    for expected in (
+        "server.py cluster",
+        "server.py report",
+        "(default: 127.0.0.1; env CHAT_HOST)",
+        "(default: 8888; env CHAT_PORT)",
+        "(default: 50; env CHAT_HISTORY)",
+        "env CHAT_REDIS_URL or REDIS_URL",
+        "env CHAT_COOKIE_SECRET",
+        "(default: 20.0; env CHAT_RATE_LIMIT)",
+    ):
         assert expected in text, expected
 
 
@@ -102,6 +112,7 @@ def test_the_subcommands_have_help_of_their_own_in_plain_text() -> None:
 
 
 # ---- the URL at start --------------------------------------------------------------
+
 
 def read_until(fd: int, pattern: re.Pattern[str], timeout: float = START_TIMEOUT) -> str:
     """What a terminal shows until ``pattern`` appears in it."""
@@ -119,8 +130,14 @@ def read_until(fd: int, pattern: re.Pattern[str], timeout: float = START_TIMEOUT
 def test_a_person_who_starts_the_server_is_told_which_url_to_open(tmp_path: Path) -> None:
     terminal, stderr_end = pty.openpty()  # stderr on a terminal, as when a person runs it
     with (tmp_path / "stdout.log").open("wb") as stdout:
-        process = subprocess.Popen([*SERVER, "--port", "0", "--cookie-secret", "x", "--log-format", "json"],
-                                   stdout=stdout, stderr=stderr_end, cwd=ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            [*SERVER, "--port", "0", "--log-format", "json"],
+            env=SECRET_ENV,
+            stdout=stdout,
+            stderr=stderr_end,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     os.close(stderr_end)
     try:
         shown = read_until(terminal, re.compile(r"open http://127\.0\.0\.1:(\d+)/chat/ \(Ctrl-C stops it\)"))
@@ -141,6 +158,7 @@ def test_the_url_for_a_wildcard_or_ipv6_address_is_one_a_browser_can_open() -> N
 
 
 # ---- acceptance 4: make run keeps names across a restart -----------------------------
+
 
 class Visitor:
     """A browser's cookie jar over plain HTTP: the lobby's name form, then a room page."""
@@ -165,8 +183,15 @@ class Visitor:
 
 def start_make_run(run_dir: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
     # -o: the virtualenv is set up already (make test did it); this test is about the secret.
-    command = ["make", "-s", "-o", ".venv/.run-deps", "run", f"RUN_DIR={run_dir}",
-               f"ARGS=--port {port} --log-format json"]
+    command = [
+        "make",
+        "-s",
+        "-o",
+        ".venv/.run-deps",
+        "run",
+        f"RUN_DIR={run_dir}",
+        f"ARGS=--port {port} --log-format json",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_healthy(port, process)
     return process
@@ -202,11 +227,15 @@ def test_a_name_chosen_before_a_restart_of_make_run_is_still_the_name_after_it(t
 
 # ---- the launcher says where it logs, and that it stopped -------------------------------
 
+
 def test_the_launcher_prints_each_log_file_and_stopped(tmp_path: Path) -> None:
     port = free_port()
     launcher = subprocess.Popen(
         [*SERVER, "cluster", "--processes", "1", "--port", str(port), "--run-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert launcher.stdout is not None

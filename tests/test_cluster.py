@@ -8,6 +8,10 @@ several processes, a master killed under a sender, and key prefixes.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,6 +19,7 @@ from typing import Any, Iterator
 import pytest
 import redis.asyncio as aioredis
 
+from ops.cluster import ROOT, free_port
 from ops.redis_cluster import LocalRedisCluster
 from tests.client import ChatClient, ids, strictly_increasing
 from tests.conftest import Spawn
@@ -32,17 +37,20 @@ async def keys_on(port: int, pattern: str) -> list[str]:
 
 @pytest.mark.gen_test(timeout=120)
 async def test_24_rooms_through_two_processes_keep_one_order_and_spread_over_every_master(
-    spawn: Spawn, redis_cluster: LocalRedisCluster,
+    spawn: Spawn, redis_cluster: LocalRedisCluster
 ) -> None:
     url, *args = cluster_args(redis_cluster, "spread")
     one, two = await spawn("c1", url, *args), await spawn("c2", url, *args)
     rooms = [f"room{k}" for k in range(24)]
-    pairs = [(await ChatClient.connect(one.port, room, user="ann"),
-              await ChatClient.connect(two.port, room, user="bob")) for room in rooms]
+    pairs = [
+        (await ChatClient.connect(one.port, room, user="ann"), await ChatClient.connect(two.port, room, user="bob"))
+        for room in rooms
+    ]
 
     async def talk(client: ChatClient, prefix: str) -> None:
         for k in range(10):
             await client.say(f"{prefix}{k}")
+
     await asyncio.gather(*(talk(client, name) for pair in pairs for client, name in zip(pair, ("a", "b"))))
     for room, (ann, bob) in zip(rooms, pairs):
         seen_by_ann, seen_by_bob = await ann.messages(20), await bob.messages(20)
@@ -83,7 +91,7 @@ async def send_until_acked(client: ChatClient, text: str, client_id: str, deadli
 
 @pytest.mark.gen_test(timeout=180)
 async def test_a_master_killed_under_a_sender_loses_no_acknowledged_message(
-    spawn: Spawn, own_cluster: LocalRedisCluster, tmp_path: Path,
+    spawn: Spawn, own_cluster: LocalRedisCluster, tmp_path: Path
 ) -> None:
     await asyncio.to_thread(own_cluster.start)
     url, *args = cluster_args(own_cluster, "fo", "--redis-wait-replicas", "1", "--rate-limit", "0")
@@ -103,6 +111,7 @@ async def test_a_master_killed_under_a_sender_loses_no_acknowledged_message(
             async def start_again() -> None:
                 await asyncio.sleep(5)  # the scenario: the dead node comes back 5 s later
                 await asyncio.to_thread(own_cluster.restart_node, master)
+
             restarted = asyncio.ensure_future(start_again())
         message_id, when = await send_until_acked(sender, f"m{k}", f"c{k}", deadline)
         acked.append((f"c{k}", message_id, when))
@@ -119,8 +128,10 @@ async def test_a_master_killed_under_a_sender_loses_no_acknowledged_message(
 
     pause = max(b[2] - a[2] for a, b in zip(acked, acked[1:]))
     after_kill = [when for _, _, when in acked if when > killed_at]
-    print(f"failover: longest pause between acks {pause:.2f} s; first ack after the kill "
-          f"{after_kill[0] - killed_at:.2f} s later")
+    print(
+        f"failover: longest pause between acks {pause:.2f} s; first ack after the kill "
+        f"{after_kill[0] - killed_at:.2f} s later"
+    )
     assert pause < 30  # generous: node timeout 2 s, plus the election and the bus's backoff
 
 
@@ -146,3 +157,67 @@ async def test_two_prefixes_on_one_redis_do_not_see_each_other(spawn: Spawn, red
     assert keys and all(key.startswith(("blue:", "green:")) for key in keys), keys
     assert any(key.startswith("blue:") and "shared" in key for key in keys)
     assert any(key.startswith("green:") and "shared" in key for key in keys)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_the_launcher_runs_the_chat_on_a_local_redis_cluster(tmp_path: Path) -> None:
+    """``server.py cluster --redis-cluster``: 3 masters and 3 replicas, unprivileged, behind a password."""
+    port = free_port()
+    command = [
+        sys.executable,
+        str(ROOT / "server.py"),
+        "cluster",
+        "--processes",
+        "2",
+        "--port",
+        str(port),
+        "--run-dir",
+        str(tmp_path),
+        "--redis-cluster",
+    ]
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)  # noqa: ASYNC220 (under test)
+    try:
+        assert launcher.stdout is not None
+        first = await asyncio.to_thread(launcher.stdout.readline)  # printed once everything is up
+        assert f"http://127.0.0.1:{port}/" in first, first
+        nodes = [pid for pid in _process_tree(launcher.pid) if _comm(pid) == "redis-server"]
+        assert len(nodes) == 6
+        if os.geteuid() == 0:  # the launcher's rule: no service of a root launcher stays root
+            assert all(os.stat(f"/proc/{pid}").st_uid != 0 for pid in nodes)
+        ann = await ChatClient.connect(port, "spread", user="ann")
+        bob = await ChatClient.connect(port, "spread", user="bob")
+        await ann.say("through the cluster")
+        assert [f["message"] for f in await bob.messages(1)] == ["through the cluster"]
+        ann.close()
+        bob.close()
+        launcher.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(launcher.wait, 30) == 0
+        assert not [pid for pid in nodes if _comm(pid) == "redis-server"], "cluster nodes left behind"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait(10)
+
+
+def _process_tree(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""

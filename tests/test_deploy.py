@@ -22,11 +22,11 @@ import pytest
 from playwright.async_api import expect
 from tornado.httpclient import AsyncHTTPClient
 
-from ops.cluster import ROOT, Cluster, free_port
 from bus.message import id_key
-from tests.browser import chromium
+from ops.cluster import ROOT, Cluster, free_port
 from tests.client import ChatClient
 from tests.conftest import SECRET
+from tests.helpers import chromium, handshake_request
 from tests.processes import ServerProcess
 from tests.resuming_client import ResumingClient
 
@@ -56,8 +56,9 @@ def node_events(cluster: Cluster, name: str) -> dict[str, list[dict[str, Any]]]:
 async def test_clients_on_both_processes_share_one_order_through_nginx(cluster: Cluster) -> None:
     http = AsyncHTTPClient()
     for path, code in (("/healthz", 200), ("/chat/", 200), ("/chat/lobby/", 200), ("/", 301)):
-        response = await http.fetch(f"http://127.0.0.1:{cluster.port}{path}", raise_error=False,
-                                    follow_redirects=False, request_timeout=5)
+        response = await http.fetch(
+            f"http://127.0.0.1:{cluster.port}{path}", raise_error=False, follow_redirects=False, request_timeout=5
+        )
         assert response.code == code, path
     static = await http.fetch(f"http://127.0.0.1:{cluster.port}/static/room.js", request_timeout=5)
     assert b"since" in static.body  # served by nginx from static/
@@ -76,10 +77,7 @@ async def test_clients_on_both_processes_share_one_order_through_nginx(cluster: 
 
 def _raw_handshake(port: int, origin: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(CLIENT_ADDRESS, 0)) as sock:
-        sock.sendall((
-            f"GET /ws/chat/room/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nOrigin: {origin}\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+        sock.sendall(handshake_request("/ws/chat/room/", f"127.0.0.1:{port}", {"Origin": origin}))
         return sock.recv(4096)
 
 
@@ -88,13 +86,16 @@ async def test_behind_nginx_origin_is_checked_and_logs_show_the_client(cluster: 
     loop = asyncio.get_running_loop()
     refused = await loop.run_in_executor(None, _raw_handshake, cluster.port, "http://evil.example")
     assert refused.startswith(b"HTTP/1.1 403")
-    accepted = await loop.run_in_executor(
-        None, _raw_handshake, cluster.port, f"http://127.0.0.1:{cluster.port}")
+    accepted = await loop.run_in_executor(None, _raw_handshake, cluster.port, f"http://127.0.0.1:{cluster.port}")
     assert accepted.startswith(b"HTTP/1.1 101")
 
     def handshakes() -> list[dict[str, Any]]:
-        return [e for events in node_events(cluster, "http.request").values() for e in events
-                if e["path"] == "/ws/chat/room/"]
+        return [
+            e
+            for events in node_events(cluster, "http.request").values()
+            for e in events
+            if e["path"] == "/ws/chat/room/"
+        ]
 
     deadline = time.monotonic() + 5
     while len(handshakes()) < 2 and time.monotonic() < deadline:
@@ -111,7 +112,8 @@ async def test_sigterm_closes_sockets_with_1001_and_exits_0(tmp_path: Path) -> N
         await server.start()
         clients = [await ChatClient.connect(server.port, "bye") for _ in range(3)]
         started = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
         codes = await asyncio.gather(*(c.wait_closed(timeout=5) for c in clients))
         assert codes == [1001, 1001, 1001]
         exit_code = await asyncio.get_running_loop().run_in_executor(None, server.process.wait, 5)
@@ -199,9 +201,21 @@ def _alive(pid: int) -> bool:
 def test_the_launcher_starts_and_stops_a_3_process_cluster(tmp_path: Path) -> None:
     port = free_port()
     launcher = subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py"), "cluster", "--processes", "3", "--port", str(port),
-         "--run-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "server.py"),
+            "cluster",
+            "--processes",
+            "3",
+            "--port",
+            str(port),
+            "--run-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert launcher.stdout is not None
@@ -213,6 +227,7 @@ def test_the_launcher_starts_and_stops_a_3_process_cluster(tmp_path: Path) -> No
         servers = [pid for pid in tree if b"server.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(servers) == 4  # the launcher and 3 chat processes
         import urllib.request
+
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
 

@@ -20,7 +20,7 @@ from tests.client import TEST_SECRET, ChatClient, ids, user_cookie
 from tests.conftest import base_settings
 
 Frame = dict[str, Any]
-EMOJI_TEXT = "\U0001F600" * 4096  # 4,096 code points, 16 KiB of UTF-8: the longest message
+EMOJI_TEXT = "\U0001f600" * 4096  # 4,096 code points, 16 KiB of UTF-8: the longest message
 
 
 async def fill_room(port: int, room: str, count: int, text: str) -> list[Frame]:
@@ -42,7 +42,7 @@ async def handshake_status(port: int, room: str = "r", headers: dict[str, str] |
 
 
 async def raw_socket_that_never_answers(
-    port: int, room: str, user: str, receive_buffer: int | None = None,
+    port: int, room: str, user: str, receive_buffer: int | None = None
 ) -> socket.socket:
     """A WebSocket client that completes the handshake, then reads nothing and answers nothing (paused)."""
     loop = asyncio.get_running_loop()
@@ -139,9 +139,7 @@ def memory_server(io_loop: Any) -> Any:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_an_empty_room_older_than_the_ttl_is_freed_and_a_since_into_it_is_incomplete(
-    memory_server: Any,
-) -> None:
+async def test_an_empty_room_older_than_the_ttl_is_freed_and_a_since_into_it_is_incomplete(memory_server: Any) -> None:
     server = await memory_server(room_ttl=0.3)
     sent = await fill_room(server.port, "brief", 3, "x")
     stays = await ChatClient.connect(server.port, "kept")

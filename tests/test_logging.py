@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_probe(log_format: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tests.log_probe", log_format], cwd=ROOT,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.log_probe", log_format], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
 
 
 def the_line(events: list[dict[str, Any]], **match: str) -> dict[str, Any]:
@@ -47,9 +48,14 @@ def test_errors_of_every_logger_are_one_json_line_each_with_the_traceback_as_a_f
 
 def test_tracebacks_leave_frame_locals_out() -> None:
     result = run_probe("json")
+    assert result.returncode == 0, result.stderr
+    exceptions = [exc for line in result.stdout.splitlines() for exc in json.loads(line).get("exception", [])]
+    # The probe's three errors were logged, with the frame of the handler that holds the local...
+    assert [exc["exc_type"] for exc in exceptions] == ["RuntimeError", "ValueError", "KeyError"], exceptions
+    assert any(frame["name"] == "get" for frame in exceptions[0]["frames"])
+    # ...and without the value of the local variable that frame held.
     assert SECRET_LOCAL not in result.stdout
-    assert all("locals" not in frame for line in result.stdout.splitlines()
-               for exc in json.loads(line).get("exception", []) for frame in exc["frames"])
+    assert all("locals" not in frame for exc in exceptions for frame in exc["frames"])
 
 
 def test_the_console_format_is_for_people() -> None:

@@ -36,8 +36,7 @@ def assert_one_context_per_connection(events: list[dict[str, Any]]) -> None:
     """Every line of a connection carries the room and user its ws.connect did: no context leaks."""
     opened = {e["conn"]: (e["room"], e["user"]) for e in events if e["event"] == "ws.connect"}
     with_conn = [e for e in events if "conn" in e]
-    assert {e["event"] for e in with_conn} == {"ws.connect", "ws.disconnect", "message.accepted",
-                                               "message.rejected"}
+    assert {e["event"] for e in with_conn} == {"ws.connect", "ws.disconnect", "message.accepted", "message.rejected"}
     for event in with_conn:
         assert (event["room"], event["user"]) == opened[event["conn"]], event
 

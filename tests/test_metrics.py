@@ -14,8 +14,16 @@ from ops.metrics import Metrics
 from tests.client import NOTICES, ChatClient
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-NAMES = {"chat_connections", "chat_rooms", "chat_messages_published", "chat_messages_delivered",
-         "chat_messages_rejected", "chat_bus_publish_seconds", "chat_fanout_seconds", "chat_bus_reconnects"}
+NAMES = {
+    "chat_connections",
+    "chat_rooms",
+    "chat_messages_published",
+    "chat_messages_delivered",
+    "chat_messages_rejected",
+    "chat_bus_publish_seconds",
+    "chat_fanout_seconds",
+    "chat_bus_reconnects",
+}
 
 
 async def scrape(port: int) -> Samples:
@@ -60,11 +68,21 @@ async def test_ten_messages_to_a_room_of_three_publish_10_and_deliver_30(make_se
     for index, client in enumerate(clients):
         await messages_and_acks(client, 10, len(range(index, 10, 3)))
     after = await scrape(server.port)
-    moved = {name: value(after, name) - value(before, name) for name in (
-        "chat_messages_published_total", "chat_messages_delivered_total",
-        "chat_bus_publish_seconds_count", "chat_fanout_seconds_count")}
-    assert moved == {"chat_messages_published_total": 10, "chat_messages_delivered_total": 30,
-                     "chat_bus_publish_seconds_count": 10, "chat_fanout_seconds_count": 10}
+    moved = {
+        name: value(after, name) - value(before, name)
+        for name in (
+            "chat_messages_published_total",
+            "chat_messages_delivered_total",
+            "chat_bus_publish_seconds_count",
+            "chat_fanout_seconds_count",
+        )
+    }
+    assert moved == {
+        "chat_messages_published_total": 10,
+        "chat_messages_delivered_total": 30,
+        "chat_bus_publish_seconds_count": 10,
+        "chat_fanout_seconds_count": 10,
+    }
     assert value(after, "chat_connections") == 3 and value(after, "chat_rooms") == 1
 
 

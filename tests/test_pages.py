@@ -7,19 +7,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.httpclient import HTTPResponse
 
 from tests.client import ChatClient, user_cookie
 from tests.conftest import SECRET
+from tests.helpers import WEBSOCKET_KEY, fetch
 
 BAD_ROOMS = ["a b", "a.b", "x" * 101, "a/b", "", "a-b"]
-
-
-async def fetch(port: int, path: str, **kwargs: Any) -> HTTPResponse:
-    return await AsyncHTTPClient().fetch(
-        f"http://127.0.0.1:{port}{path}", raise_error=False, follow_redirects=False,
-        request_timeout=5, **kwargs,
-    )
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -45,8 +39,14 @@ async def test_room_page_carries_the_contract_ids(make_server: Any, room: str) -
     response = await fetch(server.port, f"/chat/{quote(room)}/")
     assert response.code == 200
     body = response.body.decode()
-    for element in ("chat-log", "chat-message-input", "chat-message-submit",
-                    "connection-status", "member-list", "typing-status"):
+    for element in (
+        "chat-log",
+        "chat-message-input",
+        "chat-message-submit",
+        "connection-status",
+        "member-list",
+        "typing-status",
+    ):
         assert f'id="{element}"' in body
 
 
@@ -55,10 +55,16 @@ async def test_room_page_carries_the_contract_ids(make_server: Any, room: str) -
 async def test_bad_room_name_is_404_for_page_and_socket(make_server: Any, room: str) -> None:
     server = await make_server()
     assert (await fetch(server.port, f"/chat/{quote(room, safe='')}/")).code == 404
-    ws = await fetch(server.port, f"/ws/chat/{quote(room, safe='')}/", headers={
-        "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-    })
+    ws = await fetch(
+        server.port,
+        f"/ws/chat/{quote(room, safe='')}/",
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": WEBSOCKET_KEY,
+        },
+    )
     assert ws.code == 404
 
 
@@ -70,7 +76,9 @@ async def test_room_name_in_page_is_never_markup(make_server: Any) -> None:
 
 
 def _xsrf(response: HTTPResponse) -> tuple[str, str]:
-    token = re.search(r'name="_xsrf" value="([^"]+)"', response.body.decode()).group(1)
+    found = re.search(r'name="_xsrf" value="([^"]+)"', response.body.decode())
+    assert found is not None, "the page carries no XSRF token"
+    token = found.group(1)
     cookies = "; ".join(c.split(";")[0] for c in response.headers.get_list("Set-Cookie"))
     return token, cookies
 
@@ -79,8 +87,13 @@ def _xsrf(response: HTTPResponse) -> tuple[str, str]:
 async def test_choosing_a_name_sets_the_signed_cookie_used_by_the_socket(make_server: Any) -> None:
     server = await make_server()
     token, cookies = _xsrf(await fetch(server.port, "/chat/"))
-    response = await fetch(server.port, "/chat/name", method="POST", headers={"Cookie": cookies},
-                           body=f"_xsrf={quote(token)}&name={quote('Zoë <b>')}")
+    response = await fetch(
+        server.port,
+        "/chat/name",
+        method="POST",
+        headers={"Cookie": cookies},
+        body=f"_xsrf={quote(token)}&name={quote('Zoë <b>')}",
+    )
     assert response.code == 302
     set_cookie = [c for c in response.headers.get_list("Set-Cookie") if c.startswith("chat_user=")]
     assert set_cookie and "httponly" in set_cookie[0].lower()
@@ -96,8 +109,13 @@ async def test_a_refused_name_keeps_the_previous_one(make_server: Any, bad: str)
     server = await make_server()
     token, cookies = _xsrf(await fetch(server.port, "/chat/", headers={"Cookie": user_cookie(SECRET, "Ann")}))
     cookies += "; " + user_cookie(SECRET, "Ann")
-    response = await fetch(server.port, "/chat/name", method="POST", headers={"Cookie": cookies},
-                           body=f"_xsrf={quote(token)}&name={quote(bad)}")
+    response = await fetch(
+        server.port,
+        "/chat/name",
+        method="POST",
+        headers={"Cookie": cookies},
+        body=f"_xsrf={quote(token)}&name={quote(bad)}",
+    )
     assert response.code == 400
     assert not [c for c in response.headers.get_list("Set-Cookie") if c.startswith("chat_user=")]
     assert 'value="Ann"' in response.body.decode()
@@ -123,3 +141,18 @@ async def test_health_and_readiness(make_server: Any) -> None:
     health = await fetch(server.port, "/healthz")
     assert health.code == 200 and health.body == b'{"status": "ok"}'
     assert (await fetch(server.port, "/readyz")).code == 200
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("path", ["/chat/", "/chat/lobby/", "/chat/a%20b/"])
+async def test_pages_carry_the_security_headers(make_server: Any, path: str) -> None:
+    """No inline script, no sniffing a JSON body into HTML, no room name leaking in a Referer."""
+    server = await make_server()
+    headers = (await fetch(server.port, path)).headers
+    policy = {part.split()[0]: part.split()[1:] for part in headers["Content-Security-Policy"].split("; ")}
+    assert policy["default-src"] == ["'self'"] and policy["object-src"] == ["'none'"]
+    assert policy["base-uri"] == ["'none'"] and policy.get("script-src", ["'self'"]) == ["'self'"]
+    assert "'self'" in policy["connect-src"] and set(policy["connect-src"]) <= {"'self'", "ws:", "wss:"}
+    assert not any("'unsafe-inline'" in sources or "*" in sources for sources in policy.values())
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"

@@ -12,18 +12,19 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from bus.redis.keys import Keys
-
-users_key = Keys().users
 from tests.client import TIMEOUT, ChatClient
 from tests.conftest import Spawn
+from tests.helpers import ON_REDIS, eventually
 from tests.services import RedisServer
+
+users_key = Keys().users
 
 Frame = dict[str, Any]
 
@@ -67,7 +68,7 @@ async def typists(client: ChatClient, until: str) -> list[str]:
 
 
 async def listed_when(port: int, room: str, user: str, expected: dict[str, int], timeout: float = 10.0) -> None:
-    """Poll the list a new connection of ``user`` (already in the room: no notices) is given, until it is ``expected``."""
+    """Poll the list a new connection of ``user`` (already in the room: no notices) gets, until it is ``expected``."""
     deadline = time.monotonic() + timeout
     while True:
         client, members = await enter(port, room, user)
@@ -75,13 +76,6 @@ async def listed_when(port: int, room: str, user: str, expected: dict[str, int],
         if members == expected:
             return
         assert time.monotonic() < deadline, f"{members} is not {expected} after {timeout}s"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-        await asyncio.sleep(0.05)  # polling, bounded by the deadline
 
 
 # ---- on every backend --------------------------------------------------------
@@ -159,7 +153,8 @@ async def test_typing_reaches_the_other_users_at_most_once_a_second(make_server:
             continue
         if frame["type"] == "typing" and frame["user"] == "ann":
             arrivals.append(time.monotonic())
-    assert 0.9 <= arrivals[1] - arrivals[0] <= 1.6, arrivals
+    # At most one a second (the contract); the upper bound only shows typing is not held up for long.
+    assert 0.9 <= arrivals[1] - arrivals[0] <= 3.0, arrivals
 
     # Not stored, not replayed: someone joining now hears of no typing.
     dave, _ = await enter(server.port, "keys", "dave")
@@ -172,26 +167,34 @@ async def test_typing_reaches_the_other_users_at_most_once_a_second(make_server:
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("backend", ["redis"])
-async def test_after_redis_comes_back_empty_the_members_are_listed_again(
-    make_server: Any, tmp_path: Path,
-) -> None:
+@ON_REDIS
+async def test_after_redis_comes_back_empty_the_members_are_listed_again(make_server: Any, tmp_path: Path) -> None:
     own_redis = RedisServer(tmp_path / "redis")
     own_redis.start()
     try:
-        server = await make_server(redis_url=own_redis.url())
+        server = await make_server(redis_url=own_redis.url(), presence_timeout=0.4)  # upkeep every 0.1 s
         ann, _ = await enter(server.port, "phoenix", "ann")
         view = {"ann": 1}
         with capture_logs() as logs:
-            own_redis.kill()
-            own_redis.start()  # same port, nothing kept
+            # Off the event loop: the server, on this loop, lives through the outage meanwhile.
+            await asyncio.to_thread(own_redis.kill)
+
+            async def outage_noticed() -> bool:
+                events = {entry["event"] for entry in logs}
+                return {"bus.error", "presence.error"} <= events
+
+            await eventually(outage_noticed, 10, "the bus and presence notice that Redis is gone")
+            await asyncio.to_thread(own_redis.start)  # same port, nothing kept
 
             async def ready() -> bool:
                 return server.bus.unavailable_reason() is None
+
             await eventually(ready, 10, "the bus is back")
             async with aioredis.Redis.from_url(own_redis.url(), decode_responses=True) as direct:
+
                 async def ann_is_back() -> bool:
                     return await direct.hgetall(users_key("phoenix")) == {"ann": "1"}
+
                 await eventually(ann_is_back, 10, "ann registered again")
             bob, members = await enter(server.port, "phoenix", "bob")
             assert members == {"ann": 1, "bob": 1}
@@ -205,13 +208,14 @@ async def test_after_redis_comes_back_empty_the_members_are_listed_again(
                     view[frame["user"]] = 1
             assert view == {"ann": 1, "bob": 1}
         events = [entry["event"] for entry in logs]
-        assert events.count("bus.error") == 1 and events.count("presence.error") <= 1
+        for outcome in ("bus.error", "bus.recovered", "presence.error", "presence.recovered"):
+            assert events.count(outcome) == 1, (outcome, events)  # once per outage
     finally:
         own_redis.kill()
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("backend", ["redis"])
+@ON_REDIS
 async def test_a_presence_failure_fails_no_join_and_no_message_and_heals(make_server: Any, redis_db: str) -> None:
     server = await make_server(presence_timeout=0.4)  # upkeep every 0.1 s
     async with aioredis.Redis.from_url(redis_db, decode_responses=True) as direct:
@@ -229,6 +233,7 @@ async def test_a_presence_failure_fails_no_join_and_no_message_and_heals(make_se
 
             async def registered_again() -> bool:
                 return await direct.hgetall(users_key("broken")) == {"ann": "1", "bob": "1"}
+
             await eventually(registered_again, 5, "ann and bob registered once Redis takes it")
         events = [entry["event"] for entry in logs]
         assert events.count("presence.error") == 1 and events.count("presence.recovered") == 1
@@ -285,7 +290,7 @@ async def test_the_members_of_a_killed_process_leave_within_presence_timeout(spa
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_process_restarted_under_its_node_id_takes_its_old_members_out_at_start(
-    spawn: Spawn, redis_db: str,
+    spawn: Spawn, redis_db: str
 ) -> None:
     one, two = await spawn("n1", redis_db), await spawn("n2", redis_db)  # presence_timeout: the default 30 s
     carl, _ = await enter(two.port, "again", "carl")

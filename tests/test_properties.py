@@ -15,7 +15,7 @@ from handlers.names import MAX_COMBINING_RUN, name_problem, normalise_name, visi
 
 U64 = st.integers(min_value=0, max_value=2**64 - 1)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=50),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=50),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10,
 )
@@ -83,8 +83,10 @@ def test_normalising_a_name_is_idempotent_and_an_accepted_one_shows_something(ra
 
 
 @settings(max_examples=300)
-@given(st.text(alphabet="abcdeiopxyаеіорсухαορ", min_size=1, max_size=12),
-       st.text(alphabet="abcdeiopxyаеіорсухαορ", min_size=1, max_size=12))
+@given(
+    st.text(alphabet="abcdeiopxyаеіорсухαορ", min_size=1, max_size=12),
+    st.text(alphabet="abcdeiopxyаеіорсухαορ", min_size=1, max_size=12),
+)
 def test_two_different_accepted_names_never_show_the_same(first: str, second: str) -> None:
     a, b = normalise_name(first), normalise_name(second)
     if a != b and name_problem(a) is None and name_problem(b) is None:

@@ -12,19 +12,18 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from bus.message import Draft, id_key
 from bus.redis import RedisBroker, RedisOptions
 from bus.redis.keys import Keys
 from tests.client import ChatClient, ids, strictly_increasing
 from tests.conftest import Spawn
-from tests.services import RedisServer, free_port
-
+from tests.helpers import eventually, fetch, free_port
+from tests.services import RedisServer
 
 
 @pytest.fixture
@@ -47,19 +46,6 @@ def redis_client(io_loop: Any, redis_db: str) -> Iterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_db, decode_responses=True, socket_timeout=5)
     yield client
     io_loop.run_sync(client.aclose)
-
-
-async def fetch(port: int, path: str) -> HTTPResponse:
-    return await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}{path}", raise_error=False, request_timeout=5)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    """Poll ``check`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def reply_to(client: ChatClient, client_id: str) -> dict[str, Any]:
@@ -118,7 +104,7 @@ async def test_two_processes_show_their_clients_one_order(spawn: Spawn, redis_db
 
 @pytest.mark.gen_test(timeout=90)
 async def test_a_killed_node_restarted_under_its_id_misses_nothing_and_leaves_nothing_behind(
-    spawn: Spawn, redis_db: str, redis_client: aioredis.Redis,
+    spawn: Spawn, redis_db: str, redis_client: aioredis.Redis
 ) -> None:
     one, two = await spawn("n1", redis_db), await spawn("n2", redis_db)
     ann = await ChatClient.connect(one.port, "crash", user="ann")
@@ -148,18 +134,20 @@ async def test_a_killed_node_restarted_under_its_id_misses_nothing_and_leaves_no
 
     async def old_group_gone() -> bool:  # the earlier run's group is buried at the restart, not kept pending
         return old_group not in await incarnations(redis_client, "crash", "n1")
+
     await eventually(old_group_gone, 10, "n1's earlier group destroyed")
     [new_group] = await incarnations(redis_client, "crash", "n1")
     pending = await redis_client.xpending(stream_key("crash"), new_group)
 
     async def acked() -> bool:
         return int((await redis_client.xpending(stream_key("crash"), new_group))["pending"]) == 0
+
     await eventually(acked, 5, f"n1's new group acknowledged everything (pending: {pending})")
 
 
 @pytest.mark.gen_test(timeout=60)
 async def test_one_client_id_sent_at_once_through_two_processes_is_published_once(
-    spawn: Spawn, redis_db: str, redis_client: aioredis.Redis,
+    spawn: Spawn, redis_db: str, redis_client: aioredis.Redis
 ) -> None:
     one, two = await spawn("n1", redis_db), await spawn("n2", redis_db)
     via_one = await ChatClient.connect(one.port, "dup", user="ann")
@@ -184,7 +172,7 @@ async def test_one_client_id_sent_at_once_through_two_processes_is_published_onc
 
 @pytest.mark.gen_test(timeout=60)
 async def test_redis_down_means_unavailable_and_503_and_an_empty_restart_recovers(
-    spawn: Spawn, own_redis: RedisServer,
+    spawn: Spawn, own_redis: RedisServer
 ) -> None:
     own_redis.start()
     server = await spawn("n1", own_redis.url(), "--redis-timeout", "1")
@@ -193,15 +181,16 @@ async def test_redis_down_means_unavailable_and_503_and_an_empty_restart_recover
     assert (await send_for_ack(ann, "before", "c0"))["type"] == "ack"
     [before] = await watcher.messages(1)
 
-    own_redis.kill()
+    await asyncio.to_thread(own_redis.kill)
     for attempt in range(3):
         started = time.monotonic()
         error = await send_for_ack(ann, "lost", f"down{attempt}")
-        assert error["error"] == "unavailable" and time.monotonic() - started < 2.0
+        # Within --redis-timeout (1 s), with a generous margin for a loaded machine.
+        assert error["error"] == "unavailable" and time.monotonic() - started < 1.0 + 2.0
     ready = await fetch(server.port, "/readyz")
     assert ready.code == 503 and json.loads(ready.body)["reason"]
 
-    own_redis.start()  # same port, nothing persisted: an empty Redis
+    await asyncio.to_thread(own_redis.start)  # same port, nothing persisted: an empty Redis
     deadline, attempt = time.monotonic() + 10, 0
     while (reply := await send_for_ack(ann, "after", f"up{attempt}"))["type"] != "ack":
         assert time.monotonic() < deadline, "no message accepted within 10 s of Redis coming back"
@@ -224,15 +213,16 @@ async def test_redis_down_means_unavailable_and_503_and_an_empty_restart_recover
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_server_started_before_its_redis_becomes_ready_when_redis_comes(
-    make_server: Any, own_redis: RedisServer,
+    make_server: Any, own_redis: RedisServer
 ) -> None:
     own_redis.port = free_port()
     server = await make_server(redis_url=own_redis.url())
     assert (await fetch(server.port, "/readyz")).code == 503
-    own_redis.start()
+    await asyncio.to_thread(own_redis.start)  # off the loop: the server keeps serving meanwhile
 
     async def ready() -> bool:
         return (await fetch(server.port, "/readyz")).code == 200
+
     await eventually(ready, 10, "/readyz 200 once Redis is up")
     ann = await ChatClient.connect(server.port, "late", user="ann")
     await ann.say("hello")
@@ -249,13 +239,15 @@ async def test_a_hung_redis_fails_a_publish_within_redis_timeout(make_server: An
     try:
         started = time.monotonic()
         error = await send_for_ack(ann, "stuck", "c1")
-        assert error["error"] == "unavailable" and time.monotonic() - started < 1.5
+        # Within --redis-timeout (0.5 s), with a generous margin for a loaded machine.
+        assert error["error"] == "unavailable" and time.monotonic() - started < 0.5 + 2.0
         assert server.bus.unavailable_reason() is not None
     finally:
         own_redis.resume()
 
     async def ready() -> bool:
         return server.bus.unavailable_reason() is None
+
     await eventually(ready, 10, "bus ready again")
     assert (await send_for_ack(ann, "free", "c2"))["type"] == "ack"
     assert server.bus.backend.recoveries == 1  # what a reconnects metric counts
@@ -263,7 +255,7 @@ async def test_a_hung_redis_fails_a_publish_within_redis_timeout(make_server: An
 
 @pytest.mark.gen_test(timeout=60)
 async def test_an_append_only_redis_restart_keeps_history_ids_and_resume(
-    make_server: Any, own_redis: RedisServer,
+    make_server: Any, own_redis: RedisServer
 ) -> None:
     own_redis.start(args=["--appendonly", "yes"])
     server = await make_server(redis_url=own_redis.url(), rate_limit=0)
@@ -273,11 +265,12 @@ async def test_an_append_only_redis_restart_keeps_history_ids_and_resume(
     sent = await ann.messages(5)
 
     old_pid = own_redis.process.pid if own_redis.process else None
-    own_redis.restart()
+    await asyncio.to_thread(own_redis.restart)  # off the loop: the server lives through the restart
     assert own_redis.process is not None and own_redis.process.pid != old_pid
 
     async def ready() -> bool:
         return server.bus.unavailable_reason() is None
+
     await eventually(ready, 10, "bus ready after the restart")
     joined = await ChatClient.connect(server.port, "kept", user="bob")
     assert ids(joined.history) == ids(sent) and joined.ready is not None and joined.ready["complete"] is True
@@ -300,7 +293,7 @@ async def test_trimming_records_the_newest_trimmed_id_exactly(io_loop: Any, redi
         stored = [(await backend.publish(Draft("t", "ann", f"m{k}"))).message for k in range(100)]
         full = await backend.history("t", None, 1000)
         retained = [m.id for m in full.messages]
-        assert 20 <= len(retained) <= 22 and retained == [m.id for m in stored[-len(retained):]]
+        assert 20 <= len(retained) <= 22 and retained == [m.id for m in stored[-len(retained) :]]
         assert full.complete is False  # the room's history is no longer whole
         newest_trimmed = stored[-len(retained) - 1]
         at_the_edge = await backend.history("t", newest_trimmed.key, 50)
@@ -329,7 +322,7 @@ async def test_a_new_rooms_first_message_arrives_at_once(make_server: Any) -> No
 
 @pytest.mark.gen_test(timeout=60)
 async def test_reads_follow_the_rooms_that_had_messages_not_the_rooms_held(
-    make_server: Any, own_redis: RedisServer,
+    make_server: Any, own_redis: RedisServer
 ) -> None:
     own_redis.start()
     server = await make_server(redis_url=own_redis.url(), max_connections_per_client=1000)
@@ -353,7 +346,7 @@ async def test_reads_follow_the_rooms_that_had_messages_not_the_rooms_held(
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_vanished_group_is_recreated_where_the_node_left_off(
-    make_server: Any, redis_client: aioredis.Redis,
+    make_server: Any, redis_client: aioredis.Redis
 ) -> None:
     server = await make_server(rate_limit=0)
     ann = await ChatClient.connect(server.port, "gone", user="ann")
@@ -375,7 +368,7 @@ async def test_a_vanished_group_is_recreated_where_the_node_left_off(
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_dead_processes_group_is_removed_after_presence_timeout(
-    make_server: Any, spawn: Spawn, redis_db: str, redis_client: aioredis.Redis,
+    make_server: Any, spawn: Spawn, redis_db: str, redis_client: aioredis.Redis
 ) -> None:
     live = await make_server(node_id="live", presence_timeout=1.0)
     ghost = await spawn("ghost", redis_db, "--presence-timeout", "1")
@@ -390,6 +383,7 @@ async def test_a_dead_processes_group_is_removed_after_presence_timeout(
 
     async def live_beat_past_limit() -> bool:
         return float(await redis_client.zscore(KEYS.alive, live_incarnation) or 0) > start + 1500
+
     await eventually(live_beat_past_limit, 10, "live process heartbeats for 1.5 s")
     assert await group_names(redis_client, "haunt") == {"live", "ghost"}
 
@@ -397,6 +391,7 @@ async def test_a_dead_processes_group_is_removed_after_presence_timeout(
 
     async def ghost_gone() -> bool:
         return await group_names(redis_client, "haunt") == {"live"}
+
     await eventually(ghost_gone, 10, "the dead process's group destroyed")
     assert await redis_client.zscore(KEYS.alive, ghost_incarnation) is None
     assert not await redis_client.exists(KEYS.rooms_of(ghost_incarnation))
@@ -409,7 +404,14 @@ async def test_a_dead_processes_group_is_removed_after_presence_timeout(
 async def test_a_burst_of_joins_waits_for_redis_connections_instead_of_failing(make_server: Any) -> None:
     """A reconnect storm (every page of a restarted process at once) must not be refused."""
     # A storm comes from many addresses; these 300 share one, over the default per-address limit.
-    server = await make_server(max_connections_per_client=300)
-    clients = await asyncio.gather(*(ChatClient.connect(server.port, f"storm{k % 5}") for k in range(300)))
-    assert all(client.ready is not None for client in clients)
+    # A pool that made joins fail would fail at once; the generous timeouts are for a loaded
+    # machine (300 joins in this one process, under coverage), not part of what is shown.
+    server = await make_server(max_connections_per_client=300, redis_timeout=10)
+    rooms = [f"storm{k % 5}" for k in range(300)]
+    clients = await asyncio.gather(*(ChatClient.connect(server.port, room, timeout=30) for room in rooms))
+    assert [client.ready["room"] if client.ready else None for client in clients] == rooms
     assert (await fetch(server.port, "/readyz")).code == 200
+    for room in rooms[:5]:  # every one of them is in its room: a message reaches all 60
+        await clients[rooms.index(room)].say(f"to {room}")
+    received = await asyncio.gather(*(client.messages(1) for client in clients))
+    assert [frames[0]["message"] for frames in received] == [f"to {room}" for room in rooms]

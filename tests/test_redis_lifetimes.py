@@ -46,7 +46,7 @@ def direct(io_loop: Any, redis_db: str) -> Iterator[aioredis.Redis]:
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_room_whose_last_message_is_older_than_the_ttl_is_removed_with_every_key(
-    redis_db: str, direct: aioredis.Redis,
+    redis_db: str, direct: aioredis.Redis
 ) -> None:
     broker = await started(RedisOptions(url=redis_db, node_id="ttl", room_ttl=1.0))
     try:
@@ -56,6 +56,7 @@ async def test_a_room_whose_last_message_is_older_than_the_ttl_is_removed_with_e
 
         async def brief_gone() -> bool:
             return not [k async for k in direct.scan_iter(match="*brief*")]
+
         await eventually(brief_gone, 10, "every key of the room removed")
         later = await broker.history("brief", first.key, 50)
         assert later.complete is False and later.messages == []  # the resume knows history was lost
@@ -72,6 +73,7 @@ async def test_a_join_whose_answer_was_lost_leaves_no_group_behind(redis_db: str
     async def ensure_then_lose_the_answer(shard: Any, groups: Any) -> None:
         await real_ensure(shard, groups)  # Redis makes the group...
         raise TimeoutError("the answer never came")  # ...and the join gives up on it
+
     consumer._ensure = ensure_then_lose_the_answer  # type: ignore[method-assign]
     try:
         with pytest.raises(BusUnavailable):
@@ -81,6 +83,7 @@ async def test_a_join_whose_answer_was_lost_leaves_no_group_behind(redis_db: str
 
         async def no_group() -> bool:
             return not await direct.exists(KEYS.stream("flaky"))  # group dropped, and the empty stream with it
+
         await eventually(no_group, 5, "the group the failed join left is dropped")
         assert not await direct.sismember(KEYS.rooms_of(broker.identity.current), "flaky")
     finally:

@@ -21,20 +21,19 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, ViewportSize, expect
 from tornado.httpclient import AsyncHTTPClient
 
 from server import ChatServer
-from tests.browser import OpenUser, User, expect_log
-from tests.browser import browser, io_loop, open_user  # noqa: F401  (fixtures)
+from tests.browser import OpenUser, User, browser, expect_log, io_loop, open_user  # noqa: F401  (fixtures)
 from tests.client import ChatClient
 
 pytestmark = pytest.mark.parametrize("backend", ["memory"])
 
 ROOT = Path(__file__).resolve().parent.parent
 AXE = ROOT / "tests" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+LAPTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 RECONNECT_TIMEOUT_MS = 20_000
 WS_REFUSED = re.compile(r"^WebSocket connection to '.*' failed")
 
@@ -78,10 +77,11 @@ async def last_text(page: Page) -> str:
 
 # ---- acceptance 1: the newest message is in view; a reader who scrolled up stays --
 
+
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["1280x800", "390x844"])
 async def test_newest_message_is_in_view_on_join_and_as_25_more_arrive(
-    make_server: Any, open_user: OpenUser, viewport: dict[str, int],
+    make_server: Any, open_user: OpenUser, viewport: dict[str, int]
 ) -> None:
     server = await make_server(rate_limit=0)
     await fill_room(server, "busy", 60)
@@ -101,7 +101,7 @@ async def test_newest_message_is_in_view_on_join_and_as_25_more_arrive(
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["1280x800", "390x844"])
 async def test_a_reader_who_scrolled_up_stays_put_and_is_told_of_new_messages(
-    make_server: Any, open_user: OpenUser, viewport: dict[str, int],
+    make_server: Any, open_user: OpenUser, viewport: dict[str, int]
 ) -> None:
     server = await make_server(rate_limit=0)
     await fill_room(server, "reading", 40)
@@ -137,7 +137,7 @@ async def test_a_reader_who_scrolled_up_stays_put_and_is_told_of_new_messages(
 
 @pytest.mark.gen_test(timeout=60)
 async def test_messages_missed_while_away_count_as_new_for_a_reader_who_scrolled_up(
-    make_server: Any, open_user: OpenUser,
+    make_server: Any, open_user: OpenUser
 ) -> None:
     server = await make_server(rate_limit=0)
     await fill_room(server, "away", 40)
@@ -171,14 +171,15 @@ async def test_messages_missed_while_away_count_as_new_for_a_reader_who_scrolled
 
 @pytest.mark.gen_test(timeout=60)
 async def test_the_newest_message_stays_in_view_when_the_window_changes_size(
-    make_server: Any, open_user: OpenUser,
+    make_server: Any, open_user: OpenUser
 ) -> None:
     server = await make_server(rate_limit=0)
     await fill_room(server, "resize", 40)
     ann = await open_user(server, "Ann", LAPTOP)
     await ann.enter_room("resize")
     await wait_newest_in_view(ann.page)
-    for size in (PHONE, {"width": 1280, "height": 500}, LAPTOP):
+    short: ViewportSize = {"width": 1280, "height": 500}
+    for size in (PHONE, short, LAPTOP):
         await ann.page.set_viewport_size(size)
         await wait_newest_in_view(ann.page)
     # A composer grown by a three-line message takes room from the log, not the newest line.
@@ -188,9 +189,10 @@ async def test_the_newest_message_stays_in_view_when_the_window_changes_size(
 
 # ---- acceptance 2: a phone in a busy room --------------------------------------
 
+
 @pytest.mark.gen_test(timeout=60)
 async def test_on_a_phone_with_80_messages_the_input_and_send_button_are_on_screen(
-    make_server: Any, open_user: OpenUser,
+    make_server: Any, open_user: OpenUser
 ) -> None:
     server = await make_server(rate_limit=0, history=80)
     await fill_room(server, "phone", 80)
@@ -218,6 +220,7 @@ async def test_on_a_phone_with_80_messages_the_input_and_send_button_are_on_scre
 
 # ---- acceptance 3: own messages, the composer, a refused text ------------------
 
+
 @pytest.mark.gen_test(timeout=60)
 async def test_own_messages_are_marked_and_names_are_told_apart(make_server: Any, open_user: OpenUser) -> None:
     server = await make_server()
@@ -232,7 +235,8 @@ async def test_own_messages_are_marked_and_names_are_told_apart(make_server: Any
     await expect(ann.page.locator("#chat-log li.own .text")).to_have_text(["from Ann"])
     await expect(zoe.page.locator("#chat-log li.own .text")).to_have_text(["from Zoë"])
     colours = await ann.page.locator("#chat-log li.message .author").evaluate_all(
-        "els => els.map(el => getComputedStyle(el).color)")
+        "els => els.map(el => getComputedStyle(el).color)"
+    )
     assert colours[0] != colours[1], colours
     # Full date and time on hover, in the time element's title; a day separator above.
     time = ann.page.locator("#chat-log li.message time").first
@@ -255,7 +259,7 @@ async def test_an_empty_room_says_so_until_the_first_message(make_server: Any, o
 
 @pytest.mark.gen_test(timeout=60)
 async def test_the_composer_sends_on_enter_breaks_lines_on_shift_enter_and_counts_code_points(
-    make_server: Any, open_user: OpenUser,
+    make_server: Any, open_user: OpenUser
 ) -> None:
     server = await make_server(max_message_chars=30)
     ann = await open_user(server, "Ann")
@@ -287,6 +291,7 @@ async def test_the_composer_sends_on_enter_breaks_lines_on_shift_enter_and_count
 
 # ---- the page after a restart with a new secret; reconnect countdown ----------
 
+
 @pytest.mark.gen_test(timeout=60)
 async def test_the_page_says_so_when_its_name_changed_after_a_restart(make_server: Any, open_user: OpenUser) -> None:
     server = await make_server(cookie_secret="first-secret")
@@ -307,7 +312,7 @@ async def test_the_page_says_so_when_its_name_changed_after_a_restart(make_serve
 
 @pytest.mark.gen_test(timeout=60)
 async def test_the_reconnect_countdown_counts_down_and_retry_now_connects_at_once(
-    make_server: Any, open_user: OpenUser,
+    make_server: Any, open_user: OpenUser
 ) -> None:
     server = await make_server()
     ann = await open_user(server, "Ann")
@@ -352,11 +357,13 @@ async def test_live_messages_are_announced_and_the_replay_is_not(make_server: An
 
 # ---- the styled 404 ----------------------------------------------------------------
 
+
 @pytest.mark.gen_test(timeout=30)
 async def test_a_bad_room_name_gets_a_page_that_explains_room_names(make_server: Any) -> None:
     server = await make_server()
     response = await AsyncHTTPClient().fetch(
-        f"http://127.0.0.1:{server.port}/chat/my-room/", raise_error=False, request_timeout=5)
+        f"http://127.0.0.1:{server.port}/chat/my-room/", raise_error=False, request_timeout=5
+    )
     body = response.body.decode()
     assert response.code == 404
     assert response.headers["Content-Type"].startswith("text/html")
@@ -364,14 +371,17 @@ async def test_a_bad_room_name_gets_a_page_that_explains_room_names(make_server:
     assert "1 to 100 letters, digits or underscores" in body
     assert f'href="/chat/{quote("my_room")}/"' in body  # a name that would work
     other = await AsyncHTTPClient().fetch(
-        f"http://127.0.0.1:{server.port}/no/such/thing", raise_error=False, request_timeout=5)
+        f"http://127.0.0.1:{server.port}/no/such/thing", raise_error=False, request_timeout=5
+    )
     assert other.code == 404 and "chat.css" in other.body.decode()
     escaped = await AsyncHTTPClient().fetch(
-        f"http://127.0.0.1:{server.port}/chat/{quote('<b>x</b>')}/", raise_error=False, request_timeout=5)
+        f"http://127.0.0.1:{server.port}/chat/{quote('<b>x</b>')}/", raise_error=False, request_timeout=5
+    )
     assert escaped.code == 404 and "<b>x</b>" not in escaped.body.decode()
 
 
 # ---- acceptance 5: accessibility --------------------------------------------------
+
 
 async def axe_violations(page: Page) -> list[dict[str, Any]]:
     """Serious and critical violations axe-core finds on the page as it is now."""
@@ -380,8 +390,11 @@ async def axe_violations(page: Page) -> list[dict[str, Any]]:
     await page.evaluate(AXE.read_text(encoding="utf-8"))
     result = await page.evaluate("async () => JSON.stringify(await axe.run(document))")
     violations = json.loads(result)["violations"]
-    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["html"] for n in v["nodes"]][:3]}
-            for v in violations if v["impact"] in ("serious", "critical")]
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["html"] for n in v["nodes"]][:3]}
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 async def busy_room(server: ChatServer, user: User) -> None:
@@ -394,7 +407,7 @@ async def busy_room(server: ChatServer, user: User) -> None:
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["1280x800", "390x844"])
 async def test_axe_finds_no_serious_or_critical_violation_on_the_lobby_and_the_room_page(
-    make_server: Any, open_user: OpenUser, viewport: dict[str, int],
+    make_server: Any, open_user: OpenUser, viewport: dict[str, int]
 ) -> None:
     server = await make_server(rate_limit=0)
     ann = await open_user(server, "Ann", viewport)  # on the lobby
@@ -407,7 +420,7 @@ async def test_axe_finds_no_serious_or_critical_violation_on_the_lobby_and_the_r
 
 @pytest.mark.gen_test(timeout=60)
 async def test_axe_finds_no_serious_violation_while_the_page_is_disconnected(
-    make_server: Any, open_user: OpenUser,
+    make_server: Any, open_user: OpenUser
 ) -> None:
     server = await make_server(rate_limit=0)
     ann = await open_user(server, "Ann")

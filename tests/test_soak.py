@@ -111,8 +111,9 @@ class SoakClient:
 
     async def _session(self) -> None:
         url = self.url + (f"?since={quote(self.last_id)}" if self.last_id else "")
-        request = HTTPRequest(url, headers=self.headers, connect_timeout=TIMEOUT, request_timeout=TIMEOUT,
-                              network_interface=self.address)
+        request = HTTPRequest(
+            url, headers=self.headers, connect_timeout=TIMEOUT, request_timeout=TIMEOUT, network_interface=self.address
+        )
         self._conn = await asyncio.wait_for(websocket_connect(request), TIMEOUT)
         self.connects += 1
         while True:
@@ -195,8 +196,11 @@ class Soak:
     async def junk(self) -> None:
         while not self.stop.is_set():
             try:
-                request = HTTPRequest(f"ws://127.0.0.1:{self.port}/ws/chat/{ROOMS[1]}/",
-                                      network_interface=JUNK_ADDRESS, request_timeout=TIMEOUT)
+                request = HTTPRequest(
+                    f"ws://127.0.0.1:{self.port}/ws/chat/{ROOMS[1]}/",
+                    network_interface=JUNK_ADDRESS,
+                    request_timeout=TIMEOUT,
+                )
                 conn = await asyncio.wait_for(websocket_connect(request), TIMEOUT)
                 while not self.stop.is_set() and conn.protocol is not None:
                     for payload in ("{not json", '{"message": 5}', "[1,2]", '{"message": ""}', "junk\x00"):
@@ -215,10 +219,14 @@ class Soak:
         sock.bind((SLOW_ADDRESS, 0))
         sock.setblocking(False)
         await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", self.port)), 5)
-        await loop.sock_sendall(sock, (
-            f"GET /ws/chat/{ROOMS[0]}/ HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        await loop.sock_sendall(
+            sock,
+            (
+                f"GET /ws/chat/{ROOMS[0]}/ HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode(),
+        )
         return sock  # and never read again
 
     async def faults(self) -> None:
@@ -260,8 +268,10 @@ def rss_kib(pid: int) -> int:
 
 
 def node_rss(cluster: Cluster) -> dict[str, int]:
-    return {node.service.name: rss_kib(node.service.process.pid)  # type: ignore[union-attr]
-            for node in cluster.nodes}
+    return {
+        node.service.name: rss_kib(node.service.process.pid)  # type: ignore[union-attr]
+        for node in cluster.nodes
+    }
 
 
 @pytest.fixture
@@ -305,30 +315,40 @@ async def test_soak_nothing_acknowledged_is_lost_or_doubled_and_memory_stays_fla
     async def everyone_has_everything() -> None:
         while any(set(acked[c.room]) - set(c.received) for c in soak.stayers):
             await asyncio.sleep(0.1)  # polling the clients' own lists, bounded by wait_for
+
     try:
         await asyncio.wait_for(everyone_has_everything(), 30)
     except asyncio.TimeoutError:
         pass  # reported below, message by message
     lost = sum(len(set(acked[c.room]) - set(c.received)) for c in soak.stayers)
     doubled = sum(c.duplicates for c in soak.stayers)
-    junk_seen = sum(1 for c in soak.stayers for text in c.received.values() if "says" not in text
-                    and "passing through" not in text)
-    out_of_order = sum(1 for c in soak.stayers
-                       if [id_key(i) for i in c.order] != sorted(id_key(i) for i in c.order))
+    junk_seen = sum(
+        1 for c in soak.stayers for text in c.received.values() if "says" not in text and "passing through" not in text
+    )
+    out_of_order = sum(1 for c in soak.stayers if [id_key(i) for i in c.order] != sorted(id_key(i) for i in c.order))
     for client in soak.stayers:
         await client.stop()
     growth = {name: (end[name] - warm[name]) / warm[name] for name in warm}
     figures = {
-        "seconds": SECONDS, "rooms": len(ROOMS), "stayers": len(soak.stayers), "churned": soak.churned,
-        "acked": total_acked, "lost": lost, "doubled": doubled, "junk_sent": soak.junk_sent,
-        "junk_delivered": junk_seen, "out_of_order": out_of_order,
+        "seconds": SECONDS,
+        "rooms": len(ROOMS),
+        "stayers": len(soak.stayers),
+        "churned": soak.churned,
+        "acked": total_acked,
+        "lost": lost,
+        "doubled": doubled,
+        "junk_sent": soak.junk_sent,
+        "junk_delivered": junk_seen,
+        "out_of_order": out_of_order,
         "stayer_reconnects": sum(c.connects - 1 for c in soak.stayers),
         "incomplete_resumes": sum(c.incomplete for c in soak.stayers),
-        "rss_warm_kib": warm, "rss_end_kib": end,
-        "rss_growth": {k: round(v, 3) for k, v in growth.items()}, "faults": soak.events,
+        "rss_warm_kib": warm,
+        "rss_end_kib": end,
+        "rss_growth": {k: round(v, 3) for k, v in growth.items()},
+        "faults": soak.events,
     }
     print("soak figures:", json.dumps(figures))
     assert total_acked > 0 and soak.churned >= 100, figures
     assert (lost, doubled, junk_seen, out_of_order) == (0, 0, 0, 0), figures
-    assert figures["stayer_reconnects"] > 0, figures  # the SIGKILL really moved some of them
+    assert sum(c.connects - 1 for c in soak.stayers) > 0, figures  # the SIGKILL really moved some of them
     assert all(value <= RSS_GROWTH for value in growth.values()), figures

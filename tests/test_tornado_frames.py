@@ -15,8 +15,8 @@ from tests.client import ChatClient
 
 def test_this_tornado_still_offers_everything_the_direct_frame_writer_relies_on() -> None:
     assert tornado_problems() == [], (
-        f"Tornado {tornado.version} changed what handlers/tornado_frames.py relies on:\n"
-        + "\n".join(RELIED_ON))
+        f"Tornado {tornado.version} changed what handlers/tornado_frames.py relies on:\n" + "\n".join(RELIED_ON)
+    )
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -37,10 +37,16 @@ async def test_a_live_room_socket_has_the_stream_and_protocol_the_writer_uses(ma
     assert write_text(socket, b"{}") is None  # gone: nothing written, nothing raised
 
 
-@pytest.mark.parametrize("length,header", [
-    (0, b"\x81\x00"), (125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"),
-    (65535, b"\x81\x7e\xff\xff"), (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
-])
+@pytest.mark.parametrize(
+    "length,header",
+    [
+        (0, b"\x81\x00"),
+        (125, b"\x81\x7d"),
+        (126, b"\x81\x7e\x00\x7e"),
+        (65535, b"\x81\x7e\xff\xff"),
+        (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+    ],
+)
 def test_text_frames_carry_the_rfc_6455_length_forms(length: int, header: bytes) -> None:
     payload = b"x" * length
     assert text_frame(payload) == header + payload

@@ -9,7 +9,6 @@ tests check the frozen log against them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,32 @@ SERVER_FLAGS = ["--rate-limit", "0.1", "--rate-burst", "4"]
 # What drive_traffic does, room by room (resends are accepted but not counted as new).
 EXPECTED: dict[str, dict[str, Any]] = {
     "lobby": {
-        "accepted": 9, "resends": 1, "users": 3, "connections": 4, "disconnections": 4,
+        "accepted": 9,
+        "resends": 1,
+        "users": 3,
+        "connections": 4,
+        "disconnections": 4,
         "rejected": {"bad_json": 1, "bad_request": 1, "message_too_long": 1, "rate_limited": 2},
         "close_codes": {"1000": 2, "1001": 1, "1009": 1},
     },
     "café": {
-        "accepted": 2, "resends": 0, "users": 2, "connections": 2, "disconnections": 2,
-        "rejected": {}, "close_codes": {"1001": 2},
+        "accepted": 2,
+        "resends": 0,
+        "users": 2,
+        "connections": 2,
+        "disconnections": 2,
+        "rejected": {},
+        "close_codes": {"1001": 2},
     },
     "quiet": {
-        "accepted": 0, "resends": 0, "users": 1, "connections": 1, "disconnections": 1,
+        "accepted": 0,
+        "resends": 0,
+        "users": 1,
+        "connections": 1,
+        "disconnections": 1,
         # Tornado's client sent a close frame without a status code: none is known.
-        "rejected": {}, "close_codes": {"none": 1},
+        "rejected": {},
+        "close_codes": {"none": 1},
     },
 }
 
@@ -51,6 +64,7 @@ def traffic_server(log_dir: Path, node_id: str = "node-a", extra_flags: list[str
 
 
 # ---- the scripted traffic --------------------------------------------------
+
 
 def text(n: int) -> str:
     return f"{TEXT_MARKER}{n}"
@@ -146,8 +160,9 @@ async def http_traffic(port: int) -> list[int]:
     client = AsyncHTTPClient()
     codes = []
     for path in ("/chat/", "/healthz", "/readyz", "/metrics", "/chat/no%20such/", "/ws/chat/lobby/"):
-        response = await client.fetch(f"http://127.0.0.1:{port}{path}", raise_error=False,
-                                      follow_redirects=False, request_timeout=5)
+        response = await client.fetch(
+            f"http://127.0.0.1:{port}{path}", raise_error=False, follow_redirects=False, request_timeout=5
+        )
         codes.append(response.code)
     return codes
 

@@ -46,15 +46,35 @@ class RedisBroker:
 
         def incarnation() -> str:
             return self.identity.current
+
         self._publisher = Publisher(self._redis, keys, scripts, options)
-        self._presence = Presence(redis=self._redis, keys=keys, scripts=scripts, incarnation=incarnation,
-                                  locks=locks, consumed=lambda room: self._consumer.holds(room))
-        self._consumer = Consumer(redis=self._redis, keys=keys, scripts=scripts, incarnation=incarnation,
-                                  locks=locks, members=self._presence.members, timeout=timeout,
-                                  room_ttl_ms=int(options.room_ttl * 1000))
-        self._liveness = Liveness(redis=self._redis, keys=keys, scripts=scripts, identity=self.identity,
-                                  consumer=self._consumer, presence=self._presence,
-                                  presence_timeout=options.presence_timeout)
+        self._presence = Presence(
+            redis=self._redis,
+            keys=keys,
+            scripts=scripts,
+            incarnation=incarnation,
+            locks=locks,
+            consumed=lambda room: self._consumer.holds(room),
+        )
+        self._consumer = Consumer(
+            redis=self._redis,
+            keys=keys,
+            scripts=scripts,
+            incarnation=incarnation,
+            locks=locks,
+            members=self._presence.members,
+            timeout=timeout,
+            room_ttl_ms=int(options.room_ttl * 1000),
+        )
+        self._liveness = Liveness(
+            redis=self._redis,
+            keys=keys,
+            scripts=scripts,
+            identity=self.identity,
+            consumer=self._consumer,
+            presence=self._presence,
+            presence_timeout=options.presence_timeout,
+        )
         self._timeout = timeout
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False

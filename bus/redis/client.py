@@ -61,7 +61,14 @@ def describe(exc: BaseException) -> str:
 def redirected(exc: BaseException) -> bool:
     """A reply that says the slot lives elsewhere or the cluster is changing: read the topology again."""
     return isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in (
-        "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "LOADING", "MASTERDOWN")
+        "MOVED",
+        "ASK",
+        "CLUSTERDOWN",
+        "TRYAGAIN",
+        "READONLY",
+        "LOADING",
+        "MASTERDOWN",
+    )
 
 
 # ---- the runner loop ------------------------------------------------------------
@@ -153,9 +160,11 @@ class Topology:
     def _make_shard(self, address: str) -> Shard:
         url = _node_url(self._url, address, self.cluster)
         common: dict[str, Any] = dict(
-            socket_timeout=self._timeout, socket_connect_timeout=self._timeout, client_name=self._client_name)
+            socket_timeout=self._timeout, socket_connect_timeout=self._timeout, client_name=self._client_name
+        )
         pool = BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=self._timeout, decode_responses=True, **common)
+            url, max_connections=POOL_SIZE, timeout=self._timeout, decode_responses=True, **common
+        )
         # Bytes: redis-py parses a PING answer in subscribed mode right only undecoded.
         subscriber = RedisClient.from_url(url, decode_responses=False, **common)
         return Shard(address, RedisClient.from_pool(pool), subscriber)
@@ -238,8 +247,13 @@ class Redis:
         self.health = health
 
     async def call(
-        self, key: str, command: Callable[[RedisClient], Awaitable[T]], what: str, *,
-        idempotent: bool = True, part: str | None = None,
+        self,
+        key: str,
+        command: Callable[[RedisClient], Awaitable[T]],
+        what: str,
+        *,
+        idempotent: bool = True,
+        part: str | None = None,
     ) -> T:
         """Run ``command`` on the shard that serves ``key``; failures become BusUnavailable.
 

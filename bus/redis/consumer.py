@@ -239,7 +239,7 @@ class ShardReader:
                 pipe.xack(key, name, *ids)
             for group in groups:
                 pipe.xreadgroup(name, name, {group.key: "0" if group.pending else ">"}, count=READ_COUNT)
-            replies = (await pipe.execute(raise_on_error=False))[len(acks):]
+            replies = (await pipe.execute(raise_on_error=False))[len(acks) :]
         batch: list[Message] = []
         lost: list[RoomGroup] = []
         for group, reply in zip(groups, replies):

@@ -71,7 +71,7 @@ class Keys:
     def room_of_channel(self, channel: str) -> str | None:
         head, tail = self._channel_head, self._channel_tail
         if channel.startswith(head) and channel.endswith(tail):
-            return channel[len(head):-len(tail)]
+            return channel[len(head) : -len(tail)]
         return None
 
     def rooms_of(self, incarnation: str) -> str:

@@ -59,8 +59,15 @@ class Identity:
 
 class Liveness:
     def __init__(
-        self, *, redis: Redis, keys: Keys, scripts: Scripts, identity: Identity,
-        consumer: Consumer, presence: Presence, presence_timeout: float,
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        identity: Identity,
+        consumer: Consumer,
+        presence: Presence,
+        presence_timeout: float,
     ) -> None:
         self.first_tick = asyncio.Event()
         self._redis = redis
@@ -111,6 +118,7 @@ class Liveness:
 
         async def beat(client: RedisClient) -> Any:
             return await self._scripts.beat(keys=[key], args=args, client=client)
+
         alive, now_ms, flat = await self._redis.call(key, beat, "heartbeat")
         if alive:
             identity.registered = True
@@ -146,5 +154,6 @@ class Liveness:
 
         async def forget(client: RedisClient) -> Any:
             return await self._scripts.forget(keys=[alive, listing], args=args, client=client)
+
         forgotten = await self._redis.call(alive, forget, "janitor")
         log.info("bus.node_removed", dead_node=incarnation, rooms=len(rooms), forgotten=bool(forgotten))

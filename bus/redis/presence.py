@@ -29,8 +29,14 @@ from bus.redis.scripts import Scripts
 
 class Presence:
     def __init__(
-        self, *, redis: Redis, keys: Keys, scripts: Scripts, incarnation: Callable[[], str],
-        locks: KeyedLocks, consumed: Callable[[str], bool],
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        incarnation: Callable[[], str],
+        locks: KeyedLocks,
+        consumed: Callable[[str], bool],
     ) -> None:
         self.dirty = False  # a write failed (or Redis came back): write every share again
         self._redis = redis
@@ -67,6 +73,7 @@ class Presence:
 
         async def read(client: RedisClient) -> dict[str, str]:
             return cast(dict[str, str], await client.hgetall(key))
+
         found = await self._redis.call(key, read, "presence read", part=PRESENCE)
         return sorted((user, int(count)) for user, count in found.items() if int(count) > 0)
 
@@ -78,6 +85,7 @@ class Presence:
 
         async def typing(client: RedisClient) -> Any:
             return await self._scripts.typing(keys=keys, args=args, client=client)
+
         return bool(await self._redis.call(keys[0], typing, "typing", part=PRESENCE))
 
     # ---- writing ---------------------------------------------------------------------
@@ -127,6 +135,7 @@ class Presence:
 
         async def write(client: RedisClient) -> Any:
             return await self._scripts.set_connections(keys=keys, args=["1" if exact else "0", *counts], client=client)
+
         await self._redis.call(keys[0], write, "presence write", part=PRESENCE)
 
     async def clear(self) -> None:

@@ -73,8 +73,10 @@ class Publisher:
         if since is None:
             messages.reverse()  # XREVRANGE gave the newest first
         complete = completeness(
-            since, born=id_key(born) if born else None,
+            since,
+            born=id_key(born) if born else None,
             max_deleted=max(id_key(deleted), id_key(trimmed or "0-0")),
-            retained=int(length), replayed=len(messages),
+            retained=int(length),
+            replayed=len(messages),
         )
         return History(messages, last_id or None, complete)

@@ -31,8 +31,16 @@ RECHECK = 10.0  # ...and once more this much later: a command that timed out her
 
 class Consumer:
     def __init__(
-        self, *, redis: Redis, keys: Keys, scripts: Scripts, incarnation: Callable[[], str],
-        locks: KeyedLocks, members: Members, timeout: float | None, room_ttl_ms: int,
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        incarnation: Callable[[], str],
+        locks: KeyedLocks,
+        members: Members,
+        timeout: float | None,
+        room_ttl_ms: int,
     ) -> None:
         self.groups: dict[str, RoomGroup] = {}
         self._redis = redis
@@ -126,7 +134,9 @@ class Consumer:
             for group in groups:
                 await self._scripts.ensure_group(
                     keys=[group.key, self._keys.born(group.name)],
-                    args=[name, group.born or "", group.cursor, self._ttl_ms], client=pipe)
+                    args=[name, group.born or "", group.cursor, self._ttl_ms],
+                    client=pipe,
+                )
             replies = await pipe.execute()
         for group, (status, last_delivered, born) in zip(groups, replies):
             group.grouped(status, last_delivered, born or None)
@@ -146,6 +156,7 @@ class Consumer:
 
         async def drop(client: RedisClient) -> Any:
             return await self._scripts.drop_group(keys=[stream, born], args=[group], client=client)
+
         await self._redis.call(stream, drop, "drop group")
 
     def _drop_later(self, room: str) -> None:

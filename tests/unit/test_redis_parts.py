@@ -23,9 +23,16 @@ from bus.redis.keys import Keys
 
 def test_every_room_key_starts_with_the_prefix_names_the_room_and_shares_one_slot() -> None:
     keys = Keys("blue")
-    room_keys = [keys.stream("café"), keys.born("café"), keys.trimmed("café"), keys.users("café"),
-                 keys.members("café", "n1/ab"), keys.typing("café", "ann"), keys.resend("café", "ann", "c1"),
-                 keys.channel("café")]
+    room_keys = [
+        keys.stream("café"),
+        keys.born("café"),
+        keys.trimmed("café"),
+        keys.users("café"),
+        keys.members("café", "n1/ab"),
+        keys.typing("café", "ann"),
+        keys.resend("café", "ann", "c1"),
+        keys.channel("café"),
+    ]
     assert all(key.startswith("blue:") and "café" in key for key in room_keys)
     assert len({key_slot(key.encode()) for key in room_keys}) == 1
     assert keys.stream("café") == "blue:{café}"
@@ -38,28 +45,44 @@ def test_a_prefix_that_could_break_hash_tags_or_scans_is_refused(prefix: str) ->
         Keys(prefix)
 
 
-@pytest.mark.parametrize("user,client_id,expected", [
-    ("ann", "c1", "chat:{r}:cid:ann:c1"),
-    ("a:b", "c", "chat:{r}:cid:a%3Ab:c"),  # else ("a", "b:c") and ("a:b", "c") would share a key
-    ("a%3Ab", "c", "chat:{r}:cid:a%253Ab:c"),
-])
+@pytest.mark.parametrize(
+    "user,client_id,expected",
+    [
+        ("ann", "c1", "chat:{r}:cid:ann:c1"),
+        ("a:b", "c", "chat:{r}:cid:a%3Ab:c"),  # else ("a", "b:c") and ("a:b", "c") would share a key
+        ("a%3Ab", "c", "chat:{r}:cid:a%253Ab:c"),
+    ],
+)
 def test_resend_keys_of_different_users_never_collide(user: str, client_id: str, expected: str) -> None:
     assert Keys().resend("r", user, client_id) == expected
 
 
-@pytest.mark.parametrize("channel,room", [
-    ("chat:{lobby}:events", "lobby"), ("chat:{日本語}:events", "日本語"),
-    ("other:{lobby}:events", None), ("chat:{lobby}:notices", None), ("chat:lobby", None),
-])
+@pytest.mark.parametrize(
+    "channel,room",
+    [
+        ("chat:{lobby}:events", "lobby"),
+        ("chat:{日本語}:events", "日本語"),
+        ("other:{lobby}:events", None),
+        ("chat:{lobby}:notices", None),
+        ("chat:lobby", None),
+    ],
+)
 def test_a_channel_names_its_room_only_under_our_prefix(channel: str, room: str | None) -> None:
     assert Keys().room_of_channel(channel) == room
 
 
-@pytest.mark.parametrize("payload,notice", [
-    ("join:ann", Notice("r", "join", "ann")), ("leave:a:b", Notice("r", "leave", "a:b")),
-    ("typing:bob", Notice("r", "typing", "bob")), ("msg", None), ("join:", None), ("hello:ann", None),
-    ("presence:ann", None),
-])
+@pytest.mark.parametrize(
+    "payload,notice",
+    [
+        ("join:ann", Notice("r", "join", "ann")),
+        ("leave:a:b", Notice("r", "leave", "a:b")),
+        ("typing:bob", Notice("r", "typing", "bob")),
+        ("msg", None),
+        ("join:", None),
+        ("hello:ann", None),
+        ("presence:ann", None),
+    ],
+)
 def test_only_join_leave_and_typing_payloads_are_notices(payload: str, notice: Notice | None) -> None:
     assert decode_notice("r", payload) == notice
 
@@ -70,10 +93,17 @@ def test_lost_groups_are_told_from_other_errors() -> None:
     assert not lost_group(ConnectionError("NOGROUP"))
 
 
-@pytest.mark.parametrize("reply,moved", [
-    ("MOVED 3999 127.0.0.1:6381", True), ("ASK 3999 127.0.0.1:6381", True), ("CLUSTERDOWN down", True),
-    ("TRYAGAIN", True), ("WRONGTYPE x", False), ("ERR Invalid stream ID", False),
-])
+@pytest.mark.parametrize(
+    "reply,moved",
+    [
+        ("MOVED 3999 127.0.0.1:6381", True),
+        ("ASK 3999 127.0.0.1:6381", True),
+        ("CLUSTERDOWN down", True),
+        ("TRYAGAIN", True),
+        ("WRONGTYPE x", False),
+        ("ERR Invalid stream ID", False),
+    ],
+)
 def test_redirections_are_told_from_bad_requests(reply: str, moved: bool) -> None:
     assert redirected(ResponseError(reply)) is moved
 
@@ -170,13 +200,16 @@ def test_slot_maps_in_both_of_redis_pys_shapes() -> None:
     assert sorted(_parse_slots(as_list)) == sorted(_parse_slots(as_dict)) == expected
 
 
-@pytest.mark.parametrize("url,cluster,expected", [
-    ("redis://127.0.0.1:6379/3", False, "redis://127.0.0.1:7000/3"),
-    ("redis://:secret@10.0.0.1:6379", True, "redis://:secret@127.0.0.1:7000"),
-    ("rediss://u:p@h:1/0?ssl_cert_reqs=none", True, "rediss://u:p@127.0.0.1:7000?ssl_cert_reqs=none"),
-])
+@pytest.mark.parametrize(
+    "url,cluster,expected",
+    [
+        ("redis://127.0.0.1:6379/3", False, "redis://127.0.0.1:7000/3"),
+        ("redis://:secret@10.0.0.1:6379", True, "redis://:secret@127.0.0.1:7000"),
+        ("rediss://u:p@h:1/0?ssl_cert_reqs=none", True, "rediss://u:p@127.0.0.1:7000?ssl_cert_reqs=none"),
+    ],
+)
 def test_a_nodes_url_keeps_the_credentials_and_drops_the_database_on_a_cluster(
-    url: str, cluster: bool, expected: str,
+    url: str, cluster: bool, expected: str
 ) -> None:
     assert _node_url(url, "127.0.0.1:7000", cluster) == expected
 
