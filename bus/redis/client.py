@@ -98,7 +98,7 @@ class Runner:
                 raise
             except Restart:
                 continue
-            except REDIS_ERRORS as exc:
+            except (BusUnavailable, *REDIS_ERRORS) as exc:  # reported by the call that failed, or here
                 await self._report(exc)
             except Exception as exc:  # a bug must not stop the loop for good
                 log.exception(f"bus.{self.name}_failed")

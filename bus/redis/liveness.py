@@ -31,6 +31,7 @@ from redis.asyncio import Redis as RedisClient
 
 from bus.backend import BusUnavailable
 from bus.redis.client import Redis, Runner, describe
+from bus.redis.health import PRESENCE
 from bus.redis.keys import Keys
 from bus.redis.presence import Presence
 from bus.redis.scripts import Scripts
@@ -85,6 +86,10 @@ class Liveness:
 
     async def _failed(self, exc: BaseException) -> None:
         self.first_tick.set()  # a Redis that is down is not fatal at start: the loop keeps trying
+        # The heartbeat is presence's too: its shares are written again once
+        # Redis answers (it may have come back empty).
+        self._presence.dirty = True
+        self._redis.health.failed(PRESENCE, describe(exc))
 
     async def _loop(self) -> None:
         while not self.runner.closed:

@@ -16,7 +16,7 @@ from bus.message import ZERO_ID, Draft, IdKey, Message, Notice, completeness, id
         ("1-2", (1, 2)),
         ("1700000000000-15", (1700000000000, 15)),
         ("007-01", (7, 1)),
-        ("1" * 20 + "-" + "2" * 20, (int("1" * 20), int("2" * 20))),  # 41 characters
+        (f"{2**64 - 1}-{2**64 - 1}", (2**64 - 1, 2**64 - 1)),  # the largest stream id
     ],
 )
 def test_an_id_is_two_numbers(raw: str, key: tuple[int, int]) -> None:
@@ -40,6 +40,9 @@ def test_an_id_is_two_numbers(raw: str, key: tuple[int, int]) -> None:
         "+1-2",
         "1--2",
         "1" * 21 + "-" + "2" * 20,  # 42 characters: longer than any stream id
+        f"{2**64}-0",  # past 64 bits
+        f"0-{2**64}",
+        "\u0661-\u0662",  # Arabic-Indic digits are digits to str.isdigit, not to Redis
     ],
 )
 def test_anything_else_is_not_an_id(raw: str) -> None:

@@ -54,8 +54,9 @@ class Handler:
         self.set: list[tuple[str, str, dict[str, object]]] = []
         self.request = SimpleNamespace(protocol=protocol)
 
-    def get_signed_cookie(self, name: str) -> bytes | None:
+    def get_signed_cookie(self, name: str, max_age_days: float = 31) -> bytes | None:
         self.asked.append(name)
+        self.max_age_days = max_age_days
         return self.cookie
 
     def set_signed_cookie(self, name: str, value: str, **options: object) -> None:

@@ -44,14 +44,14 @@ SAME_HOST = [
 async def test_same_host_with_default_ports_made_explicit(
     make_server: Any, host: str, origin: str, status: int
 ) -> None:
-    server = await make_server()
+    server = await make_server(allowed_hosts=("chat.example.com", "app.example"))  # public names, served here
     assert await handshake_status(server.port, PATH, {"Origin": origin}, host=host) == status
 
 
 @pytest.mark.gen_test(timeout=10)
 @ON_MEMORY
 async def test_no_origin_is_not_a_browser_and_is_accepted(make_server: Any) -> None:
-    server = await make_server()
+    server = await make_server(allowed_hosts=("anything.example",))
     assert await handshake_status(server.port, PATH, host="anything.example") == 101
 
 
@@ -67,7 +67,7 @@ async def test_no_origin_is_not_a_browser_and_is_accepted(make_server: Any) -> N
     ],
 )
 async def test_allowed_origins_are_accepted_from_any_host(make_server: Any, origin: str, status: int) -> None:
-    server = await make_server(allowed_origins=("https://app.example",))
+    server = await make_server(allowed_origins=("https://app.example",), allowed_hosts=("chat.example.com",))
     assert await handshake_status(server.port, PATH, {"Origin": origin}, host="chat.example.com") == status
 
 

@@ -173,8 +173,9 @@ def test_empty_node_id_secret_and_log_format_are_filled_in() -> None:
 
 @pytest.mark.usefixtures("no_default_file")
 def test_given_node_id_secret_and_log_format_are_kept() -> None:
-    settings = load_settings(["--node-id", "n1", "--log-format", "console"], {"CHAT_COOKIE_SECRET": "s3"})
-    assert (settings.node_id, settings.cookie_secret, settings.log_format) == ("n1", "s3", "console")
+    secret = "s3" * 16  # at least 32 bytes
+    settings = load_settings(["--node-id", "n1", "--log-format", "console"], {"CHAT_COOKIE_SECRET": secret})
+    assert (settings.node_id, settings.cookie_secret, settings.log_format) == ("n1", secret, "console")
     assert not settings.cookie_secret_generated
 
 
@@ -184,7 +185,7 @@ BAD = [
     (["--port", "65536"], "port", "65536"),
     (["--port", "-1"], "port", "-1"),
     (["--port", "http"], "port", "http"),
-    (["--history", "0"], "history", "0"),
+    (["--history", "-1"], "history", "-1"),  # 0 replays nothing (contract 7); below that, nothing means anything
     (["--history", "1.5"], "history", "1.5"),
     (["--retention", "-3"], "retention", "-3"),
     (["--rate-limit", "-1"], "rate_limit", "-1"),
@@ -222,7 +223,7 @@ def test_a_bad_environment_value_is_an_error_too(key: str, raw: str) -> None:
     [
         ("colour = 'red'\nhue = 1\n", "unknown settings: colour, hue"),
         ("history = [", "not valid TOML"),
-        ("history = 0\n", "history must be at least 1"),
+        ("retention = 0\n", "retention must be at least 1"),
     ],
 )
 def test_a_bad_config_file_is_an_error_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
@@ -240,7 +241,7 @@ def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("no_default_file")
-@pytest.mark.parametrize("argv", [["--port", "x"], ["--history", "0"], ["--log-format", "xml"]])
+@pytest.mark.parametrize("argv", [["--port", "x"], ["--history", "-1"], ["--log-format", "xml"]])
 def test_server_exits_2_with_the_error_on_stderr(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert server.main(argv) == 2
     captured = capsys.readouterr()
@@ -253,14 +254,15 @@ def test_help_lists_every_setting(capsys: pytest.CaptureFixture[str], monkeypatc
         load_settings(["--help"], {})
     assert done.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: server.py ") and "\nRoom chat server\n" in out
+    assert out.startswith("usage: server.py ") and "\nRoom chat server: " in out
     words = " ".join(out.split())  # however argparse wraps the lines
     for flag, help_text in [
-        ("--config CONFIG", "TOML file with settings (overrides config/chat.toml)"),
-        ("--port PORT", "port to listen on"),
-        ("--redis-url REDIS_URL", "Redis URL; without it the in-process bus is used"),
+        ("--config FILE", "TOML file with settings, over config/chat.toml"),
+        ("--port PORT", "port to listen on (default: 8888; env CHAT_PORT)"),
+        ("--redis-url URL", "Redis URL; without it the in-process bus is used"),
         ("--behind-proxy", "trust X-Forwarded-For/-Proto/-Host from the proxy"),
-        ("--resend-window RESEND_WINDOW", "seconds a client_id is remembered"),
+        ("--resend-window WINDOW", "seconds a client_id is remembered"),
+        ("--redis-cluster", "the Redis URL names one node of a Redis Cluster"),
     ]:
         assert f" {flag} {help_text} " in words, flag
 

@@ -16,7 +16,9 @@ for i = 1, #info, 2 do
 end
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 local entries = {}
-if ARGV[1] ~= '' then
+if ARGV[1] == '18446744073709551615-18446744073709551615' then
+  entries = {}  -- nothing can come after the largest id (and '(' of it is an error)
+elseif ARGV[1] ~= '' then
   entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')
 elseif tonumber(ARGV[2]) > 0 then
   entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[2])
