@@ -428,7 +428,7 @@ async def test_pages_send_a_strict_csp_and_flagged_cookies_and_foreign_hosts_get
     csp = page.headers["Content-Security-Policy"]
     assert "connect-src 'self';" in csp and "frame-ancestors 'none'" in csp and "ws:" not in csp
     xsrf = next(c for c in page.headers.get_list("Set-Cookie") if c.startswith("_xsrf="))
-    assert "HttpOnly" in xsrf and "SameSite=Strict" in xsrf
+    assert "HttpOnly" in xsrf and "SameSite=Strict" in xsrf and "Secure" not in xsrf  # plain http here
     rebound = await http.fetch(
         f"http://127.0.0.1:{server.port}/chat/", headers={"Host": "evil.example"}, raise_error=False, request_timeout=5
     )
@@ -437,6 +437,17 @@ async def test_pages_send_a_strict_csp_and_flagged_cookies_and_foreign_hosts_get
         assert (
             await http.fetch(f"http://127.0.0.1:{server.port}/chat/", headers={"Host": host}, request_timeout=5)
         ).code == 200
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_over_https_every_cookie_of_a_page_is_secure(make_server: Any) -> None:
+    server = await make_server(behind_proxy=True)  # the TLS terminator says https
+    page = await AsyncHTTPClient().fetch(
+        f"http://127.0.0.1:{server.port}/chat/", headers={"X-Forwarded-Proto": "https"}, request_timeout=5
+    )
+    cookies = page.headers.get_list("Set-Cookie")
+    assert {c.split("=", 1)[0] for c in cookies} == {"_xsrf", USER_COOKIE}
+    assert all("Secure" in cookie for cookie in cookies), cookies
 
 
 @pytest.mark.gen_test(timeout=30)
