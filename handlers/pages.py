@@ -35,11 +35,9 @@ class PageHandler(RequestHandler):
             remember_user(self, name)
         return name
 
-    def set_cookie(self, name: str, value: str | bytes, **kwargs: Any) -> None:
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, secure: bool = False, **kwargs: Any) -> None:
         """Every cookie of a page served over https is Secure: the _xsrf one too (its settings are static)."""
-        if self.request.protocol == "https":
-            kwargs.setdefault("secure", True)
-        super().set_cookie(name, value, **kwargs)
+        super().set_cookie(name, value, *args, secure=secure or self.request.protocol == "https", **kwargs)
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
