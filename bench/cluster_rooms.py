@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,9 @@ from ops.redis_cluster import LocalRedisCluster  # noqa: E402
 
 SHARED = Path(os.environ.get("SHARED", ROOT.parent / "shared" / "bench"))
 PY = os.environ.get("PY", str(ROOT / ".venv" / "bin" / "python"))
+# The load generator's clients all come from 127.0.0.1 and send faster than a
+# person: the per-address limits (issue 10) would measure themselves.
+UNLIMITED = "--rate-limit 0 --client-rate-limit 0 --max-connections-per-client 100000"
 COMPARE_ARGS = os.environ.get("COMPARE_ARGS", "--step-duration 4 --step-warmup 1 --refine 2").split()
 
 
@@ -59,7 +63,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scenarios", default="rooms")
     args = parser.parse_args()
-    single = f"{PY} server.py --port {{port}} --redis-url redis://127.0.0.1:{{redis_port}}/0 --rate-limit 0"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that the cluster below is stopped
+    single = f"{PY} server.py --port {{port}} --redis-url redis://127.0.0.1:{{redis_port}}/0 {UNLIMITED}"
     with tempfile.TemporaryDirectory() as workdir:
         cluster = LocalRedisCluster(Path(workdir))
         cluster.start()
@@ -68,7 +73,7 @@ def main() -> None:
                 for scenario in args.scenarios.split(","):
                     on_cluster = (
                         f"{PY} server.py --port {{port}} --redis-cluster --redis-url {cluster.url} "
-                        f"--redis-prefix r{round_no}{scenario} --rate-limit 0"
+                        f"--redis-prefix r{round_no}{scenario} {UNLIMITED}"
                     )
                     runs = [
                         ("this_server_redis", single, ()),

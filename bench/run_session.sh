@@ -31,6 +31,8 @@ SHARED=${SHARED:-../shared/bench}
 REDIS_PORT=${REDIS_PORT:-6391}
 SERVERS=${SERVERS:-min mem redis redispool}
 COMPARE_ARGS=${COMPARE_ARGS:---step-duration 4 --step-warmup 1 --refine 2}
+# The loadgen's clients share 127.0.0.1 and outrun a person: lift the per-address limits (issue 10).
+UNLIMITED="--client-rate-limit 0 --max-connections-per-client 100000"
 compare() { # name port no-redis? server-command scenario
   local name=$1 port=$2 noredis=$3 cmd=$4 scen=$5
   echo "== $(date -u +%H:%M:%S) round $r $scen $name (loadavg $(cut -d' ' -f1-3 /proc/loadavg))" >&2
@@ -41,9 +43,9 @@ compare() { # name port no-redis? server-command scenario
 run() { # key scenario
   case $1 in
     min)       compare tornado_minimal        8801 --no-redis "$PY $SHARED/peers/tornado_minimal.py {port}" "$2" ;;
-    mem)       compare this_server_memory     8802 --no-redis "$PY server.py --port {port} --rate-limit 0" "$2" ;;
-    redis)     compare this_server_redis      8803 "" "$PY server.py --port {port} --redis-url redis://127.0.0.1:{redis_port}/0 --rate-limit 0" "$2" ;;
-    redispool) compare this_server_redis_pool 8804 "" "$PY server.py --port {port} --redis-url 'redis://127.0.0.1:{redis_port}/0?max_connections=100000' --rate-limit 0" "$2" ;;
+    mem)       compare this_server_memory     8802 --no-redis "$PY server.py --port {port} --rate-limit 0 $UNLIMITED" "$2" ;;
+    redis)     compare this_server_redis      8803 "" "$PY server.py --port {port} --redis-url redis://127.0.0.1:{redis_port}/0 --rate-limit 0 $UNLIMITED" "$2" ;;
+    redispool) compare this_server_redis_pool 8804 "" "$PY server.py --port {port} --redis-url 'redis://127.0.0.1:{redis_port}/0?max_connections=100000' --rate-limit 0 $UNLIMITED" "$2" ;;
     *) echo "unknown server $1" >&2; exit 2 ;;
   esac
 }

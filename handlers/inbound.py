@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from bus import frames
+
 MAX_CLIENT_ID = 64
 
 # Removed from message text: C0/C1 controls other than newline and tab, the
@@ -33,11 +35,9 @@ class FrameError(Exception):
         self.detail = detail
         self.client_id = client_id
 
-    def frame(self) -> dict[str, str]:
-        body = {"type": "error", "error": self.code, "detail": self.detail}
-        if self.client_id is not None:
-            body["client_id"] = self.client_id
-        return body
+    def frame(self) -> bytes:
+        """The error frame of section 4 (with the rejected message's client_id, if it had one)."""
+        return frames.error(self.code, self.detail, self.client_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,13 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 import structlog
 from tornado.concurrent import Future
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol
 
+from bus import frames
 from bus.backend import BusUnavailable
 from bus.message import Draft, History, IdKey, id_key
 from bus.room_bus import RoomBus
@@ -182,7 +182,7 @@ class RoomSocket(WebSocketHandler):
             history = await self._bus.join(self.room, self, self.user, self._since)
         except BusUnavailable as exc:
             log.warning("ws.join_failed", reason=str(exc))
-            self._send_json(FrameError("unavailable", "the chat is unavailable, try again").frame())
+            self.send_frame(FrameError("unavailable", "the chat is unavailable, try again").frame())
             self._close_by_server(CLOSE_TRY_AGAIN, "bus unavailable")
             return
         if self._closed:
@@ -215,15 +215,7 @@ class RoomSocket(WebSocketHandler):
             if self._unsent + len(frame) > in_flight and not await self._drained():
                 return False
             self.send_frame(frame)
-        self._send_json(
-            {
-                "type": "ready",
-                "room": self.room,
-                "user": self.user,
-                "last_id": history.last_id,
-                "complete": history.complete,
-            }
-        )
+        self.send_frame(frames.ready(self.room, self.user, history.last_id, history.complete))
         return not self._closed
 
     async def _drained(self) -> bool:
@@ -314,7 +306,7 @@ class RoomSocket(WebSocketHandler):
             fields["text"] = request.text
         log.info("message.accepted", **fields)
         if request.client_id is not None:
-            self._send_json({"type": "ack", "client_id": request.client_id, "id": message.id})
+            self.send_frame(frames.ack(request.client_id, message.id))
 
     def _reject(self, error: FrameError) -> None:
         self._metrics.message_rejected(error.code)
@@ -326,7 +318,7 @@ class RoomSocket(WebSocketHandler):
             self._unlogged += 1
         budget = self._over_rate if error.code == "rate_limited" else self._refusals
         if budget.take():
-            self._send_json(error.frame())
+            self.send_frame(error.frame())
         else:
             log.warning("ws.too_many_refused", reason=error.code)
             self._close_by_server(CLOSE_POLICY, "too many refused frames")
@@ -365,9 +357,6 @@ class RoomSocket(WebSocketHandler):
         self._unsent -= size
         if not done.cancelled():
             done.exception()  # a closed stream is reported by on_close, not here
-
-    def _send_json(self, body: dict[str, Any]) -> None:
-        self.send_frame(orjson.dumps(body))
 
     def _close_by_server(self, code: int, reason: str) -> None:
         self._server_close_code = code

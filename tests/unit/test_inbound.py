@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from handlers.inbound import MAX_CLIENT_ID, ChatRequest, FrameError, TypingRequest, parse_frame
@@ -64,9 +66,18 @@ def test_a_bad_frame_is_refused_with_its_code(raw: str | bytes, code: str, clien
 
 def test_the_error_frame_names_the_code_the_detail_and_the_client_id() -> None:
     error = FrameError("rate_limited", "slow down", "c-3")
-    assert error.frame() == {"type": "error", "error": "rate_limited", "detail": "slow down", "client_id": "c-3"}
-    assert FrameError("bad_json", "not JSON").frame() == {"type": "error", "error": "bad_json", "detail": "not JSON"}
-    assert "client_id" in FrameError("bad_request", "d", "").frame()  # an empty id is still an id
+    assert json.loads(error.frame()) == {
+        "type": "error",
+        "error": "rate_limited",
+        "detail": "slow down",
+        "client_id": "c-3",
+    }
+    assert json.loads(FrameError("bad_json", "not JSON").frame()) == {
+        "type": "error",
+        "error": "bad_json",
+        "detail": "not JSON",
+    }
+    assert "client_id" in json.loads(FrameError("bad_request", "d", "").frame())  # an empty id is still an id
 
 
 @pytest.mark.parametrize(
