@@ -19,8 +19,8 @@
 # $SHARED the harness (default ../shared/bench).  To measure a fixed commit while
 # the tree is being edited, run from an export of it:
 #   bench/experiments/prepare.sh HEAD && cd /tmp/chatsnap && \
-#   PY=/work/main/.venv/bin/python SHARED=/work/shared/bench \
-#   /work/main/bench/run_session.sh /work/main/bench/results/sessionN.jsonl 3
+#   PY=$REPO/.venv/bin/python SHARED=$REPO/../shared/bench \
+#   $REPO/bench/run_session.sh $REPO/bench/results/sessionN.jsonl 3
 # Progress (with the load average before each run) goes to stderr.
 set -euo pipefail
 out=${1:?usage: bench/run_session.sh OUT.jsonl [ROUNDS] [SCENARIOS]}

@@ -2,15 +2,16 @@
 # Profile one server under a fixed load with py-spy (12 s of samples at 250 Hz, collapsed stacks).
 #   bench/experiments/profile.sh NAME DIR PORT 'SERVER CMD with {port} [{redis_port}]' LOADGEN-ARGS...
 # e.g. bench/experiments/profile.sh mem_broadcast /tmp/chatsnap 8821 \
-#        '/work/main/.venv/bin/python server.py --port {port} --rate-limit 0' \
+#        '$REPO/.venv/bin/python server.py --port {port} --rate-limit 0' \
 #        --rooms 1 --clients 200 --senders 1 --rate 30 --duration 16 --warmup 1
 # Needs py-spy: python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy ($PYSPY).
 # Writes /tmp/prof/NAME.txt (collapsed stacks) and NAME.loadgen.json; summarise with profile_summary.py.
 # A redis-server on 127.0.0.1:6393 is started (and stopped) when the command names {redis_port}.
 set -u
+REPO=$(cd "$(dirname "$0")/../.." && pwd)  # the repository root
 name=$1 dir=$2 port=$3 cmd=$4; shift 4
 PYSPY=${PYSPY:-/tmp/pyspy/bin/py-spy}
-LOADGEN=${LOADGEN:-/work/shared/bench/loadgen.mjs}
+LOADGEN=${LOADGEN:-$REPO/../shared/bench/loadgen.mjs}
 mkdir -p /tmp/prof
 cd "$dir"
 redis=""
