@@ -41,8 +41,14 @@ def test_every_room_key_starts_with_the_prefix_names_the_room_and_shares_one_slo
 
 @pytest.mark.parametrize("prefix", ["", "a b", "x{y}", "a:b", "é", "p" * 65])
 def test_a_prefix_that_could_break_hash_tags_or_scans_is_refused(prefix: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as refused:
         Keys(prefix)
+    assert repr(prefix) in str(refused.value) and "1 to 64" in str(refused.value)
+
+
+@pytest.mark.parametrize("prefix", ["p", "p" * 64, "a.b-c_D9"])
+def test_prefixes_of_1_to_64_safe_characters_are_taken(prefix: str) -> None:
+    assert Keys(prefix).stream("r") == f"{prefix}:{{r}}"
 
 
 @pytest.mark.parametrize(
@@ -90,6 +96,7 @@ def test_only_join_leave_and_typing_payloads_are_notices(payload: str, notice: N
 def test_lost_groups_are_told_from_other_errors() -> None:
     assert lost_group(ResponseError("NOGROUP No such key 'chat:{r}' or consumer group 'n/1'"))
     assert not lost_group(ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"))
+    assert lost_group(ResponseError("UNBLOCKED the stream key no longer exists"))
     assert not lost_group(ConnectionError("NOGROUP"))
 
 
@@ -131,6 +138,12 @@ def test_a_new_epoch_starts_the_group_over_and_a_recreated_one_rereads() -> None
     assert (group.cursor, group.pending, group.delivered) == ("7-0", True, IdKey(5, 0))
     group.grouped("reset", "0-0", "9-0")  # a Redis that came back empty
     assert (group.cursor, group.born, group.delivered, group.pending) == ("0-0", "9-0", IdKey(0, 0), True)
+
+
+def test_a_group_without_a_cursor_takes_the_first_id_it_reads() -> None:
+    group = RoomGroup("r", "chat:{r}")
+    group.advance("3-1")
+    assert group.cursor == "3-1"
 
 
 def test_the_cursor_only_moves_forward() -> None:

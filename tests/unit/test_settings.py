@@ -287,3 +287,63 @@ def test_on_a_terminal_the_log_format_is_for_people(monkeypatch: pytest.MonkeyPa
 @pytest.mark.usefixtures("no_default_file")
 def test_an_empty_log_format_means_choose_by_terminal() -> None:
     assert load_settings([], {"CHAT_LOG_FORMAT": ""}).log_format == "json"  # stdout is not a terminal here
+
+
+# ---- the help of each flag, the secret's rules (issues 10 and 11) -------------------
+
+
+@pytest.mark.parametrize(
+    "name,text,expected",
+    [
+        ("port", "port to listen on", "port to listen on (default: 8888; env CHAT_PORT)"),
+        (
+            "redis_url",
+            "Redis URL",
+            "Redis URL (default: none: the in-process bus, one process only; env CHAT_REDIS_URL or REDIS_URL)",
+        ),
+        ("behind_proxy", "trust the proxy", "trust the proxy (default: off; env CHAT_BEHIND_PROXY)"),
+        ("rate_limit", "20% more", "20%% more (default: 20.0; env CHAT_RATE_LIMIT)"),  # argparse's % escaped
+        ("redis_prefix", "prefix", "prefix (default: chat; env CHAT_REDIS_PREFIX)"),
+    ],
+)
+def test_each_flags_help_names_its_default_and_its_environment_variable(name: str, text: str, expected: str) -> None:
+    assert settings_module._help(name, text) == expected
+
+
+def test_flags_show_the_last_word_of_their_name_as_the_value() -> None:
+    usage = settings_module.build_arg_parser().format_usage()
+    assert "[--redis-wait-timeout TIMEOUT]" in usage and "[--port PORT]" in usage
+    assert "[--behind-proxy]" in usage and "[--config FILE]" in usage
+
+
+@pytest.mark.parametrize("secret", ["s" * 32, "é" * 16])  # bytes, not characters, count
+def test_a_cookie_secret_of_32_bytes_is_taken(secret: str) -> None:
+    assert load_settings([], {"CHAT_COOKIE_SECRET": secret}).cookie_secret == secret
+
+
+def test_a_short_cookie_secret_is_refused_without_repeating_it() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings([], {"CHAT_COOKIE_SECRET": "é" * 15})  # 30 bytes
+    assert str(refused.value) == "cookie_secret must be at least 32 bytes (got 30)"
+
+
+def test_a_cookie_secret_on_the_command_line_is_refused_and_says_where_it_goes() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(["--cookie-secret", "s" * 40], {})
+    assert str(refused.value) == (
+        "--cookie-secret is refused: a command line is visible to every user; "
+        "set it in the environment (CHAT_COOKIE_SECRET) or a config file"
+    )
+
+
+@pytest.mark.parametrize(
+    "name,raw,message",
+    [
+        ("retention", "0", "retention must be at least 1, got '0'"),
+        ("history", "-1", "history must not be negative, got '-1'"),
+    ],
+)
+def test_the_error_names_the_setting_the_rule_and_the_value(name: str, raw: str, message: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings([f"--{name}", raw], {})
+    assert str(refused.value) == message
