@@ -12,9 +12,9 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 from structlog.testing import capture_logs
 
-from bus.message import IdKey, Notice
+from bus.message import IdKey, Message, Notice
 from bus.redis.client import Topology, _node_url, _parse_slots, redirected
-from bus.redis.groups import RoomGroup, decode_notice, lost_group
+from bus.redis.groups import RoomGroup, decode_fields, decode_flat, decode_notice, lost_group, text
 from bus.redis.health import PRESENCE, Health
 from bus.redis.keys import Keys
 
@@ -236,3 +236,39 @@ def test_keys_go_to_the_master_of_their_slot() -> None:
         assert topology.address_for(key) == expected
     single = Topology("redis://127.0.0.1:6390/2", cluster=False, timeout=1.0, client_name="t")
     assert single.address_for("chat:{a}") == single.address_for("chat:{b}") == "127.0.0.1:6390"
+
+
+# ---- entries and channel payloads as Redis gives them -------------------------------------
+
+
+def test_a_stream_entry_becomes_a_message() -> None:
+    message = decode_fields("5-1", "r", {"user": "ann", "text": "hi", "cid": "c1"})
+    assert message == Message("5-1", "r", "ann", "hi", "c1")
+    assert decode_fields("5-2", "r", {"user": "bob", "text": "yo"}) == Message("5-2", "r", "bob", "yo", None)
+    assert decode_fields("5-3", "r", {"text": "no author"}) == Message("5-3", "r", "", "no author", None)
+    assert decode_fields("5-4", "r", {"user": "ann"}) == Message("5-4", "r", "ann", "", None)
+
+
+def test_an_entry_deleted_while_pending_is_no_message() -> None:
+    assert decode_fields("5-1", "r", {}) is None
+    assert decode_flat("r", ["5-1", None]) is None
+    assert decode_flat("r", ["5-1", []]) is None
+
+
+def test_an_entry_as_lua_returns_it() -> None:
+    assert decode_flat("r", ["7-0", ["user", "ann", "text", "hi", "cid", "c"]]) == Message("7-0", "r", "ann", "hi", "c")
+    assert decode_flat("r", ["7-1", ["text", "t", "user", "u"]]) == Message("7-1", "r", "u", "t", None)
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        (b"chat:{caf\xc3\xa9}:events", "chat:{café}:events"),
+        ("already text", "already text"),
+        (None, ""),
+        (b"\xff", "\ufffd"),
+        (7, "7"),
+    ],
+)
+def test_channel_names_and_payloads_are_read_as_text(raw: object, expected: str) -> None:
+    assert text(raw) == expected

@@ -347,3 +347,35 @@ def test_the_error_names_the_setting_the_rule_and_the_value(name: str, raw: str,
     with pytest.raises(SettingsError) as refused:
         load_settings([f"--{name}", raw], {})
     assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    "raw,hosts",
+    [
+        ("chat.example.com", ("chat.example.com",)),
+        (" A.example , b.example ,", ("a.example", "b.example")),
+        ("*", ("*",)),
+        ("", ()),
+    ],
+)
+def test_allowed_hosts_are_lower_case_names(raw: str, hosts: tuple[str, ...]) -> None:
+    assert load_settings([], {"CHAT_ALLOWED_HOSTS": raw}).allowed_hosts == hosts
+
+
+@pytest.mark.parametrize("raw", ["http://a.example", "a.example/path", "a b"])
+def test_an_allowed_host_that_is_not_a_name_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(["--allowed-hosts", raw], {})
+    assert str(refused.value) == f"allowed_hosts entries must be host names (or *), got {raw!r}"
+
+
+@pytest.mark.parametrize("prefix", ["chat", "p" * 64, "a.b-c_D9"])
+def test_a_redis_prefix_of_safe_characters_is_taken(prefix: str) -> None:
+    assert load_settings(["--redis-prefix", prefix], {}).redis_prefix == prefix
+
+
+@pytest.mark.parametrize("prefix", ["", "a:b", "x{y}", "p" * 65, "é"])
+def test_a_redis_prefix_that_could_break_keys_is_refused(prefix: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(["--redis-prefix", prefix], {})
+    assert str(refused.value) == f"redis_prefix must be 1 to 64 of A-Z a-z 0-9 _ . -, got {prefix!r}"
