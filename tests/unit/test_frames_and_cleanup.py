@@ -11,6 +11,7 @@ import json
 import pytest
 from structlog.testing import capture_logs
 
+import bus.redis.health as health_module
 from bus import frames
 from bus.redis.health import PRESENCE, Health
 from handlers.identity import USER_COOKIE, USER_COOKIE_DAYS, cookie_user
@@ -135,3 +136,22 @@ def test_only_failing_shards_are_listed_as_failing_parts() -> None:
     health.failed(PRESENCE, "down")
     health.failed("b:2", "down")
     assert health.failing_parts() == ["a:1", "b:2"]
+
+
+def test_every_outage_is_logged_and_counted_with_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(health_module.time, "monotonic", lambda: clock[0])
+    health = Health()
+    health.ok("a:1")
+    with capture_logs() as logs:
+        for down_for in (2.5, 0.25):
+            health.failed("a:1", "down")
+            clock[0] += down_for
+            health.ok("a:1")
+    assert [(entry["event"], entry.get("duration_ms")) for entry in logs] == [
+        ("bus.error", None),
+        ("bus.recovered", 2500),
+        ("bus.error", None),
+        ("bus.recovered", 250),
+    ]
+    assert health.recoveries == 2

@@ -379,3 +379,29 @@ def test_a_redis_prefix_that_could_break_keys_is_refused(prefix: str) -> None:
     with pytest.raises(SettingsError) as refused:
         load_settings(["--redis-prefix", prefix], {})
     assert str(refused.value) == f"redis_prefix must be 1 to 64 of A-Z a-z 0-9 _ . -, got {prefix!r}"
+
+
+def test_the_help_keeps_its_description_and_its_epilog_as_written() -> None:
+    help_text = settings_module.build_arg_parser().format_help()
+    assert settings_module._DESCRIPTION in help_text  # line breaks kept (raw formatting)
+    assert settings_module._EPILOG in help_text
+    assert "  server.py cluster [...]   a deployment on this machine" in help_text
+
+
+@pytest.mark.parametrize(
+    "argv,field,value",
+    [
+        (["--retention", "1"], "retention", 1),  # the least positive value is taken
+        (["--rate-burst", "1"], "rate_burst", 1),
+        (["--history", "0"], "history", 0),  # the least non-negative value is taken
+        (["--redis-wait-replicas", "0"], "redis_wait_replicas", 0),
+    ],
+)
+def test_the_edge_of_each_range_is_taken(argv: list[str], field: str, value: int) -> None:
+    assert getattr(load_settings(argv, {}), field) == value
+
+
+@pytest.mark.usefixtures("no_default_file")
+def test_allowed_hosts_from_a_config_file_list(tmp_path: Path) -> None:
+    file = toml(tmp_path, 'allowed_hosts = ["Chat.example", "b.example"]\n')
+    assert load_settings(["--config", str(file)], {}).allowed_hosts == ("chat.example", "b.example")
