@@ -115,3 +115,9 @@ def test_completeness(
     since: IdKey | None, born: IdKey | None, max_deleted: IdKey, retained: int, replayed: int, complete: bool
 ) -> None:
     assert completeness(since, born=born, max_deleted=max_deleted, retained=retained, replayed=replayed) is complete
+
+
+def test_a_long_bad_id_is_quoted_only_in_part() -> None:
+    with pytest.raises(ValueError) as refused:
+        id_key("9" * 80)
+    assert str(refused.value) == f"not a message id: {'9' * 50!r}"
