@@ -169,6 +169,10 @@ class RoomSocket(WebSocketHandler):
     # ---- life cycle ------------------------------------------------------
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
+        # Tornado leaves Nagle's algorithm on after the handshake: a frame
+        # written right after another (a message's echo, then its ack) would
+        # wait for the client's delayed ACK, 40 ms on Linux.
+        self.set_nodelay(True)
         self.room = args[0]
         self.user = cookie_user(self) or guest_name()
         self.conn = f"{self._settings.node_id}:{self._registry.next_id()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from tornado.websocket import WebSocketProtocol13
 
 from handlers.tornado_frames import RELIED_ON, aborter, text_frame, tornado_problems, write_text
 from tests.client import ChatClient
+from tests.helpers import ON_MEMORY
 
 
 def test_this_tornado_still_offers_everything_the_direct_frame_writer_relies_on() -> None:
@@ -35,6 +37,24 @@ async def test_a_live_room_socket_has_the_stream_and_protocol_the_writer_uses(ma
     aborter(socket)()
     await client.wait_closed()
     assert write_text(socket, b"{}") is None  # gone: nothing written, nothing raised
+
+
+@pytest.mark.gen_test(timeout=30)
+@ON_MEMORY  # a socket option: the bus plays no part
+async def test_a_room_socket_sends_small_frames_without_nagles_delay(make_server: Any) -> None:
+    """Tornado turns TCP_NODELAY off after the handshake; the room socket turns it on again.
+
+    With it off, a frame written right after another (a message's echo, then
+    its ack) waits for the client's delayed ACK: 40 ms on Linux, measured as
+    ack p50 2 -> 23-40 ms with --redis-wait-replicas 1 (bench/RESULTS.md).
+    """
+    server = await make_server()
+    await ChatClient.connect(server.port, "nagle")
+    [room_socket] = server.registry.sockets
+    connection = room_socket.ws_connection
+    assert connection is not None and connection.stream is not None
+    raw = connection.stream.socket
+    assert raw is not None and raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
 @pytest.mark.parametrize(
