@@ -74,6 +74,8 @@ class ShardReader:
         self._pubsub: PubSub | None = None
         self._connected = asyncio.Event()
         self._barriers: dict[str, asyncio.Future[None]] = {}
+        self._writing = asyncio.Lock()  # one writer at a time on the subscribed connection (_send)
+        self._wakes: set[asyncio.Future[Any]] = set()  # kept, so that stop() can end them
         self._restart = False
         self._heard = 0.0
         self.runner = Runner(f"reader {shard.address}", self._failed)
@@ -85,10 +87,10 @@ class ShardReader:
 
     async def stop(self) -> None:
         self.runner.closed = True
-        task = self._task
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=0.5)
+        for task in [self._task, *self._wakes]:
+            while task is not None and not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.5)
 
     # ---- what the consumer asks -------------------------------------------------
 
@@ -101,7 +103,7 @@ class ShardReader:
         if pubsub is None:
             raise BusUnavailable(f"redis {self.shard.address} not connected")
         try:
-            await pubsub.ssubscribe(self._ctx.keys.channel(group.name))
+            await self._send(pubsub.ssubscribe, self._ctx.keys.channel(group.name))
             await self._barrier(pubsub)
         except REDIS_ERRORS as exc:
             raise BusUnavailable(f"redis subscribe failed: {describe(exc)}") from exc
@@ -112,7 +114,7 @@ class ShardReader:
         pubsub = self._pubsub
         if pubsub is not None:
             with contextlib.suppress(*REDIS_ERRORS):  # a broken connection starts over without it
-                await pubsub.sunsubscribe(self._ctx.keys.channel(room))
+                await self._send(pubsub.sunsubscribe, self._ctx.keys.channel(room))
 
     def ring(self, room: str) -> None:
         """Read the room soon (its group may hold entries this run has not delivered)."""
@@ -127,15 +129,26 @@ class ShardReader:
         """A PING's answer ends the wait for the subscribed connection's next message."""
         pubsub = self._pubsub
         if pubsub is not None:
-            task = asyncio.ensure_future(pubsub.ping(b"wake"))
-            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            task = asyncio.ensure_future(self._send(pubsub.ping, b"wake"))
+            self._wakes.add(task)
+            task.add_done_callback(self._woken)
+
+    def _woken(self, task: "asyncio.Future[Any]") -> None:
+        self._wakes.discard(task)
+        if not task.cancelled():
+            task.exception()  # a lost connection is the session's to notice
+
+    async def _send(self, command: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """One writer at a time: Python 3.11 lets one task wait in drain(); a second breaks the connection."""
+        async with self._writing:
+            return await command(*args)
 
     async def _barrier(self, pubsub: PubSub) -> None:
         token = f"barrier-{next(self._ctx.tokens)}"
         answered = asyncio.get_running_loop().create_future()
         self._barriers[token] = answered
         try:
-            await pubsub.ping(token)
+            await self._send(pubsub.ping, token)
             await asyncio.wait_for(answered, self._ctx.timeout)
         finally:
             self._barriers.pop(token, None)
@@ -151,10 +164,11 @@ class ShardReader:
         pubsub = self.shard.subscriber.pubsub()
         self._restart = False
         try:
-            await pubsub.subscribe(self._ctx.keys.control(self._ctx.incarnation()))
+            control = self._ctx.keys.control(self._ctx.incarnation())
+            await self._send(pubsub.subscribe, control)
             rooms = list(self.rooms.values())
             for group in rooms:  # one channel a command: on a cluster, channels of one command share a slot
-                await pubsub.ssubscribe(self._ctx.keys.channel(group.name))
+                await self._send(pubsub.ssubscribe, self._ctx.keys.channel(group.name))
             await self._first_pong(pubsub)
             self._pubsub = pubsub
             await self._ctx.ensure(self.shard, rooms)
@@ -177,7 +191,7 @@ class ShardReader:
     async def _first_pong(self, pubsub: PubSub) -> None:
         """Until Redis has every subscription of the session (it answers a PING after them)."""
         token = f"session-{next(self._ctx.tokens)}"
-        await pubsub.ping(token)
+        await self._send(pubsub.ping, token)
         deadline = time.monotonic() + (self._ctx.timeout or IDLE_PING)
         while time.monotonic() < deadline:
             message = await pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
@@ -204,8 +218,8 @@ class ShardReader:
                 await self._flush_acks()
             elif time.monotonic() - self._heard > 2 * IDLE_PING + (self._ctx.timeout or IDLE_PING):
                 raise ConnectionError("no answer on the subscribed connection")
-            elif time.monotonic() - self._heard >= IDLE_PING:
-                await pubsub.ping(b"alive")  # quiet: make Redis say something, or find out it cannot
+            elif time.monotonic() - self._heard >= IDLE_PING:  # quiet: make Redis say something, or fail
+                await self._send(pubsub.ping, b"alive")
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
