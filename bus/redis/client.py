@@ -35,6 +35,8 @@ from urllib.parse import urlsplit, urlunsplit
 import structlog
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as RedisClient
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -160,7 +162,13 @@ class Topology:
     def _make_shard(self, address: str) -> Shard:
         url = _node_url(self._url, address, self.cluster)
         common: dict[str, Any] = dict(
-            socket_timeout=self._timeout, socket_connect_timeout=self._timeout, client_name=self._client_name
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            client_name=self._client_name,
+            # No retries inside redis-py: a publish it sent again after a lost
+            # connection could be stored twice, and a retry's backoff would hold
+            # the subscribed connection; Redis.call and the Runner decide.
+            retry=Retry(NoBackoff(), 0),
         )
         pool = BlockingConnectionPool.from_url(
             url, max_connections=POOL_SIZE, timeout=self._timeout, decode_responses=True, **common
