@@ -161,7 +161,7 @@ class ChatServer:
         await self.registry.wait_empty(self.settings.shutdown_timeout)
         if self.http is not None:
             await asyncio.wait_for(self.http.close_all_connections(), timeout=1.0)
-        await self.bus.close()
+        await self.bus.close(self.settings.shutdown_timeout)
         log.info("server.stopped", open_sockets=len(self.registry.sockets))
 
 

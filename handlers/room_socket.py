@@ -192,7 +192,7 @@ class RoomSocket(WebSocketHandler):
         if self._closed:
             # Gone while joining: on_close saw no seat to give up, so give it
             # up here, or the user would stay in the room's presence for good.
-            self._leave_task = asyncio.ensure_future(self._bus.leave(self.room, self))
+            self._bus.leave_soon(self.room, self)
             return
         self._joined = True
         if not await self._replay(history):
@@ -259,8 +259,7 @@ class RoomSocket(WebSocketHandler):
         )
         if self._joined:
             self._joined = False
-            # Kept so the task is not collected before it runs.
-            self._leave_task = asyncio.ensure_future(self._bus.leave(self.room, self))
+            self._bus.leave_soon(self.room, self)
 
     # ---- inbound ---------------------------------------------------------
 

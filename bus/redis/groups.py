@@ -33,7 +33,7 @@ class RoomGroup:
     born: str | None = None  # the room's epoch as this process knows it
     cursor: str = ""  # the group's last-delivered id ('' until the group exists)
     delivered: IdKey = _ZERO  # newest id handed to deliver in this run; re-reads are dropped
-    pending: bool = False  # read this consumer's pending entries before new ones
+    pending: bool = False  # may hold entries this run has not delivered: read it at once
 
     def grouped(self, status: str, last_delivered: str, born: str | None) -> None:
         """Take in what ensure_group.lua found or did."""
