@@ -5,24 +5,27 @@ process's incarnation on the room's stream. Rooms are grouped by the shard
 (Redis master) that serves them, and each shard has one ``ShardReader``:
 
 - one subscribed connection to that shard (a ``Wire``), ``SSUBSCRIBE``d to
-  the shard channel of each of its rooms. Publishing a message rings it
-  (``msg``), and join, leave and typing notices travel on it too;
-- a read of exactly the rooms that rang, on the shard's read wire: an
-  ``XREADGROUP ... NOACK STREAMS <room> >`` per room, all in one write (so,
-  on a cluster, never a cross-slot command). The cost of a read follows the
-  rooms that had messages, never the rooms held, and nothing wakes a reader
+  the shard channel of each of its rooms. Publishing a message rings it with
+  the entry itself (``publish.lua``), in stream order, and join, leave and
+  typing notices travel on it too;
+- a room that is caught up (``RoomGroup.caught_up``) is delivered straight
+  from its doorbells: no read, no acknowledgement, one round trip per
+  message less. A room that is behind (just subscribed, its connection just
+  remade, a doorbell heard while it was read) is read instead, on the shard's
+  read wire: ``XGROUP SETID`` to the last id this process delivered, then
+  ``XREADGROUP ... NOACK STREAMS <room> >``, for every room behind in one
+  write (on a cluster, never a cross-slot command). It is caught up once a
+  read ends with no doorbell heard meanwhile. The cost of reading follows the
+  rooms that fell behind, never the rooms held, and nothing wakes a reader
   when a room is added.
 
 A doorbell can be lost only with the connection that carries it; whenever
-that connection is (re)made every room of the shard is subscribed again and
-read once, and each room is sent its whole member list (``presence``).
-Reads take ``NOACK``: nothing is acknowledged, no pending list grows. What
-a pending list would give (entries read but never delivered, when a reply
-is lost with its connection) the group's cursor gives instead: delivery
-follows a read at once, so this process's cursor is what it delivered, and
-each new session moves a group that was there back to it (``XGROUP SETID``,
-``ensure_group.lua``). Anything read twice within a run is dropped here
-(``delivered``): each entry reaches ``deliver`` at most once.
+that connection is (re)made every room of the shard is behind, subscribed
+again and read, and each room is sent its whole member list (``presence``).
+Nothing is acknowledged and no pending list grows: the group's cursor, set to
+what this process delivered before each read, is what a pending list would
+give. Anything seen twice within a run is dropped (``RoomGroup.take``): each
+entry reaches ``deliver`` at most once, in stream order.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ from redis.exceptions import ResponseError
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.message import Message, Notice
 from bus.redis.client import REDIS_ERRORS, Redis, Restart, Runner, Shard, describe, redirected
-from bus.redis.groups import RoomGroup, decode_flat, decode_notice, lost_group
-from bus.redis.keys import MESSAGE_BELL, Keys
+from bus.redis.groups import RoomGroup, decode_flat, decode_notice, decode_rung, lost_group
+from bus.redis.keys import Keys
 from bus.redis.wire import Wire
 
 log = structlog.get_logger("chat.bus")
@@ -122,9 +125,12 @@ class ShardReader:
             subscriber.send("SUNSUBSCRIBE", self._ctx.keys.channel(room))
 
     def ring(self, room: str) -> None:
-        """Read the room soon (its group may hold entries this run has not delivered)."""
-        self._dirty.add(room)
-        self._wake.set()
+        """Read the room soon (its group may hold entries this run has not delivered); until then it is behind."""
+        group = self.rooms.get(room)
+        if group is not None:
+            group.caught_up = False
+            self._dirty.add(room)
+            self._wake.set()
 
     def restart(self) -> None:
         self._restart = True
@@ -151,6 +157,8 @@ class ShardReader:
     async def _session(self) -> None:
         subscriber = await self.shard.open_wire()
         self._restart, self._lost = False, None
+        for group in self.rooms.values():  # doorbells were missed: read before taking any
+            group.caught_up = False
         subscriber.on_push = self._on_push
         try:
             self._subscriber = subscriber
@@ -163,7 +171,8 @@ class ShardReader:
             self._connected.set()
             self._ctx.redis.health.ok(self.shard.address)
             self.runner.healthy()
-            self._dirty.update(group.name for group in rooms)
+            for group in rooms:
+                self.ring(group.name)
             if rooms:
                 asyncio.ensure_future(self._send_lists([group.name for group in rooms]))
             await self._loop()
@@ -226,9 +235,8 @@ class ShardReader:
             room = self._ctx.keys.room_of_channel(push[1])
             if room is None or room not in self.rooms:
                 return
-            if push[2] == MESSAGE_BELL:
-                self._dirty.add(room)
-                self._wake.set()
+            if push[2].startswith("["):
+                self._rung(self.rooms[room], push[2])
             elif (notice := decode_notice(room, push[2])) is not None:
                 self._notify(notice)
         elif kind == "pong":
@@ -240,18 +248,42 @@ class ShardReader:
             if room is not None and room in self.rooms:
                 self.restart()  # not ours: the slot moved to another shard
 
+    def _rung(self, group: RoomGroup, payload: str) -> None:
+        """A doorbell with its entry: delivered now when the room is caught up, else read with the rest."""
+        if not group.caught_up:
+            self.ring(group.name)
+            return
+        message = decode_rung(group.name, payload)
+        if message is None:
+            self.ring(group.name)  # not ours to read: the stream says what it is
+        elif group.take(message):
+            self._deliver([message])
+
+    def _deliver(self, batch: list[Message]) -> None:
+        if self._ctx.deliver is not None:
+            try:
+                self._ctx.deliver(batch)
+            except Exception:  # a fan-out bug must not wedge the stream: log, go on
+                log.exception("bus.deliver_failed", messages=len(batch))
+
     # ---- reading -----------------------------------------------------------------
 
     async def _read(self) -> None:
-        """One pipeline: an XREADGROUP per room that rang (NOACK: the group's cursor is what counts)."""
+        """One write: per room that is behind, its group set to what was delivered, then an XREADGROUP.
+
+        ``NOACK``: nothing is acknowledged; the cursor set first is what counts.
+        """
         groups = [self.rooms[room] for room in self._dirty if room in self.rooms]
         self._dirty.clear()
         name = self._ctx.incarnation()
         wire = await self.shard.wire("read")
-        reads = [
-            wire.send("XREADGROUP", "GROUP", name, name, "COUNT", READ_COUNT, "NOACK", "STREAMS", group.key, ">")
-            for group in groups
-        ]
+        reads = []
+        for group in groups:
+            if group.cursor:
+                wire.send("XGROUP", "SETID", group.key, name, group.cursor)  # its error comes with the read's
+            reads.append(
+                wire.send("XREADGROUP", "GROUP", name, name, "COUNT", READ_COUNT, "NOACK", "STREAMS", group.key, ">")
+            )
         replies = await asyncio.gather(*reads, return_exceptions=True)
         batch: list[Message] = []
         lost: list[RoomGroup] = []
@@ -261,30 +293,18 @@ class ShardReader:
                     raise reply
                 lost.append(group)
                 continue
-            self._take(group, reply[0][1] if reply else [], batch)
+            entries = reply[0][1] if reply else []
+            batch.extend(m for m in (decode_flat(group.name, e) for e in entries) if m is not None and group.take(m))
+            if len(entries) >= READ_COUNT:
+                self.ring(group.name)  # more to read
+            elif group.name not in self._dirty:
+                group.caught_up = True  # doorbells heard during the read asked for another
         if lost:
             await self._ctx.ensure(self.shard, lost)
-            self._dirty.update(group.name for group in lost)
-        if batch and self._ctx.deliver is not None:
-            try:
-                self._ctx.deliver(batch)
-            except Exception:  # a fan-out bug must not wedge the stream: log, go on
-                log.exception("bus.deliver_failed", messages=len(batch))
-
-    def _take(self, group: RoomGroup, entries: list[Any], batch: list[Message]) -> None:
-        group.pending = False
-        if len(entries) >= READ_COUNT:
-            self._dirty.add(group.name)
-        for message_id, flat in entries:
-            message = decode_flat(group.name, (message_id, flat))
-            if message is None or message.key <= group.delivered:
-                continue  # deleted since, or already delivered in this run
-            group.delivered = message.key
-            if group.born is None:  # the group saw the room's very first entry
-                group.born = message_id
-            batch.append(message)
-        if entries:
-            group.advance(entries[-1][0])
+            for group in lost:
+                self.ring(group.name)
+        if batch:
+            self._deliver(batch)
 
     # ---- notices -----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import asyncio
 import collections
 import ssl
 import time
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
@@ -120,8 +120,7 @@ class Wire(asyncio.Protocol):
     # ---- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"connection to redis lost: {exc}" if exc else "connection to redis lost"))
