@@ -29,7 +29,7 @@ from handlers.limits import SocketLimits
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
-from handlers.tornado_frames import PING_TIMED_OUT, aborter, text_frame, watch_closes, write_text
+from handlers.tornado_frames import PING_TIMED_OUT, Written, aborter, text_frame, watch_closes, write_text
 
 log = structlog.get_logger("chat.ws")
 
@@ -341,9 +341,11 @@ class RoomSocket(WebSocketHandler):
             self._drop_slow_client()
             return
         written = write_text(self, frame)
-        if written is None:
+        if written is Written.GONE:
             return
         self._messages_out += 1
+        if written is Written.KERNEL:
+            return
         self._unsent += size
         self._last_write = written
         written.add_done_callback(lambda done: self._flushed(done, size))
