@@ -44,7 +44,9 @@ PY = os.environ.get("PY", str(ROOT / ".venv" / "bin" / "python"))
 # person, so the per-connection and per-address limits would measure themselves; idle10k and held open
 # more than the default 10,000 connections per process.
 OURS = "--rate-limit 0 --client-rate-limit 0 --max-connections-per-client 100000 --max-connections 20000"
-PEER_PACKAGES = ["tornado", "redis", "hiredis", "channels", "channels-redis", "daphne", "uvicorn"]
+# websockets: uvicorn answers a WebSocket upgrade with 404 without it (or wsproto).
+PEER_PACKAGES = ["tornado", "redis", "hiredis", "channels", "channels-redis", "daphne", "uvicorn", "websockets"]
+PEER_IMPORTS = "import tornado, redis, channels, channels_redis, daphne, uvicorn, websockets"
 
 
 @dataclass(frozen=True)
@@ -120,12 +122,14 @@ def raise_fd_limit() -> None:
 
 
 def ensure_peers_venv(python: Path) -> None:
-    """The Channels stack's venv: created with python3 -m venv and pip when missing."""
-    if python.exists():
+    """The Channels stack's venv: created with python3 -m venv, and its packages installed, when missing."""
+    if python.exists() and subprocess.run([str(python), "-c", PEER_IMPORTS], capture_output=True).returncode == 0:
         return
     venv = python.parent.parent
-    log(f"creating the peers venv {venv} ({' '.join(PEER_PACKAGES)})")
-    subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=300)
+    if not python.exists():
+        log(f"creating the peers venv {venv}")
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=300)
+    log(f"installing {' '.join(PEER_PACKAGES)} into {venv}")
     subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True, timeout=900)
 
 
