@@ -88,18 +88,19 @@ COMPARE_SCENARIOS = ["rooms", "broadcast", "latency", "conns", "manyrooms", "roo
 OWN_SCENARIOS = ["idle10k", "held"]
 # Which servers run which scenario by default (--all-pairs runs every pair). The Channels stack runs the four
 # scenarios of the issue's table: at 4,000 and 3,000 connections it takes minutes per run and is not a goal.
-# idle10k is one process's memory (not nginx2's two); held is our server's join curve only.
+# idle10k is one process of ours (not nginx2's two; naive's KiB/conn is in conns, and its goal is absolute);
+# held is our server's join curve only.
 DEFAULT_PAIRS = {
     "manyrooms": {"naive", "memory", "redis", "cluster", "nginx2"},
     "roomsheld": {"naive", "memory", "redis", "cluster", "nginx2"},
-    "idle10k": {"naive", "memory", "redis", "cluster"},
+    "idle10k": {"memory", "redis", "cluster"},
     "held": {"memory", "redis", "cluster"},
 }
-# compare.py's step settings for the full run, chosen so that 3 rounds fit in ~50 minutes (bench/README.md):
-# a step is ~1 s connect + 1 s warm-up + 3 s measured + drain; the rates start at 10 per sender (every server
-# but Channels passes 1-5), keep 40 (8,000 deliveries/s in rooms: the CPU-per-delivery figure) and 2 bisection
-# steps give the edge within 25 %.
-FULL = ["--rates", "10,20,40,80,160,320,640,1280", "--step-duration", "3", "--step-warmup", "1", "--refine", "2"]
+# compare.py's step settings for the full run, chosen so that 3 rounds fit in about 50 minutes (measured per run:
+# bench/README.md "Timing"): a step is ~5 s (connect, 0.5 s settle, 0.5 s warm-up, 3 s measured, drain); the rates
+# start at 10 per sender (every server but Channels passes 1-5) and keep 40 (8,000 deliveries/s in rooms: the
+# CPU-per-delivery figure); 1 bisection step puts the edge within 1.5x. A 3 s window keeps CPU % within ~±10 %.
+FULL = ["--rates", "10,20,40,80,160,320,640,1280", "--step-duration", "3", "--step-warmup", "0.5", "--refine", "1"]
 # The Channels stack fails between 10 and 20 per sender in rooms and at 1 in broadcast: its steps start lower.
 LOW_RATES = "1,2,5,10,20,40,80"
 QUICK = ["--rates", "10,40,160", "--step-duration", "1", "--step-warmup", "0.5", "--refine", "0"]
