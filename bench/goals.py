@@ -182,6 +182,8 @@ def goals_table(runs: Runs, order: list[str], baseline: str) -> str:
         "|---|" + "---|" * len(names) + "---|---|",
     ]
     for label, cells, goal, ok_ in rows:
+        if all(cells.get(n, "-") in ("-", "- (-)") for n in names):
+            continue  # a scenario the file does not have
         lines.append(f"| {label} | " + " | ".join(cells.get(n, "-") for n in names) + f" | {goal} | {verdict(ok_)} |")
     rounds = {int(r["round"]) for lines_ in runs.values() for r in lines_ if r.get("round") is not None}
     lines.append("")
