@@ -134,6 +134,14 @@ def ensure_peers_venv(python: Path) -> None:
     subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True, timeout=900)
 
 
+def relative(path: str | Path) -> str:
+    """``path`` relative to the project root when the two share more than ``/``; else as given."""
+    absolute = os.path.abspath(path)
+    if os.path.commonpath([absolute, str(ROOT)]) != os.sep:
+        return os.path.relpath(absolute, ROOT)
+    return str(path)
+
+
 def pairs(args: argparse.Namespace, round_no: int) -> Iterator[tuple[str, Server]]:
     """(scenario, server) in session order: scenario-major, the servers reversed every other round."""
     servers = [SERVERS[k] for k in args.servers]
@@ -148,9 +156,11 @@ def pairs(args: argparse.Namespace, round_no: int) -> Iterator[tuple[str, Server
 def run_one(
     args: argparse.Namespace, scenario: str, server: Server, round_no: int, cluster_url: str, session: str
 ) -> dict:
+    # Relative to the project root (compare.py runs the command from there): the JSON lines record the
+    # command, and a result file should not carry one machine's absolute paths.
     command = server.command.format(
-        py=PY,
-        shared=args.shared,
+        py=relative(PY),
+        shared=relative(args.shared),
         peers_py=args.peers_python,
         ours=OURS,
         cluster_url=cluster_url,
