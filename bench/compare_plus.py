@@ -252,6 +252,11 @@ def main() -> None:
     # 10,000 sockets in one server and one loadgen: both inherit this process's limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # Stopped by SIGINT or SIGTERM (bench/run.py sends SIGINT), compare.py's finally blocks must run to stop
+    # the server and the redis-server it started: both become a KeyboardInterrupt, even where the parent
+    # left SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     compare = load_compare(shared.resolve())
     register(compare)
     sys.argv = [str(shared / "compare.py"), *argv]

@@ -81,7 +81,10 @@ SERVERS = {
             "{py} server.py --port {{port}} --redis-cluster --redis-url {cluster_url} --redis-prefix {prefix} {ours}",
         ),
         # The launcher's deployment: its own redis-server (config/redis.conf) and nginx; see bench/nginx2.py.
-        Server("nginx2", 8816, False, "{py} bench/nginx2.py --port {{port}} --processes 2 -- {ours}"),
+        # --shutdown-timeout 1: the wrapper must stop all of it within compare.py's 5 s grace before SIGKILL.
+        Server(
+            "nginx2", 8816, False, "{py} bench/nginx2.py --port {{port}} --processes 2 -- {ours} --shutdown-timeout 1"
+        ),
     )
 }
 COMPARE_SCENARIOS = ["rooms", "broadcast", "latency", "conns", "manyrooms", "roomsheld"]
@@ -193,13 +196,43 @@ def run_one(
         if args.server_log:
             argv += ["--server-log", args.server_log]
         started = time.monotonic()
-        # compare.py's stdout repeats the JSON line: the file is the record, the terminal gets stderr.
-        subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, timeout=args.run_timeout)
+        error = run_compare(argv, args.run_timeout)
         lines = [json.loads(line) for line in out.read().splitlines() if line.strip()]
-    line = lines[-1] if lines else {"name": server.key, "scenario": scenario, "error": "compare.py wrote nothing"}
+    line = (
+        lines[-1] if lines else {"name": server.key, "scenario": scenario, "error": error or "compare.py wrote nothing"}
+    )
     line.update(round=round_no, session=session, bench_wall_s=round(time.monotonic() - started, 1))
     line["bench"] = {"quick": args.quick, "compare_args": args.compare_args, "ours": OURS}
     return line
+
+
+def run_compare(argv: list[str], timeout: float) -> str | None:
+    """Run compare_plus.py; on a timeout, Ctrl-C or SIGTERM, stop it so that it stops what it started.
+
+    It runs in a session of its own (a Ctrl-C at the terminal reaches only this process) and is stopped
+    with one SIGINT: its KeyboardInterrupt runs compare.py's finally blocks, which stop the server and
+    the redis-server. A SIGTERM or SIGKILL would leave both running.
+    """
+    # compare.py's stdout repeats the JSON line: the file is the record, the terminal gets stderr.
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        process.wait(timeout)
+        return None
+    except subprocess.TimeoutExpired:
+        stop_compare(process)
+        return f"timed out after {timeout:.0f} s"
+    except BaseException:
+        stop_compare(process)
+        raise
+
+
+def stop_compare(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(60)  # compare.py gives the server 5 s after SIGTERM, then SIGKILL
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def parse_args() -> argparse.Namespace:
@@ -256,8 +289,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    # SIGTERM ends the session like Ctrl-C: the finally blocks below stop the cluster.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    # SIGTERM ends the session like Ctrl-C (also when started as a background job, which ignores SIGINT):
+    # the running compare.py is stopped, then the finally blocks below stop the cluster.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     raise_fd_limit()
     # One secret for every server of the session, in the environment (never on a command line).
     os.environ.setdefault("CHAT_COOKIE_SECRET", secrets.token_urlsafe(32))
@@ -295,4 +330,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted: everything it started is stopped; the lines written so far stay in --out")
+        sys.exit(130)
