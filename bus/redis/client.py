@@ -5,22 +5,27 @@ cluster. Every key of a room hashes to one slot (``keys.py``), so each
 command, script and pipeline of the bus goes to exactly one shard, and a read
 of many rooms is a pipeline per shard, never a cross-slot command.
 
+- ``Shard``: one master's connections. Everything on the message and join
+  paths goes over its *wires* (``wire.py``): one pipelined connection each
+  for publishes, reads and other commands, and one subscribed connection per
+  reader session; a burst of joins shares them, never waiting for a pooled
+  connection. A small redis-py pool serves the rest (heartbeats, janitor).
 - ``Topology``: which shard serves a key. One Redis: always the same shard.
   A cluster: the slot map read with ``CLUSTER SLOTS`` from any node that
   answers, read again after a ``MOVED``, ``ASK``, ``CLUSTERDOWN`` or a lost
   connection (a failover), and whoever listens (the consumer) is told.
 - ``Health`` (``health.py``): the bus's one outage tracker.
-- ``Redis.call``: the one retry policy. A redirection or a dropped connection
-  refreshes the topology (or drops the shard's idle connections, which a
-  restarted Redis closed) and the call is tried once more when it is
-  idempotent. A publish without ``client_id`` is not: had Redis run it before
+- ``Redis.call_shard`` (and ``script``, ``command``, ``call`` over it): the
+  one retry policy. A redirection or a dropped connection refreshes the
+  topology (or drops the shard's idle connections, which a restarted Redis
+  closed) and the call is tried once more when it is idempotent. A publish without ``client_id`` is not: had Redis run it before
   the connection broke, it would be stored twice. A Redis error caused by the
   request itself is no outage and is not reported as one.
 - ``run_forever``: the one runner loop: run a step, and on failure report it,
   back off exponentially and run it again.
 
-Every command is bounded by the socket timeout (``timeout``), not by an
-``asyncio.wait_for`` around it.
+Every command is bounded by ``timeout``: a wire's one timer, or the pool's
+socket timeout, never an ``asyncio.wait_for`` around it.
 """
 
 from __future__ import annotations
@@ -52,9 +57,8 @@ log = structlog.get_logger("chat.bus")
 T = TypeVar("T")
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 LOST_CONNECTION = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-# Commands take well under a millisecond: 64 connections a shard serve
-# thousands of joins a second; a burst beyond waits for one, within the timeout.
-POOL_SIZE = 64
+# The pool serves the liveness loop only (the message and join paths use wires).
+POOL_SIZE = 16
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 
 

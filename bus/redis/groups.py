@@ -86,8 +86,3 @@ def decode_flat(room: str, entry: Sequence[Any]) -> Message | None:
     """An entry as Lua returns it: ``[id, [field, value, ...]]``."""
     message_id, flat = entry[0], entry[1] or []
     return decode_fields(message_id, room, dict(zip(flat[0::2], flat[1::2])))
-
-
-def text(value: Any) -> str:
-    """A channel name or payload off the subscribed connection (undecoded bytes), as text."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")

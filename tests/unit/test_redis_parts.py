@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from bus.message import IdKey, Message, Notice
 from bus.redis.client import Topology, _node_url, _parse_slots, redirected
-from bus.redis.groups import RoomGroup, decode_fields, decode_flat, decode_notice, decode_rung, lost_group, text
+from bus.redis.groups import RoomGroup, decode_fields, decode_flat, decode_notice, decode_rung, lost_group
 from bus.redis.health import PRESENCE, Health
 from bus.redis.keys import Keys
 
@@ -281,17 +281,3 @@ def test_an_entry_deleted_while_pending_is_no_message() -> None:
 def test_an_entry_as_lua_returns_it() -> None:
     assert decode_flat("r", ["7-0", ["user", "ann", "text", "hi", "cid", "c"]]) == Message("7-0", "r", "ann", "hi", "c")
     assert decode_flat("r", ["7-1", ["text", "t", "user", "u"]]) == Message("7-1", "r", "u", "t", None)
-
-
-@pytest.mark.parametrize(
-    "raw,expected",
-    [
-        (b"chat:{caf\xc3\xa9}:events", "chat:{café}:events"),
-        ("already text", "already text"),
-        (None, ""),
-        (b"\xff", "\ufffd"),
-        (7, "7"),
-    ],
-)
-def test_channel_names_and_payloads_are_read_as_text(raw: object, expected: str) -> None:
-    assert text(raw) == expected
