@@ -18,8 +18,9 @@ of many rooms is a pipeline per shard, never a cross-slot command.
 - ``Redis.call_shard`` (and ``script``, ``command``, ``call`` over it): the
   one retry policy. A redirection or a dropped connection refreshes the
   topology (or drops the shard's idle connections, which a restarted Redis
-  closed) and the call is tried once more when it is idempotent. A publish without ``client_id`` is not: had Redis run it before
-  the connection broke, it would be stored twice. A Redis error caused by the
+  closed) and the call is tried once more when it is idempotent. A publish
+  without ``client_id`` is not: had Redis run it before the connection
+  broke, it would be stored twice. A Redis error caused by the
   request itself is no outage and is not reported as one.
 - ``run_forever``: the one runner loop: run a step, and on failure report it,
   back off exponentially and run it again.
