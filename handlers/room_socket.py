@@ -29,7 +29,7 @@ from handlers.limits import SocketLimits
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
-from handlers.tornado_frames import PING_TIMED_OUT, aborter, text_frame, watch_closes, write_text
+from handlers.tornado_frames import PING_TIMED_OUT, aborter, release_handshake, text_frame, watch_closes, write_text
 
 log = structlog.get_logger("chat.ws")
 
@@ -69,6 +69,36 @@ def _host_port(netloc: str, scheme: str) -> str:
 
 
 class RoomSocket(WebSocketHandler):
+    # Our state lives in slots, not in the instance dict: with Tornado's own
+    # attributes the dict passed CPython's 30 shared keys and became a full
+    # dict of its own, about 1.5 KiB per idle connection (bench/RESULTS.md).
+    __slots__ = (
+        "_bus",
+        "_limits",
+        "_metrics",
+        "_counted",
+        "_settings",
+        "_registry",
+        "_joined",
+        "_closed",
+        "_opened_at",
+        "_messages_in",
+        "_messages_out",
+        "_unsent",
+        "_last_write",
+        "_server_close_code",
+        "_refusals",
+        "_over_rate",
+        "_log_budget",
+        "_unlogged",
+        "_leave_task",
+        "_client",
+        "room",
+        "user",
+        "conn",
+        "_since",
+    )
+
     def initialize(
         self, bus: RoomBus, settings: Settings, registry: SocketRegistry, metrics: SocketMetrics, limits: SocketLimits
     ) -> None:
@@ -86,14 +116,20 @@ class RoomSocket(WebSocketHandler):
         self._unsent = 0
         self._last_write: "Future[None] | None" = None  # resolves once everything queued reached the kernel
         self._server_close_code: int | None = None
-        self._refusals = TokenBucket(REFUSED_PER_SECOND, REFUSED_BURST)
-        self._over_rate = TokenBucket(OVER_RATE_PER_SECOND, OVER_RATE_BURST)
-        self._log_budget = TokenBucket(LOGGED_PER_SECOND, LOGGED_BURST)
+        # The refusal budgets are made at the first refusal: a bucket made
+        # then is full, exactly as one made at open would be by then (it
+        # refills to its burst and spent nothing), and most connections never
+        # send a bad frame, so most never pay for three buckets.
+        self._refusals: TokenBucket | None = None
+        self._over_rate: TokenBucket | None = None
+        self._log_budget: TokenBucket | None = None
         self._unlogged = 0  # rejections left out of the log since the last line
         self.room = ""
         self.user = ""
         self.conn = ""
         self._since: IdKey | None = None
+        self._client = ""  # the client's address, kept once the request's headers are let go
+        self._leave_task: "asyncio.Future[None] | None" = None
 
     # ---- handshake -------------------------------------------------------
 
@@ -107,7 +143,7 @@ class RoomSocket(WebSocketHandler):
                 self._since = id_key(since)
             except ValueError:
                 raise HTTPError(400, reason="since must be a message id") from None
-        client = self.request.remote_ip or ""
+        client = self._client = self.request.remote_ip or ""
         refused = self._limits.connections.admit(client)
         if refused is not None:
             self._refuse_handshake(refused)
@@ -181,7 +217,8 @@ class RoomSocket(WebSocketHandler):
         self._metrics.connection_opened()
         self._counted = True
         structlog.contextvars.bind_contextvars(conn=self.conn, room=self.room, user=self.user)
-        log.info("ws.connect", client=self.request.remote_ip, since=str(self._since) if self._since else None)
+        log.info("ws.connect", client=self._client, since=str(self._since) if self._since else None)
+        release_handshake(self)
         try:
             history = await self._bus.join(self.room, self, self.user, self._since)
         except BusUnavailable as exc:
@@ -288,7 +325,7 @@ class RoomSocket(WebSocketHandler):
         # The user's bucket is per room: a room's pace is what --rate-limit
         # keeps; the address bucket bounds everything one client sends.
         per_user = self._limits.per_user.take(f"{self.room}\x00{self.user}")
-        per_client = self._limits.per_client.take(self.request.remote_ip or "")
+        per_client = self._limits.per_client.take(self._client)
         return per_user and per_client
 
     async def _publish(self, request: ChatRequest) -> None:
@@ -314,13 +351,17 @@ class RoomSocket(WebSocketHandler):
 
     def _reject(self, error: FrameError) -> None:
         self._metrics.message_rejected(error.code)
+        self._log_budget = self._log_budget or TokenBucket(LOGGED_PER_SECOND, LOGGED_BURST)
         if self._log_budget.take():
             extra = {"suppressed": self._unlogged} if self._unlogged else {}
             self._unlogged = 0
             log.info("message.rejected", reason=error.code, **extra)
         else:
             self._unlogged += 1
-        budget = self._over_rate if error.code == "rate_limited" else self._refusals
+        if error.code == "rate_limited":
+            budget = self._over_rate = self._over_rate or TokenBucket(OVER_RATE_PER_SECOND, OVER_RATE_BURST)
+        else:
+            budget = self._refusals = self._refusals or TokenBucket(REFUSED_PER_SECOND, REFUSED_BURST)
         if budget.take():
             self.send_frame(error.frame())
         else:

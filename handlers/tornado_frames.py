@@ -20,7 +20,10 @@ import struct
 from typing import Any, Callable
 
 from tornado.concurrent import Future
+from tornado.http1connection import HTTP1Connection
+from tornado.httputil import HTTPHeaders, HTTPServerRequest
 from tornado.iostream import IOStream, StreamClosedError
+from tornado.web import RequestHandler
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 PING_TIMED_OUT = "ping timed out"  # the reason Tornado's periodic_ping closes with
@@ -33,6 +36,8 @@ RELIED_ON = (
     "WebSocketProtocol13.periodic_ping closes with reason 'ping timed out'",
     "IOStream.write(data) -> Future, resolved once the bytes reached the kernel",
     "IOStream.close(): tears the TCP connection down at once",
+    "RequestHandler.ui, ._headers, HTTPServerRequest.headers, ._cookies, HTTP1Connection._request_headers:"
+    " unused once a WebSocket is open",
 )
 
 
@@ -60,6 +65,41 @@ def write_text(handler: WebSocketHandler, payload: bytes) -> "Future[None] | Non
         return stream.write(text_frame(payload))
     except StreamClosedError:
         return None
+
+
+class _ReleasedHeaders(HTTPHeaders):
+    """The headers of a handshake that is over: empty, and nothing may be added."""
+
+    def add(self, name: str, value: str, *, _chars_are_bytes: bool = True) -> None:
+        raise RuntimeError("the handshake's headers were released once the WebSocket opened")
+
+    def __setitem__(self, name: str, value: str) -> None:
+        raise RuntimeError("the handshake's headers were released once the WebSocket opened")
+
+
+RELEASED_HEADERS: HTTPHeaders = _ReleasedHeaders()
+
+
+def release_handshake(handler: WebSocketHandler) -> None:
+    """Let go of what only the handshake needed, so an idle socket holds less.
+
+    A browser's handshake headers (cookies, user agent, languages: 1 to 2
+    KiB), the parsed cookies, the response headers already sent and the
+    template namespace (``ui``, which Tornado itself drops only at close) and
+    the detached HTTP connection's copy of the request headers are
+    kept by Tornado for the life of the socket, yet read only before
+    ``open``. Call it once the handler has read what it needs from them
+    (remote address, name cookie); ``request.remote_ip``, ``host`` and the
+    query stay.
+    """
+    request = handler.request
+    request.headers = RELEASED_HEADERS
+    connection = request.connection
+    if isinstance(connection, HTTP1Connection):  # detached: it writes no more responses that would read them
+        connection._request_headers = None
+    request.__dict__.pop("_cookies", None)
+    handler._headers = RELEASED_HEADERS
+    handler.ui = None  # type: ignore[assignment]
 
 
 def aborter(handler: WebSocketHandler) -> Callable[[], None]:
@@ -111,6 +151,14 @@ def tornado_problems() -> list[str]:
             problems.append(f"{owner.__name__}.{name} takes {found}, not {parameters}")
     if PING_TIMED_OUT not in inspect.getsource(WebSocketProtocol13.periodic_ping):
         problems.append(f"periodic_ping no longer closes with reason {PING_TIMED_OUT!r}")
+    for owner, attribute in (
+        (RequestHandler, "self.ui ="),
+        (RequestHandler, "self._headers ="),
+        (HTTPServerRequest, "self._cookies"),
+        (HTTP1Connection, "self._request_headers ="),
+    ):
+        if attribute not in inspect.getsource(owner):
+            problems.append(f"{owner.__name__} no longer sets {attribute.removesuffix(' =')}")
     if "self.stream" not in inspect.getsource(WebSocketProtocol13):
         problems.append("WebSocketProtocol13 no longer keeps its IOStream as .stream")
     return problems
