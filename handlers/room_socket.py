@@ -29,7 +29,16 @@ from handlers.limits import SocketLimits
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
-from handlers.tornado_frames import PING_TIMED_OUT, aborter, release_handshake, text_frame, watch_closes, write_text
+from handlers.tornado_frames import (
+    HANDLER_SLOTS,
+    PING_TIMED_OUT,
+    aborter,
+    release_handshake,
+    slotted_protocol,
+    text_frame,
+    watch_closes,
+    write_text,
+)
 
 log = structlog.get_logger("chat.ws")
 
@@ -69,9 +78,9 @@ def _host_port(netloc: str, scheme: str) -> str:
 
 
 class RoomSocket(WebSocketHandler):
-    # Our state lives in slots, not in the instance dict: with Tornado's own
-    # attributes the dict passed CPython's 30 shared keys and became a full
-    # dict of its own, about 1.5 KiB per idle connection (bench/RESULTS.md).
+    # Our state and Tornado's live in slots, not in the instance dict: with
+    # both, the dict passed CPython's 30 shared keys and became a full dict of
+    # its own, about 1.5 KiB per idle connection (bench/RESULTS.md).
     __slots__ = (
         "_bus",
         "_limits",
@@ -97,7 +106,7 @@ class RoomSocket(WebSocketHandler):
         "user",
         "conn",
         "_since",
-    )
+    ) + HANDLER_SLOTS
 
     def initialize(
         self, bus: RoomBus, settings: Settings, registry: SocketRegistry, metrics: SocketMetrics, limits: SocketLimits
@@ -186,7 +195,7 @@ class RoomSocket(WebSocketHandler):
         return _host_port(parts.netloc, scheme) == _host_port(host, scheme)
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        protocol = super().get_websocket_protocol()
+        protocol = slotted_protocol(self)
         if protocol is not None:
             # Tornado closes a frame over the size limit with 1009, and an
             # unanswered ping, by itself and keeps no note of either.

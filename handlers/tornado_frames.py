@@ -24,7 +24,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders, HTTPServerRequest
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.web import RequestHandler
-from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13, _WebSocketParams
 
 PING_TIMED_OUT = "ping timed out"  # the reason Tornado's periodic_ping closes with
 
@@ -38,7 +38,104 @@ RELIED_ON = (
     "IOStream.close(): tears the TCP connection down at once",
     "RequestHandler.ui, ._headers, HTTPServerRequest.headers, ._cookies, HTTP1Connection._request_headers:"
     " unused once a WebSocket is open",
+    "HANDLER_SLOTS, PROTOCOL_SLOTS: instance attributes of WebSocketHandler and WebSocketProtocol13, no class ones",
+    "WebSocketHandler.get_websocket_protocol: WebSocketProtocol13(self, False, _WebSocketParams(...))",
 )
+
+# Tornado's per-connection attributes, kept in slots by our subclasses rather
+# than in instance dicts: with 20 to 30 keys each, Tornado's handler and
+# protocol dicts cost about 0.9 and 1.5 KiB per idle connection, slots 8 bytes
+# an attribute. A name Tornado stops using costs 8 bytes; one it adds lands
+# in the dict as before. Method names (Tornado replaces ``write``, ``finish``
+# ... on an open socket's instance) must not be here: a slot would hide them.
+HANDLER_SLOTS = (
+    "_auto_finish",
+    "_current_user",
+    "_finished",
+    "_headers",
+    "_headers_written",
+    "_on_close_called",
+    "_prepared_future",
+    "_reason",
+    "_status_code",
+    "_transforms",
+    "_write_buffer",
+    "application",
+    "close_code",
+    "close_reason",
+    "open_args",
+    "open_kwargs",
+    "path_args",
+    "path_kwargs",
+    "request",
+    "ui",
+    "ws_connection",
+)
+PROTOCOL_SLOTS = (
+    "_compression_options",
+    "_compressor",
+    "_decompressor",
+    "_final_frame",
+    "_fragmented_message_buffer",
+    "_fragmented_message_opcode",
+    "_frame_compressed",
+    "_frame_length",
+    "_frame_mask",
+    "_frame_opcode",
+    "_masked_frame",
+    "_message_bytes_in",
+    "_message_bytes_out",
+    "_pending_pong",
+    "_ping_coroutine",
+    "_pong_future",
+    "_received_pong",
+    "_selected_subprotocol",
+    "_waiting",
+    "_wire_bytes_in",
+    "_wire_bytes_out",
+    "client_terminated",
+    "close_code",
+    "close_reason",
+    "handler",
+    "mask_outgoing",
+    "params",
+    "server_terminated",
+    "stream",
+)
+
+
+class SlottedProtocol13(WebSocketProtocol13):
+    """Tornado's protocol 13, its attributes in slots (``PROTOCOL_SLOTS`` says why)."""
+
+    __slots__ = PROTOCOL_SLOTS
+
+
+_params: dict[tuple[Any, ...], _WebSocketParams] = {}
+
+
+def slotted_protocol(handler: WebSocketHandler) -> WebSocketProtocol | None:
+    """What ``WebSocketHandler.get_websocket_protocol`` returns, as a ``SlottedProtocol13``.
+
+    The parameters are the same for every socket of an application: one
+    object is shared (Tornado only reads them) rather than one made per socket.
+    """
+    if handler.request.headers.get("Sec-WebSocket-Version") != "13":
+        return None
+    key = (
+        handler.ping_interval,
+        handler.ping_timeout,
+        handler.max_message_size,
+        repr(handler.get_compression_options()),
+    )
+    params = _params.get(key)
+    if params is None:
+        params = _params[key] = _WebSocketParams(
+            ping_interval=handler.ping_interval,
+            ping_timeout=handler.ping_timeout,
+            max_message_size=handler.max_message_size,
+            compression_options=handler.get_compression_options(),
+        )
+    return SlottedProtocol13(handler, False, params)
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -159,6 +256,17 @@ def tornado_problems() -> list[str]:
     ):
         if attribute not in inspect.getsource(owner):
             problems.append(f"{owner.__name__} no longer sets {attribute.removesuffix(' =')}")
+    for owner, names in ((WebSocketHandler, HANDLER_SLOTS), (WebSocketProtocol13, PROTOCOL_SLOTS)):
+        hidden = [name for name in names if hasattr(owner, name)]
+        if hidden:
+            problems.append(f"{owner.__name__} has class attributes {hidden}: a slot would hide them")
+    if "WebSocketProtocol13(self, False, params)" not in inspect.getsource(WebSocketHandler.get_websocket_protocol):
+        problems.append(
+            "WebSocketHandler.get_websocket_protocol no longer makes WebSocketProtocol13(self, False, params)"
+        )
+    params = list(inspect.signature(_WebSocketParams).parameters)
+    if params != ["ping_interval", "ping_timeout", "max_message_size", "compression_options"]:
+        problems.append(f"_WebSocketParams takes {params}")
     if "self.stream" not in inspect.getsource(WebSocketProtocol13):
         problems.append("WebSocketProtocol13 no longer keeps its IOStream as .stream")
     return problems
