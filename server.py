@@ -34,6 +34,7 @@ from config.settings import Settings, SettingsError, load_settings
 from handlers.health import HealthHandler, ReadyHandler
 from handlers.hosts import HostCheckedApplication, host_policy
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
+from handlers.pings import PingWheel
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
 from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
 from ops.metrics import Metrics, MetricsHandler
@@ -138,7 +139,7 @@ class ChatServer:
         self.metrics = Metrics()
         self.bus = RoomBus(build_backend(settings, self.metrics), settings.history, observer=self.metrics)
         self.metrics.count_rooms_with(self.bus.room_count)
-        self.registry = SocketRegistry()
+        self.registry = SocketRegistry(PingWheel(settings.ping_interval, settings.ping_timeout))
         descriptors = raise_descriptor_limit()
         cap = connection_cap(settings.max_connections, descriptors)
         log_descriptor_limit(settings.max_connections, descriptors, cap)
@@ -180,6 +181,8 @@ class ChatServer:
             self.http.stop()
         self.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
         await self.registry.wait_empty(self.settings.shutdown_timeout)
+        if self.registry.pings is not None:
+            self.registry.pings.stop()
         if self.http is not None:
             await asyncio.wait_for(self.http.close_all_connections(), timeout=1.0)
         await self.bus.close()

@@ -33,7 +33,9 @@ from handlers.tornado_frames import (
     HANDLER_SLOTS,
     PING_TIMED_OUT,
     aborter,
+    pong_received,
     release_handshake,
+    send_ping,
     slotted_protocol,
     text_frame,
     watch_closes,
@@ -106,6 +108,8 @@ class RoomSocket(WebSocketHandler):
         "user",
         "conn",
         "_since",
+        "ping_slot",
+        "ping_awaiting",
     ) + HANDLER_SLOTS
 
     def initialize(
@@ -139,6 +143,8 @@ class RoomSocket(WebSocketHandler):
         self._since: IdKey | None = None
         self._client = ""  # the client's address, kept once the request's headers are let go
         self._leave_task: "asyncio.Future[None] | None" = None
+        self.ping_slot = -1  # the registry's ping wheel keeps these
+        self.ping_awaiting = False
 
     # ---- handshake -------------------------------------------------------
 
@@ -194,6 +200,24 @@ class RoomSocket(WebSocketHandler):
         scheme = "https" if parts.scheme == "https" else "http"
         return _host_port(parts.netloc, scheme) == _host_port(host, scheme)
 
+    @property
+    def ping_interval(self) -> float | None:
+        """None when the registry's wheel pings this socket: Tornado then starts no ping task of its own."""
+        if self._registry.pings is not None:
+            return None
+        return super().ping_interval
+
+    def send_ping(self) -> bool:
+        return send_ping(self)
+
+    def pong_received(self) -> bool:
+        return pong_received(self)
+
+    def ping_timed_out(self) -> None:
+        connection = self.ws_connection
+        if connection is not None:
+            connection.close(reason=PING_TIMED_OUT)  # noted by watch_closes, as Tornado's own timeout
+
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         protocol = slotted_protocol(self)
         if protocol is not None:
@@ -223,6 +247,8 @@ class RoomSocket(WebSocketHandler):
         self.conn = f"{self._settings.node_id}:{self._registry.next_id()}"
         self._opened_at = time.monotonic()
         self._registry.add(self)
+        if self._registry.pings is not None and self._registry.pings.enabled:
+            self._registry.pings.add(self)
         self._metrics.connection_opened()
         self._counted = True
         structlog.contextvars.bind_contextvars(conn=self.conn, room=self.room, user=self.user)
@@ -289,6 +315,8 @@ class RoomSocket(WebSocketHandler):
     def on_close(self) -> None:
         self._closed = True
         self._registry.discard(self)
+        if self._registry.pings is not None:
+            self._registry.pings.discard(self)
         if self._counted:
             self._counted = False
             self._metrics.connection_closed()

@@ -40,6 +40,7 @@ RELIED_ON = (
     " unused once a WebSocket is open",
     "HANDLER_SLOTS, PROTOCOL_SLOTS: instance attributes of WebSocketHandler and WebSocketProtocol13, no class ones",
     "WebSocketHandler.get_websocket_protocol: WebSocketProtocol13(self, False, _WebSocketParams(...))",
+    "WebSocketProtocol13._received_pong: set True by every pong; write_ping(data) sends one",
 )
 
 # Tornado's per-connection attributes, kept in slots by our subclasses rather
@@ -199,6 +200,25 @@ def release_handshake(handler: WebSocketHandler) -> None:
     handler.ui = None  # type: ignore[assignment]
 
 
+def send_ping(handler: WebSocketHandler) -> bool:
+    """Send a ping and forget any earlier pong, as Tornado's ``periodic_ping``; False when the socket is gone."""
+    connection = handler.ws_connection
+    if not isinstance(connection, WebSocketProtocol13) or connection.is_closing():
+        return False
+    connection._received_pong = False
+    try:
+        connection.write_ping(b"")
+    except StreamClosedError:
+        return False
+    return True
+
+
+def pong_received(handler: WebSocketHandler) -> bool:
+    """Whether the client answered since the last ``send_ping`` (Tornado notes every pong)."""
+    connection = handler.ws_connection
+    return isinstance(connection, WebSocketProtocol13) and connection._received_pong
+
+
 def aborter(handler: WebSocketHandler) -> Callable[[], None]:
     """A function that tears the TCP connection down at once, taken before a close forgets the stream.
 
@@ -233,6 +253,7 @@ def tornado_problems() -> list[str]:
     checks: list[tuple[Any, str, list[str]]] = [
         (WebSocketProtocol13, "close", ["self", "code", "reason"]),
         (WebSocketProtocol13, "is_closing", ["self"]),
+        (WebSocketProtocol13, "write_ping", ["self", "data"]),
         (WebSocketProtocol13, "periodic_ping", ["self"]),
         (IOStream, "write", ["self", "data"]),
         (IOStream, "close", ["self", "exc_info"]),
@@ -267,6 +288,8 @@ def tornado_problems() -> list[str]:
     params = list(inspect.signature(_WebSocketParams).parameters)
     if params != ["ping_interval", "ping_timeout", "max_message_size", "compression_options"]:
         problems.append(f"_WebSocketParams takes {params}")
+    if "self._received_pong = True" not in inspect.getsource(WebSocketProtocol13):
+        problems.append("WebSocketProtocol13 no longer notes pongs in _received_pong")
     if "self.stream" not in inspect.getsource(WebSocketProtocol13):
         problems.append("WebSocketProtocol13 no longer keeps its IOStream as .stream")
     return problems

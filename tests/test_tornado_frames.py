@@ -75,6 +75,8 @@ async def test_an_open_room_socket_lets_go_of_its_handshake_but_keeps_working(ma
     assert set(vars(room_socket)) <= {"finish", "flush", "redirect", "set_cookie", "set_header", "set_status", "write"}
     assert set(vars(room_socket.ws_connection)) <= {"close"}  # watch_closes
     assert room_socket._refusals is None  # made at the first refusal
+    # Pinged by the server's one wheel, not by a task of its own.
+    assert room_socket.ws_connection._ping_coroutine is None and room_socket.ping_slot >= 0
     assert client.ready is not None and client.ready["user"] == "Ada" and request.remote_ip == "127.0.0.1"
     await client.say("still here", client_id="c1")
     assert (await client.recv_type("ack", skip=("presence", "message")))["client_id"] == "c1"
