@@ -185,7 +185,7 @@ class ChatServer:
             self.registry.pings.stop()
         if self.http is not None:
             await asyncio.wait_for(self.http.close_all_connections(), timeout=1.0)
-        await self.bus.close()
+        await self.bus.close(self.settings.shutdown_timeout)
         log.info("server.stopped", open_sockets=len(self.registry.sockets))
 
 

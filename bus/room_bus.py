@@ -98,6 +98,7 @@ class RoomBus:
         self._observer = observer
         self._rooms: dict[str, _Room] = {}
         self._subscribing: dict[str, asyncio.Task[None]] = {}
+        self._leaving: set[asyncio.Future[None]] = set()
 
     @property
     def backend(self) -> Backend:
@@ -106,7 +107,10 @@ class RoomBus:
     async def start(self) -> None:
         await self._backend.start(self._fan_out, self._notify)
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
+        """Let the leaves under way finish (within ``grace`` s), then close the backend."""
+        if self._leaving:
+            await asyncio.wait(list(self._leaving), timeout=grace)
         await self._backend.close()
 
     def room_count(self) -> int:
@@ -161,6 +165,12 @@ class RoomBus:
                 seat.offer(item, item.frame())
             else:
                 seat.member.send_frame(item)
+
+    def leave_soon(self, room: str, member: Member) -> None:
+        """``leave`` in a task of its own (a closing connection cannot wait), which ``close`` waits for."""
+        task = asyncio.ensure_future(self.leave(room, member))
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
 
     async def leave(self, room: str, member: Member) -> None:
         """Unseat a member; the last one out stops this node's delivery of the room."""

@@ -32,6 +32,7 @@ from handlers.socket_metrics import SocketMetrics
 from handlers.tornado_frames import (
     HANDLER_SLOTS,
     PING_TIMED_OUT,
+    Written,
     aborter,
     pong_received,
     release_handshake,
@@ -102,7 +103,6 @@ class RoomSocket(WebSocketHandler):
         "_over_rate",
         "_log_budget",
         "_unlogged",
-        "_leave_task",
         "_client",
         "room",
         "user",
@@ -142,7 +142,6 @@ class RoomSocket(WebSocketHandler):
         self.conn = ""
         self._since: IdKey | None = None
         self._client = ""  # the client's address, kept once the request's headers are let go
-        self._leave_task: "asyncio.Future[None] | None" = None
         self.ping_slot = -1  # the registry's ping wheel keeps these
         self.ping_awaiting = False
 
@@ -264,7 +263,7 @@ class RoomSocket(WebSocketHandler):
         if self._closed:
             # Gone while joining: on_close saw no seat to give up, so give it
             # up here, or the user would stay in the room's presence for good.
-            self._leave_task = asyncio.ensure_future(self._bus.leave(self.room, self))
+            self._bus.leave_soon(self.room, self)
             return
         self._joined = True
         if not await self._replay(history):
@@ -333,8 +332,7 @@ class RoomSocket(WebSocketHandler):
         )
         if self._joined:
             self._joined = False
-            # Kept so the task is not collected before it runs.
-            self._leave_task = asyncio.ensure_future(self._bus.leave(self.room, self))
+            self._bus.leave_soon(self.room, self)
 
     # ---- inbound ---------------------------------------------------------
 
@@ -420,9 +418,11 @@ class RoomSocket(WebSocketHandler):
             self._drop_slow_client()
             return
         written = write_text(self, frame)
-        if written is None:
+        if written is Written.GONE:
             return
         self._messages_out += 1
+        if written is Written.KERNEL:
+            return
         self._unsent += size
         self._last_write = written
         written.add_done_callback(lambda done: self._flushed(done, size))

@@ -11,7 +11,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketProtocol13
 
-from handlers.tornado_frames import RELIED_ON, aborter, text_frame, tornado_problems, write_text
+from handlers.tornado_frames import RELIED_ON, Written, aborter, text_frame, tornado_problems, write_text
 from tests.client import ChatClient
 from tests.helpers import ON_MEMORY
 
@@ -30,14 +30,12 @@ async def test_a_live_room_socket_has_the_stream_and_protocol_the_writer_uses(ma
     connection = socket.ws_connection
     assert isinstance(connection, WebSocketProtocol13) and isinstance(connection.stream, IOStream)
     assert not connection.is_closing()
-    written = write_text(socket, b'{"type":"typing","user":"direct"}')
-    assert written is not None
-    await written
+    assert write_text(socket, b'{"type":"typing","user":"direct"}') is Written.KERNEL  # nothing was queued
     frame = await client.recv_type("typing", skip=("presence",))
     assert frame == {"type": "typing", "user": "direct"}  # a valid frame, as Tornado's client parses it
     aborter(socket)()
     await client.wait_closed()
-    assert write_text(socket, b"{}") is None  # gone: nothing written, nothing raised
+    assert write_text(socket, b"{}") is Written.GONE  # gone: nothing written, nothing raised
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -98,3 +96,24 @@ async def test_an_open_room_socket_lets_go_of_its_handshake_but_keeps_working(ma
 def test_text_frames_carry_the_rfc_6455_length_forms(length: int, header: bytes) -> None:
     payload = b"x" * length
     assert text_frame(payload) == header + payload
+
+
+@pytest.mark.gen_test(timeout=60)
+@ON_MEMORY  # the socket's own buffers: the bus plays no part
+async def test_frames_past_what_the_kernel_takes_wait_in_tornado_and_arrive_whole_and_in_order(
+    make_server: Any,
+) -> None:
+    """A frame the socket takes only part of goes on through the IOStream, and later frames queue behind it."""
+    server = await make_server()
+    client = await ChatClient.connect(server.port, "frames")
+    [socket_handler] = server.registry.sockets
+    padding = "x" * 60_000
+    results = [  # written without yielding: the client reads nothing meanwhile, the kernel's buffers fill
+        write_text(socket_handler, b'{"type":"typing","user":"%d","pad":"%s"}' % (k, padding.encode()))
+        for k in range(400)
+    ]
+    assert results[0] is Written.KERNEL
+    queued = [k for k, result in enumerate(results) if result is not Written.KERNEL]
+    assert queued and queued == list(range(queued[0], 400)), "once one waits, every later one waits behind it"
+    users = [(await client.recv_type("typing", timeout=10, skip=("presence",)))["user"] for _ in range(400)]
+    assert users == [str(k) for k in range(400)]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -44,6 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus.backend import BusUnavailable
 from bus.redis.health import PRESENCE, Health
+from bus.redis.wire import Wire
 
 log = structlog.get_logger("chat.bus")
 
@@ -120,11 +121,43 @@ class Runner:
 
 @dataclass(eq=False)
 class Shard:
-    """One Redis master: a pool for commands, and a client for subscribed connections."""
+    """One Redis master: a pool for the occasional command, and pipelined wires for the hot path.
+
+    ``wire("publish")`` and ``wire("read")`` are one connection each, made on first use
+    and again after one is lost; a subscribed connection is a new wire each session
+    (``open_wire``). Publishes have their own so that a ``WAIT`` never holds up a read.
+    """
 
     address: str
     client: RedisClient
-    subscriber: RedisClient
+    url: str
+    cluster: bool
+    timeout: float | None
+    client_name: str
+    _wires: dict[str, Wire] = field(default_factory=dict)
+    _opening: dict[str, asyncio.Future[Wire]] = field(default_factory=dict)
+
+    async def wire(self, role: str, slack: float = 0.0) -> Wire:
+        """The role's wire; ``slack``: seconds its commands may take beyond the timeout (a WAIT's own)."""
+        wire = self._wires.get(role)
+        if wire is not None and not wire.closed:
+            return wire
+        opening = self._opening.get(role)
+        if opening is None:  # one connect for every caller of this moment
+            opening = self._opening[role] = asyncio.ensure_future(self.open_wire(slack))
+            opening.add_done_callback(lambda done: self._opened(role, done))
+        return await asyncio.shield(opening)
+
+    def _opened(self, role: str, done: asyncio.Future[Wire]) -> None:
+        self._opening.pop(role, None)
+        if not done.cancelled() and done.exception() is None:
+            self._wires[role] = done.result()
+
+    async def open_wire(self, slack: float = 0.0) -> Wire:
+        wire = await Wire.open(self.url, timeout=self.timeout, client_name=self.client_name, select_db=not self.cluster)
+        if wire.timeout is not None:
+            wire.timeout += slack
+        return wire
 
     async def drop_idle(self) -> None:
         """A Redis that restarted closed every connection; redis-py learns it only by using each."""
@@ -132,8 +165,12 @@ class Shard:
             await self.client.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
+        for opening in self._opening.values():
+            opening.cancel()
+        for wire in self._wires.values():
+            wire.close()
+        self._wires.clear()
         await self.client.aclose()
-        await self.subscriber.aclose()
 
 
 def _node_url(url: str, address: str, cluster: bool) -> str:
@@ -173,9 +210,7 @@ class Topology:
         pool = BlockingConnectionPool.from_url(
             url, max_connections=POOL_SIZE, timeout=self._timeout, decode_responses=True, **common
         )
-        # Bytes: redis-py parses a PING answer in subscribed mode right only undecoded.
-        subscriber = RedisClient.from_url(url, decode_responses=False, **common)
-        return Shard(address, RedisClient.from_pool(pool), subscriber)
+        return Shard(address, RedisClient.from_pool(pool), url, self.cluster, self._timeout, self._client_name)
 
     def shard(self, address: str) -> Shard:
         if address not in self._shards:
@@ -263,6 +298,18 @@ class Redis:
         idempotent: bool = True,
         part: str | None = None,
     ) -> T:
+        """Run ``command`` with the pooled client of the shard that serves ``key`` (see ``call_shard``)."""
+        return await self.call_shard(key, lambda shard: command(shard.client), what, idempotent=idempotent, part=part)
+
+    async def call_shard(
+        self,
+        key: str,
+        command: Callable[[Shard], Awaitable[T]],
+        what: str,
+        *,
+        idempotent: bool = True,
+        part: str | None = None,
+    ) -> T:
         """Run ``command`` on the shard that serves ``key``; failures become BusUnavailable.
 
         ``part`` is the health part to report to (default: the shard).
@@ -271,7 +318,7 @@ class Redis:
             shard = self.topology.shard_for(key)
             report_as = part or shard.address
             try:
-                result = await command(shard.client)
+                result = await command(shard)
             except ResponseError as exc:
                 if redirected(exc) and attempt == 1:  # nothing ran: always safe to try again
                     await self._refresh()

@@ -4,22 +4,28 @@ Each room with local members has a consumer group named after this
 process's incarnation on the room's stream. Rooms are grouped by the shard
 (Redis master) that serves them, and each shard has one ``ShardReader``:
 
-- one subscribed connection to that shard, ``SSUBSCRIBE``d to the shard
-  channel of each of its rooms. Publishing a message rings it (``msg``), and
-  join, leave and typing notices travel on it too;
-- a read of exactly the rooms that rang: one pipeline per loop iteration
-  with an ``XREADGROUP ... COUNT n STREAMS <room> >`` per room (so, on a
-  cluster, never a cross-slot command) and the ``XACK``s of the previous
-  batch. The cost of a read follows the rooms that had messages, never the
-  rooms held, and nothing wakes a reader when a room is added.
+- one subscribed connection to that shard (a ``Wire``), ``SSUBSCRIBE``d to
+  the shard channel of each of its rooms. Publishing a message rings it with
+  the entry itself (``publish.lua``), in stream order, and join, leave and
+  typing notices travel on it too;
+- a room that is caught up (``RoomGroup.caught_up``) is delivered straight
+  from its doorbells: no read, no acknowledgement, one round trip per
+  message less. A room that is behind (just subscribed, its connection just
+  remade, a doorbell heard while it was read) is read instead, on the shard's
+  read wire: ``XGROUP SETID`` to the last id this process delivered, then
+  ``XREADGROUP ... NOACK STREAMS <room> >``, for every room behind in one
+  write (on a cluster, never a cross-slot command). It is caught up once a
+  read ends with no doorbell heard meanwhile. The cost of reading follows the
+  rooms that fell behind, never the rooms held, and nothing wakes a reader
+  when a room is added.
 
 A doorbell can be lost only with the connection that carries it; whenever
-that connection is (re)made every room of the shard is subscribed again and
-read once, and each room is sent its whole member list (``presence``).
-Entries are acknowledged after delivery, so entries a reader read but never
-delivered stay pending: rooms whose group may hold such entries are read
-from id 0 (the pending list) first. Anything read twice within a run is
-dropped here (``delivered``): each entry reaches ``deliver`` at most once.
+that connection is (re)made every room of the shard is behind, subscribed
+again and read, and each room is sent its whole member list (``presence``).
+Nothing is acknowledged and no pending list grows: the group's cursor, set to
+what this process delivered before each read, is what a pending list would
+give. Anything seen twice within a run is dropped (``RoomGroup.take``): each
+entry reaches ``deliver`` at most once, in stream order.
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import structlog
-from redis.asyncio.client import PubSub
+from hiredis import ReplyError
+from redis.exceptions import ResponseError
 
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.message import Message, Notice
-from bus.redis.client import REDIS_ERRORS, Redis, Restart, Runner, Shard, describe
-from bus.redis.groups import RoomGroup, decode_fields, decode_notice, lost_group, text
-from bus.redis.keys import MESSAGE_BELL, Keys
+from bus.redis.client import REDIS_ERRORS, Redis, Restart, Runner, Shard, describe, redirected
+from bus.redis.groups import RoomGroup, decode_flat, decode_notice, decode_rung, lost_group
+from bus.redis.keys import Keys
+from bus.redis.wire import Wire
 
 log = structlog.get_logger("chat.bus")
 
@@ -70,14 +78,14 @@ class ShardReader:
         self.rooms: dict[str, RoomGroup] = {}
         self._ctx = ctx
         self._dirty: set[str] = set()
-        self._acks: dict[str, list[str]] = {}
-        self._pubsub: PubSub | None = None
+        self._subscriber: Wire | None = None
         self._connected = asyncio.Event()
         self._barriers: dict[str, asyncio.Future[None]] = {}
-        self._writing = asyncio.Lock()  # one writer at a time on the subscribed connection (_send)
-        self._wakes: set[asyncio.Future[Any]] = set()  # kept, so that stop() can end them
+        self._wake = asyncio.Event()  # a doorbell, a ring, a restart or a lost connection
+        self._lost: BaseException | None = None
         self._restart = False
         self._heard = 0.0
+        self._keepalive: asyncio.TimerHandle | None = None
         self.runner = Runner(f"reader {shard.address}", self._failed)
         self._task: asyncio.Task[None] | None = None
 
@@ -87,10 +95,11 @@ class ShardReader:
 
     async def stop(self) -> None:
         self.runner.closed = True
-        for task in [self._task, *self._wakes]:
-            while task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait([task], timeout=0.5)
+        self._wake.set()
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.5)
 
     # ---- what the consumer asks -------------------------------------------------
 
@@ -99,56 +108,41 @@ class ShardReader:
         self.rooms[group.name] = group
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), self._ctx.timeout)
-        pubsub = self._pubsub
-        if pubsub is None:
+        subscriber = self._subscriber
+        if subscriber is None:
             raise BusUnavailable(f"redis {self.shard.address} not connected")
         try:
-            await self._send(pubsub.ssubscribe, self._ctx.keys.channel(group.name))
-            await self._barrier(pubsub)
+            subscriber.send("SSUBSCRIBE", self._ctx.keys.channel(group.name))
+            await self._barrier(subscriber)
         except REDIS_ERRORS as exc:
             raise BusUnavailable(f"redis subscribe failed: {describe(exc)}") from exc
 
     async def unlisten(self, room: str) -> None:
         self.rooms.pop(room, None)
         self._dirty.discard(room)
-        pubsub = self._pubsub
-        if pubsub is not None:
-            with contextlib.suppress(*REDIS_ERRORS):  # a broken connection starts over without it
-                await self._send(pubsub.sunsubscribe, self._ctx.keys.channel(room))
+        subscriber = self._subscriber
+        if subscriber is not None:  # a broken connection starts over without it
+            subscriber.send("SUNSUBSCRIBE", self._ctx.keys.channel(room))
 
     def ring(self, room: str) -> None:
-        """Read the room soon (its group may hold entries this run has not delivered)."""
-        self._dirty.add(room)
-        self._wake()
+        """Read the room soon (its group may hold entries this run has not delivered); until then it is behind."""
+        group = self.rooms.get(room)
+        if group is not None:
+            group.caught_up = False
+            self._dirty.add(room)
+            self._wake.set()
 
     def restart(self) -> None:
         self._restart = True
-        self._wake()
+        self._wake.set()
 
-    def _wake(self) -> None:
-        """A PING's answer ends the wait for the subscribed connection's next message."""
-        pubsub = self._pubsub
-        if pubsub is not None:
-            task = asyncio.ensure_future(self._send(pubsub.ping, b"wake"))
-            self._wakes.add(task)
-            task.add_done_callback(self._woken)
-
-    def _woken(self, task: "asyncio.Future[Any]") -> None:
-        self._wakes.discard(task)
-        if not task.cancelled():
-            task.exception()  # a lost connection is the session's to notice
-
-    async def _send(self, command: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """One writer at a time: Python 3.11 lets one task wait in drain(); a second breaks the connection."""
-        async with self._writing:
-            return await command(*args)
-
-    async def _barrier(self, pubsub: PubSub) -> None:
+    async def _barrier(self, subscriber: Wire) -> None:
+        """Until Redis has done every command sent before: it answers a PING after them."""
         token = f"barrier-{next(self._ctx.tokens)}"
         answered = asyncio.get_running_loop().create_future()
         self._barriers[token] = answered
         try:
-            await self._send(pubsub.ping, token)
+            subscriber.send("PING", token)
             await asyncio.wait_for(answered, self._ctx.timeout)
         finally:
             self._barriers.pop(token, None)
@@ -161,143 +155,156 @@ class ShardReader:
         await self._ctx.redis.topology.refresh()
 
     async def _session(self) -> None:
-        pubsub = self.shard.subscriber.pubsub()
-        self._restart = False
+        subscriber = await self.shard.open_wire()
+        self._restart, self._lost = False, None
+        for group in self.rooms.values():  # doorbells were missed: read before taking any
+            group.caught_up = False
+        subscriber.on_push = self._on_push
         try:
-            control = self._ctx.keys.control(self._ctx.incarnation())
-            await self._send(pubsub.subscribe, control)
+            self._subscriber = subscriber
+            subscriber.send("SUBSCRIBE", self._ctx.keys.control(self._ctx.incarnation()))
             rooms = list(self.rooms.values())
             for group in rooms:  # one channel a command: on a cluster, channels of one command share a slot
-                await self._send(pubsub.ssubscribe, self._ctx.keys.channel(group.name))
-            await self._first_pong(pubsub)
-            self._pubsub = pubsub
+                subscriber.send("SSUBSCRIBE", self._ctx.keys.channel(group.name))
+            await self._barrier(subscriber)
             await self._ctx.ensure(self.shard, rooms)
             self._connected.set()
             self._ctx.redis.health.ok(self.shard.address)
             self.runner.healthy()
-            self._dirty.update(group.name for group in rooms)
+            for group in rooms:
+                self.ring(group.name)
             if rooms:
                 asyncio.ensure_future(self._send_lists([group.name for group in rooms]))
-            await self._loop(pubsub)
+            await self._loop()
         finally:
-            self._pubsub = None
+            self._subscriber = None
             self._connected.clear()
+            if self._keepalive is not None:
+                self._keepalive.cancel()
             for answered in self._barriers.values():
                 if not answered.done():
                     answered.set_exception(ConnectionError("subscribed connection lost"))
-            with contextlib.suppress(*REDIS_ERRORS):
-                await pubsub.aclose()
+            subscriber.close()
 
-    async def _first_pong(self, pubsub: PubSub) -> None:
-        """Until Redis has every subscription of the session (it answers a PING after them)."""
-        token = f"session-{next(self._ctx.tokens)}"
-        await self._send(pubsub.ping, token)
-        deadline = time.monotonic() + (self._ctx.timeout or IDLE_PING)
-        while time.monotonic() < deadline:
-            message = await pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
-            if message is None:
-                continue
-            if message.get("type") == "pong" and text(message.get("data")) == token:
-                return
-            self._handle(message)
-        raise TimeoutError("no answer to the subscriptions")
-
-    async def _loop(self, pubsub: PubSub) -> None:
+    async def _loop(self) -> None:
         self._heard = time.monotonic()
-        while not self.runner.closed:
+        self._keep_alive()
+        while True:
+            if self.runner.closed:
+                return
             if self._restart:
                 raise Restart()
-            message = await pubsub.get_message(timeout=0 if self._dirty else IDLE_PING)
-            while message is not None:
-                self._heard = time.monotonic()
-                self._handle(message)
-                message = await pubsub.get_message(timeout=0)
+            if self._lost is not None:
+                raise self._lost
             if self._dirty:
                 await self._read()
-            elif self._acks:
-                await self._flush_acks()
-            elif time.monotonic() - self._heard > 2 * IDLE_PING + (self._ctx.timeout or IDLE_PING):
-                raise ConnectionError("no answer on the subscribed connection")
-            elif time.monotonic() - self._heard >= IDLE_PING:  # quiet: make Redis say something, or fail
-                await self._send(pubsub.ping, b"alive")
+                continue
+            self._wake.clear()
+            await self._wake.wait()
 
-    def _handle(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
+    def _keep_alive(self) -> None:
+        """Every IDLE_PING: a quiet connection is asked for a PING, a silent one is given up."""
+        subscriber = self._subscriber
+        if subscriber is None:
+            return
+        quiet = time.monotonic() - self._heard
+        if quiet > 2 * IDLE_PING + (self._ctx.timeout or IDLE_PING):
+            self._lose(ConnectionError("no answer on the subscribed connection"))
+            return
+        if quiet >= IDLE_PING:
+            subscriber.send("PING", "alive")
+        self._keepalive = asyncio.get_running_loop().call_later(IDLE_PING, self._keep_alive)
+
+    def _lose(self, exc: BaseException) -> None:
+        self._lost = exc
+        self._wake.set()
+
+    def _on_push(self, push: Any) -> None:
+        self._heard = time.monotonic()
+        if isinstance(push, BaseException):  # the connection is gone
+            self._lose(push)
+            return
+        if isinstance(push, ReplyError):
+            if redirected(ResponseError(str(push))):
+                self.restart()  # a subscription refused: the slot moved, or the cluster is changing
+            else:
+                self._lose(ResponseError(str(push)))
+            return
+        kind = push[0]
         if kind == "smessage":
-            room = self._ctx.keys.room_of_channel(text(message["channel"]))
+            room = self._ctx.keys.room_of_channel(push[1])
             if room is None or room not in self.rooms:
                 return
-            payload = text(message["data"])
-            if payload == MESSAGE_BELL:
-                self._dirty.add(room)
-            elif (notice := decode_notice(room, payload)) is not None:
+            if push[2].startswith("["):
+                self._rung(self.rooms[room], push[2])
+            elif (notice := decode_notice(room, push[2])) is not None:
                 self._notify(notice)
         elif kind == "pong":
-            answered = self._barriers.get(text(message.get("data")))
+            answered = self._barriers.get(push[1])
             if answered is not None and not answered.done():
                 answered.set_result(None)
         elif kind == "sunsubscribe":
-            room = self._ctx.keys.room_of_channel(text(message["channel"]))
+            room = self._ctx.keys.room_of_channel(push[1])
             if room is not None and room in self.rooms:
-                raise Restart()  # not ours: the slot moved to another shard
+                self.restart()  # not ours: the slot moved to another shard
+
+    def _rung(self, group: RoomGroup, payload: str) -> None:
+        """A doorbell with its entry: delivered now when the room is caught up, else read with the rest."""
+        if not group.caught_up:
+            self.ring(group.name)
+            return
+        message = decode_rung(group.name, payload)
+        if message is None:
+            self.ring(group.name)  # not ours to read: the stream says what it is
+        elif group.take(message):
+            self._deliver([message])
+
+    def _deliver(self, batch: list[Message]) -> None:
+        if self._ctx.deliver is not None:
+            try:
+                self._ctx.deliver(batch)
+            except Exception:  # a fan-out bug must not wedge the stream: log, go on
+                log.exception("bus.deliver_failed", messages=len(batch))
 
     # ---- reading -----------------------------------------------------------------
 
     async def _read(self) -> None:
+        """One write: per room that is behind, its group set to what was delivered, then an XREADGROUP.
+
+        ``NOACK``: nothing is acknowledged; the cursor set first is what counts.
+        """
         groups = [self.rooms[room] for room in self._dirty if room in self.rooms]
         self._dirty.clear()
         name = self._ctx.incarnation()
-        acks, self._acks = self._acks, {}
-        async with self.shard.client.pipeline(transaction=False) as pipe:
-            for key, ids in acks.items():
-                pipe.xack(key, name, *ids)
-            for group in groups:
-                pipe.xreadgroup(name, name, {group.key: "0" if group.pending else ">"}, count=READ_COUNT)
-            replies = (await pipe.execute(raise_on_error=False))[len(acks) :]
+        wire = await self.shard.wire("read")
+        reads = []
+        for group in groups:
+            if group.cursor:
+                wire.send("XGROUP", "SETID", group.key, name, group.cursor)  # its error comes with the read's
+            reads.append(
+                wire.send("XREADGROUP", "GROUP", name, name, "COUNT", READ_COUNT, "NOACK", "STREAMS", group.key, ">")
+            )
+        replies = await asyncio.gather(*reads, return_exceptions=True)
         batch: list[Message] = []
         lost: list[RoomGroup] = []
         for group, reply in zip(groups, replies):
-            if isinstance(reply, Exception):
+            if isinstance(reply, BaseException):
                 if not lost_group(reply):
                     raise reply
                 lost.append(group)
                 continue
-            self._take(group, reply[0][1] if reply else [], batch)
+            entries = reply[0][1] if reply else []
+            batch.extend(m for m in (decode_flat(group.name, e) for e in entries) if m is not None and group.take(m))
+            if len(entries) >= READ_COUNT:
+                self.ring(group.name)  # more to read
+            elif group.name not in self._dirty:
+                group.caught_up = True  # doorbells heard during the read asked for another
         if lost:
             await self._ctx.ensure(self.shard, lost)
-            self._dirty.update(group.name for group in lost)
-        if batch and self._ctx.deliver is not None:
-            try:
-                self._ctx.deliver(batch)
-            except Exception:  # a fan-out bug must not wedge the stream: log, ack, go on
-                log.exception("bus.deliver_failed", messages=len(batch))
-
-    def _take(self, group: RoomGroup, entries: list[Any], batch: list[Message]) -> None:
-        if group.pending and not entries:
-            group.pending = False  # the pending list is read: now the new entries
-            self._dirty.add(group.name)
-            return
-        if group.pending or len(entries) >= READ_COUNT:
-            self._dirty.add(group.name)
-        for message_id, fields in entries:
-            message = decode_fields(message_id, group.name, fields)
-            if message is None or message.key <= group.delivered:
-                continue  # deleted while pending, or already delivered in this run
-            group.delivered = message.key
-            if group.born is None:  # the group saw the room's very first entry
-                group.born = message_id
-            batch.append(message)
-        if entries:
-            group.advance(entries[-1][0])
-            self._acks.setdefault(group.key, []).extend(message_id for message_id, _ in entries)
-
-    async def _flush_acks(self) -> None:
-        name = self._ctx.incarnation()
-        acks, self._acks = self._acks, {}
-        async with self.shard.client.pipeline(transaction=False) as pipe:
-            for key, ids in acks.items():
-                pipe.xack(key, name, *ids)
-            await pipe.execute()
+            for group in lost:
+                self.ring(group.name)
+        if batch:
+            self._deliver(batch)
 
     # ---- notices -----------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import orjson
 from redis.exceptions import ResponseError
 
 from bus.message import NOTICE_KINDS, IdKey, Message, Notice, id_key
@@ -17,6 +18,17 @@ def lost_group(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
+def decode_rung(room: str, payload: str) -> Message | None:
+    """A doorbell's entry (``publish.lua``: ``[id, user, text, client_id or false]``); None if it is none."""
+    try:
+        message_id, user, body, client_id = orjson.loads(payload)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return None
+    if not isinstance(message_id, str) or not isinstance(user, str) or not isinstance(body, str):
+        return None
+    return Message(message_id, room, user, body, client_id if isinstance(client_id, str) else None)
+
+
 def decode_notice(room: str, payload: str) -> Notice | None:
     kind, sep, user = payload.partition(":")
     if not sep or not user or kind not in NOTICE_KINDS:
@@ -26,26 +38,37 @@ def decode_notice(room: str, payload: str) -> Notice | None:
 
 @dataclass(eq=False)
 class RoomGroup:
-    """This process's view of its group on one room's stream."""
+    """This process's view of its group on one room's stream.
+
+    ``caught_up``: every entry up to the last doorbell heard has been
+    delivered, so the next doorbell's entry can be delivered as it comes.
+    A group starts behind (and falls behind whenever a connection is remade):
+    its doorbells then only ask for a read, which catches it up.
+    """
 
     name: str
     key: str
     born: str | None = None  # the room's epoch as this process knows it
-    cursor: str = ""  # the group's last-delivered id ('' until the group exists)
-    delivered: IdKey = _ZERO  # newest id handed to deliver in this run; re-reads are dropped
-    pending: bool = False  # read this consumer's pending entries before new ones
+    cursor: str = ""  # the last id delivered, where the group is set before a read ('' until it exists)
+    delivered: IdKey = _ZERO  # the same as a key: entries at or before it are dropped
+    caught_up: bool = False
 
     def grouped(self, status: str, last_delivered: str, born: str | None) -> None:
         """Take in what ensure_group.lua found or did."""
         if not self.cursor:  # first subscription in this run
             self.born, self.cursor = born, last_delivered
             self.delivered = id_key(last_delivered) if status == "created" else _ZERO
-            self.pending = status == "exists"
         elif status == "reset":  # a new epoch: every entry in the stream is new here
             self.born, self.cursor, self.delivered = born, "0-0", _ZERO
-            self.pending = True
-        else:
-            self.pending = True
+
+    def take(self, message: Message) -> bool:
+        """True for an entry not delivered yet in this run (it now is); False for one to drop."""
+        if message.key <= self.delivered:
+            return False
+        self.delivered, self.cursor = message.key, message.id
+        if self.born is None:  # the group saw the room's very first entry
+            self.born = message.id
+        return True
 
     def advance(self, message_id: str) -> None:
         if id_key(message_id) > id_key(self.cursor or "0-0"):

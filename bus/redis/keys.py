@@ -15,8 +15,10 @@ with ``SCAN MATCH *<room>*`` (room names are word characters: no braces).
 - ``P:{<room>}:members:<incarnation>``: hash, that incarnation's share of it.
 - ``P:{<room>}:typing:<user>``: present for a second after a typing notice.
 - ``P:{<room>}:events``: the room's *shard* channel (SPUBLISH, Redis 7), on the
-  room's slot: ``msg`` when a message was stored (a doorbell: the consumer then
-  reads the stream), ``join:<user>``, ``leave:<user>``, ``typing:<user>``.
+  room's slot: each message stored, as a JSON array ``[id, user, text,
+  client_id or false]`` (a doorbell that carries the entry: the consumer
+  delivers it, or reads the stream when it is catching up),
+  ``join:<user>``, ``leave:<user>``, ``typing:<user>``.
 
 Process bookkeeping lives under the tag ``{@nodes}`` (``@`` is not a word
 character, so no room has that name). A process is known by its
@@ -32,7 +34,6 @@ from __future__ import annotations
 import re
 
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-MESSAGE_BELL = "msg"
 
 
 class Keys:

@@ -9,17 +9,20 @@ failover cannot lose a message whose sender got an ``ack``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.asyncio import Redis as RedisClient
+from redis.exceptions import ResponseError
 
 from bus.backend import BusUnavailable
 from bus.message import Draft, History, IdKey, Published, completeness, id_key
-from bus.redis.client import Redis
+from bus.redis.client import Redis, Shard
 from bus.redis.groups import decode_flat
 from bus.redis.keys import Keys
 from bus.redis.options import RedisOptions
 from bus.redis.scripts import Scripts
+from bus.redis.wire import Wire
 
 
 class Publisher:
@@ -32,6 +35,7 @@ class Publisher:
         self._resend_ms = int(options.resend_window * 1000)
         self._replicas = options.wait_replicas
         self._wait_ms = options.wait_timeout_ms
+        self._waits: dict[Wire, asyncio.Future[Any]] = {}
 
     async def publish(self, draft: Draft) -> Published:
         k, room = self._keys, draft.room
@@ -41,24 +45,47 @@ class Publisher:
             keys.append(k.resend(room, draft.user, draft.client_id))
             args += [draft.client_id, self._resend_ms]
 
-        async def run(client: RedisClient) -> Any:
-            if not self._replicas:
-                return await self._scripts.publish(keys=keys, args=args, client=client)
-            async with client.pipeline(transaction=False) as pipe:
-                await self._scripts.publish(keys=keys, args=args, client=pipe)
-                pipe.execute_command("WAIT", self._replicas, self._wait_ms)
-                reply, replicas = await pipe.execute()
-            if int(replicas) < self._replicas:
-                raise BusUnavailable(f"stored on {replicas} of {self._replicas} replicas within {self._wait_ms} ms")
-            return reply
+        async def run(shard: Shard) -> Any:
+            return await self._store(shard, keys, args)
 
-        reply = await self._redis.call(keys[0], run, "publish", idempotent=len(keys) == 5)
+        reply = await self._redis.call_shard(keys[0], run, "publish", idempotent=len(keys) == 5)
         message_id, duplicate = str(reply[0]), bool(reply[1])
         if not duplicate:
             return Published(draft.stored_as(message_id))
         # The original may have been trimmed away since; its id is what the sender needs.
         original = decode_flat(room, [message_id, reply[2]]) if len(reply) > 2 and reply[2] else None
         return Published(original or draft.stored_as(message_id), duplicate=True)
+
+    async def _store(self, shard: Shard, keys: list[str], args: list[Any]) -> Any:
+        wire = await shard.wire("publish", slack=self._wait_ms / 1000)
+        script = self._scripts.publish
+        stored = wire.send("EVALSHA", script.sha, len(keys), *keys, *args)
+        replicated = self._replicated(wire) if self._replicas else None
+        try:
+            reply = await stored
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await wire.call("SCRIPT", "LOAD", script.script)  # it did not run: sending it again is safe
+            return await self._store(shard, keys, args)
+        if replicated is not None:
+            replicas = await replicated
+            if int(replicas) < self._replicas:
+                raise BusUnavailable(f"stored on {replicas} of {self._replicas} replicas within {self._wait_ms} ms")
+        return reply
+
+    def _replicated(self, wire: Wire) -> asyncio.Future[Any]:
+        """One ``WAIT`` per wire and loop turn, sent after every publish of that turn: it covers them all."""
+        waiting = self._waits.get(wire)
+        if waiting is None:
+            waiting = self._waits[wire] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._send_wait, wire, waiting)
+        return waiting
+
+    def _send_wait(self, wire: Wire, waiting: asyncio.Future[Any]) -> None:
+        del self._waits[wire]
+        answer = wire.send("WAIT", self._replicas, self._wait_ms)
+        answer.add_done_callback(lambda done: _settle(waiting, done))
 
     async def history(self, room: str, since: IdKey | None, limit: int) -> History:
         k = self._keys
@@ -80,3 +107,12 @@ class Publisher:
             replayed=len(messages),
         )
         return History(messages, last_id or None, complete)
+
+
+def _settle(waiting: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
+    if waiting.done():
+        return
+    if done.exception() is not None:
+        waiting.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        waiting.set_result(done.result())

@@ -93,8 +93,7 @@ class Consumer:
                 await reader.unlisten(room)
                 self._drop_later(room)  # whatever part of it Redis did
                 raise
-        if group.pending:
-            reader.ring(room)
+        reader.ring(room)  # caught up by a first read: doorbells heard meanwhile only asked for one
 
     async def unsubscribe(self, room: str, still_listed: bool) -> None:
         """The last local member left; ``still_listed``: presence still has a share of the room here."""

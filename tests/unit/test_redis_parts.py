@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from bus.message import IdKey, Message, Notice
 from bus.redis.client import Topology, _node_url, _parse_slots, redirected
-from bus.redis.groups import RoomGroup, decode_fields, decode_flat, decode_notice, lost_group, text
+from bus.redis.groups import RoomGroup, decode_fields, decode_flat, decode_notice, decode_rung, lost_group, text
 from bus.redis.health import PRESENCE, Health
 from bus.redis.keys import Keys
 
@@ -121,13 +121,13 @@ def test_redirections_are_told_from_bad_requests(reply: str, moved: bool) -> Non
 def test_a_group_made_now_delivers_only_what_comes_after_it() -> None:
     group = RoomGroup("r", "chat:{r}")
     group.grouped("created", "5-0", "1-0")
-    assert (group.cursor, group.born, group.delivered, group.pending) == ("5-0", "1-0", IdKey(5, 0), False)
+    assert (group.cursor, group.born, group.delivered, group.caught_up) == ("5-0", "1-0", IdKey(5, 0), False)
 
 
-def test_a_group_that_was_there_reads_its_pending_list_first() -> None:
+def test_a_group_that_was_there_delivers_from_where_it_stands() -> None:
     group = RoomGroup("r", "chat:{r}")
     group.grouped("exists", "5-0", "1-0")
-    assert group.pending and group.delivered == IdKey(0, 0)
+    assert (group.cursor, group.delivered) == ("5-0", IdKey(0, 0))
 
 
 def test_a_new_epoch_starts_the_group_over_and_a_recreated_one_rereads() -> None:
@@ -135,9 +135,32 @@ def test_a_new_epoch_starts_the_group_over_and_a_recreated_one_rereads() -> None
     group.grouped("created", "5-0", "1-0")
     group.advance("7-0")
     group.grouped("created", "7-0", "1-0")  # made again at the cursor: same epoch
-    assert (group.cursor, group.pending, group.delivered) == ("7-0", True, IdKey(5, 0))
+    assert (group.cursor, group.delivered) == ("7-0", IdKey(5, 0))
     group.grouped("reset", "0-0", "9-0")  # a Redis that came back empty
-    assert (group.cursor, group.born, group.delivered, group.pending) == ("0-0", "9-0", IdKey(0, 0), True)
+    assert (group.cursor, group.born, group.delivered) == ("0-0", "9-0", IdKey(0, 0))
+
+
+def test_a_group_takes_each_entry_once_and_in_order() -> None:
+    group = RoomGroup("r", "chat:{r}")
+    group.grouped("created", "5-0", None)
+    taken = [group.take(Message(i, "r", "ann", "hi")) for i in ("4-0", "5-0", "6-0", "6-0", "5-9", "7-1")]
+    assert taken == [False, False, True, False, False, True]
+    assert (group.cursor, group.delivered, group.born) == ("7-1", IdKey(7, 1), "6-0")
+
+
+@pytest.mark.parametrize(
+    "payload,message",
+    [
+        ('["5-1","ann","hi \\"you\\"\\n",false]', Message("5-1", "r", "ann", 'hi "you"\n')),
+        ('["5-1","ann","hi","c-1"]', Message("5-1", "r", "ann", "hi", "c-1")),
+        ('["5-1","ann"]', None),
+        ('["5-1",2,"hi",false]', None),
+        ("[not json", None),
+        ("join:ann", None),
+    ],
+)
+def test_a_doorbell_carries_its_entry(payload: str, message: Message | None) -> None:
+    assert decode_rung("r", payload) == message
 
 
 def test_a_group_without_a_cursor_takes_the_first_id_it_reads() -> None:

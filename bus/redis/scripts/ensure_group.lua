@@ -5,6 +5,10 @@
 -- had not got it, a janitor, a new incarnation of this process): at the
 -- cursor when the room's epoch is still the one the process knew, else at 0,
 -- since every entry of a new epoch is new to it.
+-- A group that was there, with a cursor known (a new session of this
+-- process): moved back to the cursor, which is what this process delivered;
+-- reads are NOACK, so entries whose reply was lost with a connection are
+-- read again instead of kept pending.
 -- A stream that only MKSTREAM made gets the room TTL, so an empty room's
 -- keys go too.
 -- KEYS: stream, born. ARGV: group, known born ('' unknown), cursor ('' first time), ttl_ms.
@@ -18,6 +22,7 @@ local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], start, 'MKSTREAM'
 if type(made) == 'table' and made.err then
   if string.sub(made.err, 1, 9) ~= 'BUSYGROUP' then return made end
   status = 'exists'
+  if ARGV[3] ~= '' and start ~= '0' then redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[3]) end
 end
 if tonumber(ARGV[4]) > 0 and redis.call('PTTL', KEYS[1]) == -1 and redis.call('XLEN', KEYS[1]) == 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])

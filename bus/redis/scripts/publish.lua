@@ -1,5 +1,5 @@
 -- Store a message unless its client_id was stored within the resend window,
--- then ring the room's doorbell. The check, the XADD and the resend key are
+-- then ring the room's doorbell with it. The check, the XADD and the resend key are
 -- one script, so two processes that receive the same resend at once cannot
 -- both store it.
 -- Trimming is done here in batches rather than with XADD's MAXLEN ~: Redis
@@ -43,5 +43,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
   if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
-redis.call('SPUBLISH', KEYS[4], 'msg')
+-- The doorbell carries the entry itself: a reader whose room is caught up
+-- delivers it without reading the stream (consumer.py).
+redis.call('SPUBLISH', KEYS[4], cjson.encode({id, ARGV[3], ARGV[4], ARGV[5] or false}))
 return {id, 0}
