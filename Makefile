@@ -4,6 +4,8 @@
 #               Debian when missing), lint and format-check (ruff.toml), type-check
 #               (mypy.ini, tests included) and run the whole test suite with line and
 #               branch coverage of the server code (.coveragerc)
+#   make bench  the issue-9 benchmark, every server and scenario, 3 rounds (~50 min; bench/README.md):
+#               BENCH_ARGS="--quick" to try it; on a shared machine run it under flock /tmp/bench.lock
 #   make mutation  mutation testing of the pure modules and the room hub (long:
 #               scripts/mutation.sh; not part of make test)
 VENV := .venv
@@ -16,7 +18,7 @@ PYTHON3 ?= python3
 RUN_DIR ?= run
 AXE := tests/a11y/node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint mutation system-deps
+.PHONY: run test lint mutation system-deps bench
 
 run: $(VENV)/.run-deps $(RUN_DIR)/cookie-secret
 	@CHAT_COOKIE_SECRET="$$(cat $(RUN_DIR)/cookie-secret)" exec $(PY) server.py $(ARGS)
@@ -36,6 +38,14 @@ lint: $(VENV)/.test-deps
 
 mutation: $(VENV)/.test-deps
 	bash scripts/mutation.sh
+
+# The benchmark needs the shared harness (../shared/bench, with its npm install) and matplotlib for the chart.
+bench: $(VENV)/.bench-deps
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+$(VENV)/.bench-deps: requirements.txt requirements-bench.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
+	touch $@
 
 system-deps:
 	bash scripts/system-deps.sh

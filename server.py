@@ -23,6 +23,7 @@ import structlog
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+import uvloop
 
 from bus.backend import Backend
 from bus.memory import MemoryBackend
@@ -277,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             detail="names reset at restart; set CHAT_COOKIE_SECRET, shared by every process",
         )
     try:
-        asyncio.run(serve(settings, writer))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if settings.event_loop == "uvloop" else None) as runner:
+            runner.run(serve(settings, writer))
     except ListenError as exc:
         writer.drain(timeout=1.0)
         print(f"server.py: {exc}", file=sys.stderr)

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Medians over the rounds of one session, and ratios to a baseline measured in it.
+"""Medians over the rounds of one session, ratios to a baseline measured in it, and the issue's goals.
 
-    python3 bench/summarize.py bench/results/session3.jsonl [--baseline tornado_minimal] [--at 20]
+    python3 bench/summarize.py bench/results/run-X.jsonl [--baseline naive] [--at 40] [--goals-only]
+
+First the goals of issue 9 as one table (``goals.py``: each figure per server,
+and pass/fail of the Redis server against its goal), then the detailed tables.
 
 compare.py writes one JSON line per (server, scenario) run; a session of N
 rounds has N lines per pair.  table.py prints every line; this prints, per
@@ -15,6 +18,7 @@ scenario and server, the median over the rounds of:
   2-core box; CPU per delivery at a fixed load moves much less.
 - latency: p50, p99, p99.9 and server CPU %.
 - conns: connected, KiB per connection.
+- manyrooms, roomsheld, idle10k, held: see ``goals.py``.
 
 Ratios are this server's median / the baseline's median from the same file(s).
 Runs that errored, and step runs without a passing step, are listed but count
@@ -23,8 +27,14 @@ as 0 delivered msgs/s.
 
 import argparse
 import json
+import os
 import statistics
+import sys
 from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from goals import goals_table, own_tables  # noqa: E402  (bench/ is not a package)
 
 
 def med(values):
@@ -62,8 +72,11 @@ def us_per_delivery(step):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+")
-    ap.add_argument("--baseline", default="tornado_minimal")
-    ap.add_argument("--at", type=float, default=20, help="fixed step (msgs/s per sender) for CPU per delivery")
+    ap.add_argument("--baseline", help="default: naive if the file has it, else tornado_minimal (older sessions)")
+    ap.add_argument(
+        "--at", type=float, default=40, help="fixed step (msgs/s per sender) for CPU per delivery (default 40: 8,000/s)"
+    )
+    ap.add_argument("--goals-only", action="store_true", help="only the goals table")
     ap.add_argument(
         "--steps",
         help="comma-separated rates: print server CPU per step (median over the runs "
@@ -81,7 +94,13 @@ def main():
             if r["name"] not in order:
                 order.append(r["name"])
             runs[key].append(r)
+    if args.baseline is None:
+        args.baseline = "naive" if "naive" in order else "tornado_minimal"
     at = int(args.at) if args.at == int(args.at) else args.at
+    print(goals_table(runs, order, args.baseline))
+    if args.goals_only:
+        return
+    print(own_tables(runs, order))
     if args.steps:
         cpu_table(runs, order, [float(x) for x in args.steps.split(",")], args.baseline)
         return

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
@@ -37,6 +37,7 @@ from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as RedisClient
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -159,6 +160,39 @@ class Shard:
             wire.timeout += slack
         return wire
 
+    async def command(self, *args: Any) -> Any:
+        """One command on the shard's command wire, pipelined with every other caller's."""
+        return await (await self.wire("command")).call(*args)
+
+    async def scripts(self, script: AsyncScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
+        """A script run once per (keys, args), in one write; a script missing here is loaded, then run.
+
+        Each reply in order; an error reply is raised (the first one).
+        """
+        wire = await self.wire("command")
+        replies = await self._evalshas(wire, script, calls)
+        missing = [k for k, reply in enumerate(replies) if _noscript(reply)]
+        if missing:  # those did not run: running them now is safe
+            await wire.call("SCRIPT", "LOAD", script.script)
+            again = await self._evalshas(wire, script, [calls[k] for k in missing])
+            for k, reply in zip(missing, again):
+                replies[k] = reply
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
+    @staticmethod
+    async def _evalshas(
+        wire: Wire, script: AsyncScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+    ) -> list[Any]:
+        sent = [wire.send("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+        return list(await asyncio.gather(*sent, return_exceptions=True))
+
+    async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        [reply] = await self.scripts(script, [(keys, args)])
+        return reply
+
     async def drop_idle(self) -> None:
         """A Redis that restarted closed every connection; redis-py learns it only by using each."""
         with contextlib.suppress(*REDIS_ERRORS):
@@ -171,6 +205,10 @@ class Shard:
             wire.close()
         self._wires.clear()
         await self.client.aclose()
+
+
+def _noscript(reply: Any) -> bool:
+    return isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")
 
 
 def _node_url(url: str, address: str, cluster: bool) -> str:
@@ -300,6 +338,32 @@ class Redis:
     ) -> T:
         """Run ``command`` with the pooled client of the shard that serves ``key`` (see ``call_shard``)."""
         return await self.call_shard(key, lambda shard: command(shard.client), what, idempotent=idempotent, part=part)
+
+    async def script(
+        self,
+        key: str,
+        script: AsyncScript,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        what: str,
+        *,
+        idempotent: bool = True,
+        part: str | None = None,
+    ) -> Any:
+        """``script`` on the shard that serves ``key``, on its command wire, under ``call_shard``'s policy."""
+
+        async def run(shard: Shard) -> Any:
+            return await shard.script(script, keys, args)
+
+        return await self.call_shard(key, run, what, idempotent=idempotent, part=part)
+
+    async def command(self, key: str, *args: Any, what: str, part: str | None = None) -> Any:
+        """One idempotent command on the shard that serves ``key``, on its command wire."""
+
+        async def run(shard: Shard) -> Any:
+            return await shard.command(*args)
+
+        return await self.call_shard(key, run, what, part=part)
 
     async def call_shard(
         self,

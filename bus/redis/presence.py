@@ -15,9 +15,7 @@ members make raise ``BusUnavailable``; the liveness loop calls ``resync``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, cast
-
-from redis.asyncio import Redis as RedisClient
+from typing import Any, Callable
 
 from bus.backend import BusUnavailable
 from bus.keyed_locks import KeyedLocks
@@ -70,12 +68,8 @@ class Presence:
 
     async def members(self, room: str) -> list[tuple[str, int]]:
         key = self._keys.users(room)
-
-        async def read(client: RedisClient) -> dict[str, str]:
-            return cast(dict[str, str], await client.hgetall(key))
-
-        found = await self._redis.call(key, read, "presence read", part=PRESENCE)
-        return sorted((user, int(count)) for user, count in found.items() if int(count) > 0)
+        flat = await self._redis.command(key, "HGETALL", key, what="presence read", part=PRESENCE)
+        return sorted((user, int(count)) for user, count in zip(flat[0::2], flat[1::2]) if int(count) > 0)
 
     async def announce(self, notice: Notice, once_per: float) -> bool:
         if notice.kind != "typing":
@@ -83,10 +77,7 @@ class Presence:
         keys = [self._keys.typing(notice.room, notice.user), self._keys.channel(notice.room)]
         args: list[Any] = [notice.user, max(1, int(once_per * 1000))]
 
-        async def typing(client: RedisClient) -> Any:
-            return await self._scripts.typing(keys=keys, args=args, client=client)
-
-        return bool(await self._redis.call(keys[0], typing, "typing", part=PRESENCE))
+        return bool(await self._redis.script(keys[0], self._scripts.typing, keys, args, "typing", part=PRESENCE))
 
     # ---- writing ---------------------------------------------------------------------
 
@@ -116,14 +107,14 @@ class Presence:
             share = self._wanted.get(room, {})
             listing = self._keys.rooms_of(incarnation)
             if share and room not in self._rooms:  # listed before the counts exist: a janitor finds them
-                await self._redis.call(listing, lambda c: c.sadd(listing, room), "presence list", part=PRESENCE)
+                await self._redis.command(listing, "SADD", listing, room, what="presence list", part=PRESENCE)
                 self._rooms.add(room)
             counts = share.items() if users is None else [(user, share.get(user, 0)) for user in users]
             await self._set(incarnation, room, [x for pair in counts for x in pair], exact=users is None)
             if not share and room in self._rooms:
                 self._rooms.discard(room)
                 if not self._consumed(room):
-                    await self._redis.call(listing, lambda c: c.srem(listing, room), "presence unlist", part=PRESENCE)
+                    await self._redis.command(listing, "SREM", listing, room, what="presence unlist", part=PRESENCE)
 
     async def remove(self, incarnation: str, room: str) -> None:
         """Take an incarnation's counts off a room (publishing leaves for users now gone)."""
@@ -133,10 +124,8 @@ class Presence:
     async def _set(self, incarnation: str, room: str, counts: list[Any], *, exact: bool) -> None:
         keys = [self._keys.members(room, incarnation), self._keys.users(room), self._keys.channel(room)]
 
-        async def write(client: RedisClient) -> Any:
-            return await self._scripts.set_connections(keys=keys, args=["1" if exact else "0", *counts], client=client)
-
-        await self._redis.call(keys[0], write, "presence write", part=PRESENCE)
+        args = ["1" if exact else "0", *counts]
+        await self._redis.script(keys[0], self._scripts.set_connections, keys, args, "presence write", part=PRESENCE)
 
     async def clear(self) -> None:
         """On close: this process's members leave now, not after the presence timeout."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis.asyncio import Redis as RedisClient
 from redis.exceptions import ResponseError
 
 from bus.backend import BusUnavailable
@@ -92,10 +91,8 @@ class Publisher:
         keys = [k.stream(room), k.born(room), k.trimmed(room)]
         args: list[Any] = [str(since) if since is not None else "", limit]
 
-        async def run(client: RedisClient) -> Any:
-            return await self._scripts.history(keys=keys, args=args, client=client)
-
-        born, deleted, trimmed, length, last_id, entries = await self._redis.call(keys[0], run, "history")
+        reply = await self._redis.script(keys[0], self._scripts.history, keys, args, "history")
+        born, deleted, trimmed, length, last_id, entries = reply
         messages = [m for m in (decode_flat(room, entry) for entry in entries) if m is not None]
         if since is None:
             messages.reverse()  # XREVRANGE gave the newest first

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
-
-from redis.asyncio import Redis as RedisClient
+from typing import Callable
 
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.keyed_locks import KeyedLocks
@@ -128,15 +126,12 @@ class Consumer:
             return
         name = self._incarnation()
         listing = self._keys.rooms_of(name)
-        await self._redis.call(listing, lambda c: c.sadd(listing, *[g.name for g in groups]), "list")
-        async with shard.client.pipeline(transaction=False) as pipe:
-            for group in groups:
-                await self._scripts.ensure_group(
-                    keys=[group.key, self._keys.born(group.name)],
-                    args=[name, group.born or "", group.cursor, self._ttl_ms],
-                    client=pipe,
-                )
-            replies = await pipe.execute()
+        await self._redis.command(listing, "SADD", listing, *[g.name for g in groups], what="list")
+        calls = [
+            ([group.key, self._keys.born(group.name)], [name, group.born or "", group.cursor, self._ttl_ms])
+            for group in groups
+        ]
+        replies = await shard.scripts(self._scripts.ensure_group, calls)
         for group, (status, last_delivered, born) in zip(groups, replies):
             group.grouped(status, last_delivered, born or None)
             if group.name not in self.groups:
@@ -147,16 +142,12 @@ class Consumer:
         await self.drop_group(room, name)
         if unlist:
             listing = self._keys.rooms_of(name)
-            await self._redis.call(listing, lambda c: c.srem(listing, room), "unlist")
+            await self._redis.command(listing, "SREM", listing, room, what="unlist")
 
     async def drop_group(self, room: str, group: str) -> None:
         """Destroy a group (this incarnation's, or a dead one's) on the room's stream."""
         stream, born = self._keys.stream(room), self._keys.born(room)
-
-        async def drop(client: RedisClient) -> Any:
-            return await self._scripts.drop_group(keys=[stream, born], args=[group], client=client)
-
-        await self._redis.call(stream, drop, "drop group")
+        await self._redis.script(stream, self._scripts.drop_group, [stream, born], [group], "drop group")
 
     def _drop_later(self, room: str) -> None:
         self._orphans[room] = DROP_LATER

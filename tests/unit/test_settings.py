@@ -191,6 +191,7 @@ BAD = [
     (["--rate-limit", "-1"], "rate_limit", "-1"),
     (["--rate-limit", "fast"], "rate_limit", "fast"),
     (["--log-format", "xml"], "log_format", "xml"),
+    (["--event-loop", "trio"], "event_loop", "trio"),
     (["--redis-url", "http://h:1"], "redis_url", ""),
     (["--allowed-origins", "ftp://a.example"], "allowed_origins", "ftp://a.example"),
     (["--allowed-origins", "https://a.example/path"], "allowed_origins", "https://a.example/path"),
