@@ -36,12 +36,32 @@ from config.settings import Settings, SettingsError, load_settings
 from handlers.health import HealthHandler, ReadyHandler
 from handlers.hosts import HostCheckedApplication, host_policy
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
+from handlers.pings import PingWheel
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
 from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
 from ops.metrics import Metrics, MetricsHandler
 
 ROOT = Path(__file__).resolve().parent
 log = structlog.get_logger("chat.server")
+# Handshakes waiting to be accepted. Tornado's 128 is short for thousands of
+# pages reconnecting at once after a restart (nginx then sees refusals);
+# the kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
+
+
+def log_descriptor_limit(max_connections: int, descriptors: int, cap: int) -> None:
+    """Say once what the open-file limit allows; warn when it, not --max-connections, bounds the WebSockets."""
+    if cap < max_connections:
+        log.warning(
+            "server.descriptor_limit",
+            descriptors=descriptors,
+            max_connections=max_connections,
+            websockets=cap,
+            detail="the hard open-file limit is too low for --max-connections: handshakes past "
+            f"{cap} get 503; raise it (ulimit -Hn, systemd LimitNOFILE=) to hold more",
+        )
+    else:
+        log.info("server.descriptor_limit", descriptors=descriptors, max_connections=max_connections, websockets=cap)
 
 
 def redis_options(settings: Settings) -> RedisOptions:
@@ -121,8 +141,10 @@ class ChatServer:
         self.metrics = Metrics()
         self.bus = RoomBus(build_backend(settings, self.metrics), settings.history, observer=self.metrics)
         self.metrics.count_rooms_with(self.bus.room_count)
-        self.registry = SocketRegistry()
-        cap = connection_cap(settings.max_connections, raise_descriptor_limit())
+        self.registry = SocketRegistry(PingWheel(settings.ping_interval, settings.ping_timeout))
+        descriptors = raise_descriptor_limit()
+        cap = connection_cap(settings.max_connections, descriptors)
+        log_descriptor_limit(settings.max_connections, descriptors, cap)
         self.limits = SocketLimits.from_settings(settings, cap)
         self.app = make_app(settings, self.bus, self.registry, self.metrics, self.limits)
         self.http: tornado.httpserver.HTTPServer | None = None
@@ -151,7 +173,7 @@ class ChatServer:
             idle_connection_timeout=settings.header_timeout,
             body_timeout=settings.header_timeout,
         )
-        sockets = tornado.netutil.bind_sockets(self.port, self.settings.host)
+        sockets = tornado.netutil.bind_sockets(self.port, self.settings.host, backlog=LISTEN_BACKLOG)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
 
@@ -161,6 +183,8 @@ class ChatServer:
             self.http.stop()
         self.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
         await self.registry.wait_empty(self.settings.shutdown_timeout)
+        if self.registry.pings is not None:
+            self.registry.pings.stop()
         if self.http is not None:
             await asyncio.wait_for(self.http.close_all_connections(), timeout=1.0)
         await self.bus.close(self.settings.shutdown_timeout)

@@ -7,6 +7,8 @@ from typing import Callable
 
 
 class TokenBucket:
+    __slots__ = ("_rate", "_burst", "_tokens", "_clock", "_stamp")  # one per user, per address, per refusing socket
+
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate = rate
         self._burst = float(burst)

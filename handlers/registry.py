@@ -6,6 +6,8 @@ import asyncio
 import itertools
 from typing import Protocol
 
+from handlers.pings import PingWheel
+
 
 class ClosableSocket(Protocol):
     def close(self, code: int | None = None, reason: str | None = None) -> None:
@@ -15,8 +17,10 @@ class ClosableSocket(Protocol):
 class SocketRegistry:
     """The open room sockets of this process, so shutdown can close them all and wait."""
 
-    def __init__(self) -> None:
+    def __init__(self, pings: PingWheel | None = None) -> None:
         self.sockets: set[ClosableSocket] = set()
+        # The pings of the process's room sockets; None leaves them to Tornado (a task per socket).
+        self.pings = pings
         self._ids = itertools.count(1)
         self._empty = asyncio.Event()
         self._empty.set()

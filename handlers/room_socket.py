@@ -29,7 +29,19 @@ from handlers.limits import SocketLimits
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
-from handlers.tornado_frames import PING_TIMED_OUT, Written, aborter, text_frame, watch_closes, write_text
+from handlers.tornado_frames import (
+    HANDLER_SLOTS,
+    PING_TIMED_OUT,
+    Written,
+    aborter,
+    pong_received,
+    release_handshake,
+    send_ping,
+    slotted_protocol,
+    text_frame,
+    watch_closes,
+    write_text,
+)
 
 log = structlog.get_logger("chat.ws")
 
@@ -69,6 +81,37 @@ def _host_port(netloc: str, scheme: str) -> str:
 
 
 class RoomSocket(WebSocketHandler):
+    # Our state and Tornado's live in slots, not in the instance dict: with
+    # both, the dict passed CPython's 30 shared keys and became a full dict of
+    # its own, about 1.5 KiB per idle connection (bench/RESULTS.md).
+    __slots__ = (
+        "_bus",
+        "_limits",
+        "_metrics",
+        "_counted",
+        "_settings",
+        "_registry",
+        "_joined",
+        "_closed",
+        "_opened_at",
+        "_messages_in",
+        "_messages_out",
+        "_unsent",
+        "_last_write",
+        "_server_close_code",
+        "_refusals",
+        "_over_rate",
+        "_log_budget",
+        "_unlogged",
+        "_client",
+        "room",
+        "user",
+        "conn",
+        "_since",
+        "ping_slot",
+        "ping_awaiting",
+    ) + HANDLER_SLOTS
+
     def initialize(
         self, bus: RoomBus, settings: Settings, registry: SocketRegistry, metrics: SocketMetrics, limits: SocketLimits
     ) -> None:
@@ -86,14 +129,21 @@ class RoomSocket(WebSocketHandler):
         self._unsent = 0
         self._last_write: "Future[None] | None" = None  # resolves once everything queued reached the kernel
         self._server_close_code: int | None = None
-        self._refusals = TokenBucket(REFUSED_PER_SECOND, REFUSED_BURST)
-        self._over_rate = TokenBucket(OVER_RATE_PER_SECOND, OVER_RATE_BURST)
-        self._log_budget = TokenBucket(LOGGED_PER_SECOND, LOGGED_BURST)
+        # The refusal budgets are made at the first refusal: a bucket made
+        # then is full, exactly as one made at open would be by then (it
+        # refills to its burst and spent nothing), and most connections never
+        # send a bad frame, so most never pay for three buckets.
+        self._refusals: TokenBucket | None = None
+        self._over_rate: TokenBucket | None = None
+        self._log_budget: TokenBucket | None = None
         self._unlogged = 0  # rejections left out of the log since the last line
         self.room = ""
         self.user = ""
         self.conn = ""
         self._since: IdKey | None = None
+        self._client = ""  # the client's address, kept once the request's headers are let go
+        self.ping_slot = -1  # the registry's ping wheel keeps these
+        self.ping_awaiting = False
 
     # ---- handshake -------------------------------------------------------
 
@@ -107,7 +157,7 @@ class RoomSocket(WebSocketHandler):
                 self._since = id_key(since)
             except ValueError:
                 raise HTTPError(400, reason="since must be a message id") from None
-        client = self.request.remote_ip or ""
+        client = self._client = self.request.remote_ip or ""
         refused = self._limits.connections.admit(client)
         if refused is not None:
             self._refuse_handshake(refused)
@@ -149,8 +199,26 @@ class RoomSocket(WebSocketHandler):
         scheme = "https" if parts.scheme == "https" else "http"
         return _host_port(parts.netloc, scheme) == _host_port(host, scheme)
 
+    @property
+    def ping_interval(self) -> float | None:
+        """None when the registry's wheel pings this socket: Tornado then starts no ping task of its own."""
+        if self._registry.pings is not None:
+            return None
+        return super().ping_interval
+
+    def send_ping(self) -> bool:
+        return send_ping(self)
+
+    def pong_received(self) -> bool:
+        return pong_received(self)
+
+    def ping_timed_out(self) -> None:
+        connection = self.ws_connection
+        if connection is not None:
+            connection.close(reason=PING_TIMED_OUT)  # noted by watch_closes, as Tornado's own timeout
+
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        protocol = super().get_websocket_protocol()
+        protocol = slotted_protocol(self)
         if protocol is not None:
             # Tornado closes a frame over the size limit with 1009, and an
             # unanswered ping, by itself and keeps no note of either.
@@ -178,10 +246,13 @@ class RoomSocket(WebSocketHandler):
         self.conn = f"{self._settings.node_id}:{self._registry.next_id()}"
         self._opened_at = time.monotonic()
         self._registry.add(self)
+        if self._registry.pings is not None and self._registry.pings.enabled:
+            self._registry.pings.add(self)
         self._metrics.connection_opened()
         self._counted = True
         structlog.contextvars.bind_contextvars(conn=self.conn, room=self.room, user=self.user)
-        log.info("ws.connect", client=self.request.remote_ip, since=str(self._since) if self._since else None)
+        log.info("ws.connect", client=self._client, since=str(self._since) if self._since else None)
+        release_handshake(self)
         try:
             history = await self._bus.join(self.room, self, self.user, self._since)
         except BusUnavailable as exc:
@@ -243,6 +314,8 @@ class RoomSocket(WebSocketHandler):
     def on_close(self) -> None:
         self._closed = True
         self._registry.discard(self)
+        if self._registry.pings is not None:
+            self._registry.pings.discard(self)
         if self._counted:
             self._counted = False
             self._metrics.connection_closed()
@@ -287,7 +360,7 @@ class RoomSocket(WebSocketHandler):
         # The user's bucket is per room: a room's pace is what --rate-limit
         # keeps; the address bucket bounds everything one client sends.
         per_user = self._limits.per_user.take(f"{self.room}\x00{self.user}")
-        per_client = self._limits.per_client.take(self.request.remote_ip or "")
+        per_client = self._limits.per_client.take(self._client)
         return per_user and per_client
 
     async def _publish(self, request: ChatRequest) -> None:
@@ -313,13 +386,17 @@ class RoomSocket(WebSocketHandler):
 
     def _reject(self, error: FrameError) -> None:
         self._metrics.message_rejected(error.code)
+        self._log_budget = self._log_budget or TokenBucket(LOGGED_PER_SECOND, LOGGED_BURST)
         if self._log_budget.take():
             extra = {"suppressed": self._unlogged} if self._unlogged else {}
             self._unlogged = 0
             log.info("message.rejected", reason=error.code, **extra)
         else:
             self._unlogged += 1
-        budget = self._over_rate if error.code == "rate_limited" else self._refusals
+        if error.code == "rate_limited":
+            budget = self._over_rate = self._over_rate or TokenBucket(OVER_RATE_PER_SECOND, OVER_RATE_BURST)
+        else:
+            budget = self._refusals = self._refusals or TokenBucket(REFUSED_PER_SECOND, REFUSED_BURST)
         if budget.take():
             self.send_frame(error.frame())
         else:

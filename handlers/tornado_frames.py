@@ -23,8 +23,11 @@ import struct
 from typing import Any, Callable
 
 from tornado.concurrent import Future
+from tornado.http1connection import HTTP1Connection
+from tornado.httputil import HTTPHeaders, HTTPServerRequest
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
-from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
+from tornado.web import RequestHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13, _WebSocketParams
 
 PING_TIMED_OUT = "ping timed out"  # the reason Tornado's periodic_ping closes with
 
@@ -37,7 +40,107 @@ RELIED_ON = (
     "IOStream.write(data) -> Future, resolved once the bytes reached the kernel",
     "IOStream.writing(): true while bytes wait in its buffer; IOStream.socket: the non-blocking socket",
     "IOStream.close(): tears the TCP connection down at once",
+    "RequestHandler.ui, ._headers, HTTPServerRequest.headers, ._cookies, HTTP1Connection._request_headers:"
+    " unused once a WebSocket is open",
+    "HANDLER_SLOTS, PROTOCOL_SLOTS: instance attributes of WebSocketHandler and WebSocketProtocol13, no class ones",
+    "WebSocketHandler.get_websocket_protocol: WebSocketProtocol13(self, False, _WebSocketParams(...))",
+    "WebSocketProtocol13._received_pong: set True by every pong; write_ping(data) sends one",
 )
+
+# Tornado's per-connection attributes, kept in slots by our subclasses rather
+# than in instance dicts: with 20 to 30 keys each, Tornado's handler and
+# protocol dicts cost about 0.9 and 1.5 KiB per idle connection, slots 8 bytes
+# an attribute. A name Tornado stops using costs 8 bytes; one it adds lands
+# in the dict as before. Method names (Tornado replaces ``write``, ``finish``
+# ... on an open socket's instance) must not be here: a slot would hide them.
+HANDLER_SLOTS = (
+    "_auto_finish",
+    "_current_user",
+    "_finished",
+    "_headers",
+    "_headers_written",
+    "_on_close_called",
+    "_prepared_future",
+    "_reason",
+    "_status_code",
+    "_transforms",
+    "_write_buffer",
+    "application",
+    "close_code",
+    "close_reason",
+    "open_args",
+    "open_kwargs",
+    "path_args",
+    "path_kwargs",
+    "request",
+    "ui",
+    "ws_connection",
+)
+PROTOCOL_SLOTS = (
+    "_compression_options",
+    "_compressor",
+    "_decompressor",
+    "_final_frame",
+    "_fragmented_message_buffer",
+    "_fragmented_message_opcode",
+    "_frame_compressed",
+    "_frame_length",
+    "_frame_mask",
+    "_frame_opcode",
+    "_masked_frame",
+    "_message_bytes_in",
+    "_message_bytes_out",
+    "_pending_pong",
+    "_ping_coroutine",
+    "_pong_future",
+    "_received_pong",
+    "_selected_subprotocol",
+    "_waiting",
+    "_wire_bytes_in",
+    "_wire_bytes_out",
+    "client_terminated",
+    "close_code",
+    "close_reason",
+    "handler",
+    "mask_outgoing",
+    "params",
+    "server_terminated",
+    "stream",
+)
+
+
+class SlottedProtocol13(WebSocketProtocol13):
+    """Tornado's protocol 13, its attributes in slots (``PROTOCOL_SLOTS`` says why)."""
+
+    __slots__ = PROTOCOL_SLOTS
+
+
+_params: dict[tuple[Any, ...], _WebSocketParams] = {}
+
+
+def slotted_protocol(handler: WebSocketHandler) -> WebSocketProtocol | None:
+    """What ``WebSocketHandler.get_websocket_protocol`` returns, as a ``SlottedProtocol13``.
+
+    The parameters are the same for every socket of an application: one
+    object is shared (Tornado only reads them) rather than one made per socket.
+    """
+    if handler.request.headers.get("Sec-WebSocket-Version") != "13":
+        return None
+    key = (
+        handler.ping_interval,
+        handler.ping_timeout,
+        handler.max_message_size,
+        repr(handler.get_compression_options()),
+    )
+    params = _params.get(key)
+    if params is None:
+        params = _params[key] = _WebSocketParams(
+            ping_interval=handler.ping_interval,
+            ping_timeout=handler.ping_timeout,
+            max_message_size=handler.max_message_size,
+            compression_options=handler.get_compression_options(),
+        )
+    return SlottedProtocol13(handler, False, params)
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -82,6 +185,60 @@ def write_text(handler: WebSocketHandler, payload: bytes) -> "Future[None] | Wri
         return Written.GONE
 
 
+class _ReleasedHeaders(HTTPHeaders):
+    """The headers of a handshake that is over: empty, and nothing may be added."""
+
+    def add(self, name: str, value: str, *, _chars_are_bytes: bool = True) -> None:
+        raise RuntimeError("the handshake's headers were released once the WebSocket opened")
+
+    def __setitem__(self, name: str, value: str) -> None:
+        raise RuntimeError("the handshake's headers were released once the WebSocket opened")
+
+
+RELEASED_HEADERS: HTTPHeaders = _ReleasedHeaders()
+
+
+def release_handshake(handler: WebSocketHandler) -> None:
+    """Let go of what only the handshake needed, so an idle socket holds less.
+
+    A browser's handshake headers (cookies, user agent, languages: 1 to 2
+    KiB), the parsed cookies, the response headers already sent and the
+    template namespace (``ui``, which Tornado itself drops only at close) and
+    the detached HTTP connection's copy of the request headers are
+    kept by Tornado for the life of the socket, yet read only before
+    ``open``. Call it once the handler has read what it needs from them
+    (remote address, name cookie); ``request.remote_ip``, ``host`` and the
+    query stay.
+    """
+    request = handler.request
+    request.headers = RELEASED_HEADERS
+    connection = request.connection
+    if isinstance(connection, HTTP1Connection):  # detached: it writes no more responses that would read them
+        connection._request_headers = None
+    request.__dict__.pop("_cookies", None)
+    handler._headers = RELEASED_HEADERS
+    handler.ui = None  # type: ignore[assignment]
+
+
+def send_ping(handler: WebSocketHandler) -> bool:
+    """Send a ping and forget any earlier pong, as Tornado's ``periodic_ping``; False when the socket is gone."""
+    connection = handler.ws_connection
+    if not isinstance(connection, WebSocketProtocol13) or connection.is_closing():
+        return False
+    connection._received_pong = False
+    try:
+        connection.write_ping(b"")
+    except StreamClosedError:
+        return False
+    return True
+
+
+def pong_received(handler: WebSocketHandler) -> bool:
+    """Whether the client answered since the last ``send_ping`` (Tornado notes every pong)."""
+    connection = handler.ws_connection
+    return isinstance(connection, WebSocketProtocol13) and connection._received_pong
+
+
 def aborter(handler: WebSocketHandler) -> Callable[[], None]:
     """A function that tears the TCP connection down at once, taken before a close forgets the stream.
 
@@ -116,6 +273,7 @@ def tornado_problems() -> list[str]:
     checks: list[tuple[Any, str, list[str]]] = [
         (WebSocketProtocol13, "close", ["self", "code", "reason"]),
         (WebSocketProtocol13, "is_closing", ["self"]),
+        (WebSocketProtocol13, "write_ping", ["self", "data"]),
         (WebSocketProtocol13, "periodic_ping", ["self"]),
         (IOStream, "write", ["self", "data"]),
         (IOStream, "writing", ["self"]),
@@ -132,6 +290,27 @@ def tornado_problems() -> list[str]:
             problems.append(f"{owner.__name__}.{name} takes {found}, not {parameters}")
     if PING_TIMED_OUT not in inspect.getsource(WebSocketProtocol13.periodic_ping):
         problems.append(f"periodic_ping no longer closes with reason {PING_TIMED_OUT!r}")
+    for owner, attribute in (
+        (RequestHandler, "self.ui ="),
+        (RequestHandler, "self._headers ="),
+        (HTTPServerRequest, "self._cookies"),
+        (HTTP1Connection, "self._request_headers ="),
+    ):
+        if attribute not in inspect.getsource(owner):
+            problems.append(f"{owner.__name__} no longer sets {attribute.removesuffix(' =')}")
+    for owner, names in ((WebSocketHandler, HANDLER_SLOTS), (WebSocketProtocol13, PROTOCOL_SLOTS)):
+        hidden = [name for name in names if hasattr(owner, name)]
+        if hidden:
+            problems.append(f"{owner.__name__} has class attributes {hidden}: a slot would hide them")
+    if "WebSocketProtocol13(self, False, params)" not in inspect.getsource(WebSocketHandler.get_websocket_protocol):
+        problems.append(
+            "WebSocketHandler.get_websocket_protocol no longer makes WebSocketProtocol13(self, False, params)"
+        )
+    params = list(inspect.signature(_WebSocketParams).parameters)
+    if params != ["ping_interval", "ping_timeout", "max_message_size", "compression_options"]:
+        problems.append(f"_WebSocketParams takes {params}")
+    if "self._received_pong = True" not in inspect.getsource(WebSocketProtocol13):
+        problems.append("WebSocketProtocol13 no longer notes pongs in _received_pong")
     if "self.stream" not in inspect.getsource(WebSocketProtocol13):
         problems.append("WebSocketProtocol13 no longer keeps its IOStream as .stream")
     return problems

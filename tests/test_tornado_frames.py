@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import tornado
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketProtocol13
 
@@ -53,6 +54,33 @@ async def test_a_room_socket_sends_small_frames_without_nagles_delay(make_server
     assert connection is not None and connection.stream is not None
     raw = connection.stream.socket
     assert raw is not None and raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+@ON_MEMORY  # what the handler keeps: the bus plays no part
+async def test_an_open_room_socket_lets_go_of_its_handshake_but_keeps_working(make_server: Any) -> None:
+    """An idle socket held the handshake's headers, cookies and response headers for good (bench/RESULTS.md)."""
+    server = await make_server()
+    client = await ChatClient.connect(server.port, "lean", user="Ada", headers={"User-Agent": "x" * 500})
+    [room_socket] = server.registry.sockets
+    request = room_socket.request
+    assert len(request.headers) == 0 and "_cookies" not in vars(request)
+    assert isinstance(request.connection, HTTP1Connection) and request.connection._request_headers is None
+    assert len(room_socket._headers) == 0 and room_socket.ui is None
+    with pytest.raises(RuntimeError):
+        request.headers["X-Late"] = "nobody may write into the shared empty headers"
+    # Our state and Tornado's are in slots: left in the dicts are the methods Tornado replaces on the instance.
+    assert set(vars(room_socket)) <= {"finish", "flush", "redirect", "set_cookie", "set_header", "set_status", "write"}
+    assert set(vars(room_socket.ws_connection)) <= {"close"}  # watch_closes
+    assert room_socket._refusals is None  # made at the first refusal
+    # Pinged by the server's one wheel, not by a task of its own.
+    assert room_socket.ws_connection._ping_coroutine is None and room_socket.ping_slot >= 0
+    assert client.ready is not None and client.ready["user"] == "Ada" and request.remote_ip == "127.0.0.1"
+    await client.say("still here", client_id="c1")
+    assert (await client.recv_type("ack", skip=("presence", "message")))["client_id"] == "c1"
+    client.send_raw("not json")
+    assert (await client.recv_type("error", skip=("presence", "message")))["error"] == "bad_json"
+    assert room_socket._refusals is not None  # made at the first refusal
 
 
 @pytest.mark.parametrize(
