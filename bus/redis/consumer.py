@@ -1,31 +1,25 @@
-"""The consuming half: this process's consumer group on each subscribed room, read when the room rings.
+"""The consuming half: this process's consumer group on each subscribed room, and one reader per shard.
 
 Each room with local members has a consumer group named after this
-process's incarnation on the room's stream. Rooms are grouped by the shard
-(Redis master) that serves them, and each shard has one ``ShardReader``:
+process's incarnation. Each shard (Redis master) has one ``ShardReader``:
 
-- one subscribed connection to that shard (a ``Wire``), ``SSUBSCRIBE``d to
-  the shard channel of each of its rooms. Publishing a message rings it with
-  the entry itself (``publish.lua``), in stream order, and join, leave and
-  typing notices travel on it too;
+- one subscribed connection (a ``Wire``), ``SSUBSCRIBE``d to the shard
+  channel of each of its rooms. A publish rings it with the entry itself
+  (``publish.lua``), in stream order; join, leave and typing notices too;
 - a room that is caught up (``RoomGroup.caught_up``) is delivered straight
-  from its doorbells: no read, no acknowledgement, one round trip per
-  message less. A room that is behind (just subscribed, its connection just
-  remade, a doorbell heard while it was read) is read instead, on the shard's
+  from its doorbells: no read, no acknowledgement. A room that is behind
+  (just subscribed, its connection remade, rung while read) is read on the
   read wire: ``XGROUP SETID`` to the last id this process delivered, then
-  ``XREADGROUP ... NOACK STREAMS <room> >``, for every room behind in one
-  write (on a cluster, never a cross-slot command). It is caught up once a
-  read ends with no doorbell heard meanwhile. The cost of reading follows the
-  rooms that fell behind, never the rooms held, and nothing wakes a reader
-  when a room is added.
+  ``XREADGROUP ... NOACK STREAMS <room> >``, every room behind in one write
+  (never a cross-slot command). It is caught up once a read ends with no
+  doorbell heard meanwhile. Reads follow the rooms that fell behind, never
+  the rooms held; nothing wakes a reader when a room is added.
 
-A doorbell can be lost only with the connection that carries it; whenever
-that connection is (re)made every room of the shard is behind, subscribed
-again and read, and each room is sent its whole member list (``presence``).
-Nothing is acknowledged and no pending list grows: the group's cursor, set to
-what this process delivered before each read, is what a pending list would
-give. Anything seen twice within a run is dropped (``RoomGroup.take``): each
-entry reaches ``deliver`` at most once, in stream order.
+A doorbell is lost only with its connection; whenever that is (re)made every
+room of the shard is behind, subscribed again and read, and sent its whole
+member list (``presence``). No pending list grows: the cursor set before each
+read is what it would give. Anything seen twice is dropped
+(``RoomGroup.take``): each entry reaches ``deliver`` at most once, in order.
 """
 
 from __future__ import annotations
@@ -269,10 +263,7 @@ class ShardReader:
     # ---- reading -----------------------------------------------------------------
 
     async def _read(self) -> None:
-        """One write: per room that is behind, its group set to what was delivered, then an XREADGROUP.
-
-        ``NOACK``: nothing is acknowledged; the cursor set first is what counts.
-        """
+        """One write: per room behind, its group set to what was delivered, then an XREADGROUP (NOACK)."""
         groups = [self.rooms[room] for room in self._dirty if room in self.rooms]
         self._dirty.clear()
         name = self._ctx.incarnation()

@@ -67,7 +67,7 @@ class Publisher:
         except ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-            await wire.call("SCRIPT", "LOAD", script.script)  # it did not run: sending it again is safe
+            await wire.execute("SCRIPT", "LOAD", script.script)  # it did not run: sending it again is safe
             return await self._store(shard, keys, args)
         if replicated is not None:
             replicas = await replicated

@@ -79,10 +79,10 @@ class Wire(asyncio.Protocol):
                     await loop.create_connection(lambda: wire, host, port, ssl=context)
                 if params.get("password"):
                     auth = ("AUTH", params["username"], params["password"]) if params.get("username") else None
-                    await wire.call(*(auth or ("AUTH", params["password"])))
-                await wire.call("CLIENT", "SETNAME", client_name)
+                    await wire.execute(*(auth or ("AUTH", params["password"])))
+                await wire.execute("CLIENT", "SETNAME", client_name)
                 if select_db and params.get("db"):
-                    await wire.call("SELECT", params["db"])
+                    await wire.execute("SELECT", params["db"])
         except TimeoutError as exc:
             wire.close(RedisTimeoutError(f"connecting to redis took over {timeout} s"))
             raise RedisTimeoutError(f"connecting to redis took over {timeout} s") from exc
@@ -169,7 +169,7 @@ class Wire(asyncio.Protocol):
             future.set_result(None)  # a subscriber's answers come as pushes
         return future
 
-    async def call(self, *args: Any) -> Any:
+    async def execute(self, *args: Any) -> Any:
         return await self.send(*args)
 
     def _flush(self) -> None:
