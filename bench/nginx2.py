@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import sys
@@ -45,15 +46,15 @@ class BenchCluster(Cluster):
 
     def nginx_config(self) -> str:
         text = super().nginx_config()
-        for old, new in (
-            ("limit_conn per_client 100;", BENCH_LIMIT_CONN),
-            ("worker_connections 4096;", BENCH_WORKER_CONNECTIONS),
-            ("worker_rlimit_nofile 16384;", "worker_rlimit_nofile 65536;"),
+        for pattern, new in (
+            (r"limit_conn per_client \d+;", BENCH_LIMIT_CONN),
+            (r"worker_connections \d+;", BENCH_WORKER_CONNECTIONS),
+            (r"worker_rlimit_nofile \d+;", "worker_rlimit_nofile 65536;"),
         ):
-            if old not in text:
+            text, found = re.subn(pattern, new, text)
+            if not found:
                 # config/nginx.conf changed: fail loudly rather than measure the limit.
-                raise ClusterError(f"bench/nginx2.py: {old!r} not found in the nginx config; update BenchCluster")
-            text = text.replace(old, new)
+                raise ClusterError(f"bench/nginx2.py: {pattern!r} not found in the nginx config; update BenchCluster")
         return text
 
 
