@@ -101,7 +101,10 @@ async def test_a_lost_connection_fails_what_was_in_flight_and_tells_a_subscriber
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_wire_authenticates_with_the_urls_password_and_a_wrong_one_is_refused(own_redis: RedisServer) -> None:
-    own_redis.start(args=["--requirepass", PASSWORD])
+    own_redis.start()
+    admin = await Wire.open(own_redis.url(), timeout=5, client_name="admin")
+    await admin.execute("CONFIG", "SET", "requirepass", PASSWORD)  # from now on, every new connection
+    admin.close()
     url = f"redis://:{PASSWORD}@127.0.0.1:{own_redis.port}/3"
     wire = await Wire.open(url, timeout=5, client_name="auth-test")
     try:
