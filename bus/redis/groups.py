@@ -70,10 +70,6 @@ class RoomGroup:
             self.born = message.id
         return True
 
-    def advance(self, message_id: str) -> None:
-        if id_key(message_id) > id_key(self.cursor or "0-0"):
-            self.cursor = message_id
-
 
 def decode_fields(message_id: str, room: str, fields: dict[str, str]) -> Message | None:
     """A stream entry as a Message; None for an entry deleted since it was read."""

@@ -133,9 +133,9 @@ def test_a_group_that_was_there_delivers_from_where_it_stands() -> None:
 def test_a_new_epoch_starts_the_group_over_and_a_recreated_one_rereads() -> None:
     group = RoomGroup("r", "chat:{r}")
     group.grouped("created", "5-0", "1-0")
-    group.advance("7-0")
+    assert group.take(Message("7-0", "r", "ann", "hi"))
     group.grouped("created", "7-0", "1-0")  # made again at the cursor: same epoch
-    assert (group.cursor, group.delivered) == ("7-0", IdKey(5, 0))
+    assert (group.cursor, group.delivered) == ("7-0", IdKey(7, 0))
     group.grouped("reset", "0-0", "9-0")  # a Redis that came back empty
     assert (group.cursor, group.born, group.delivered) == ("0-0", "9-0", IdKey(0, 0))
 
@@ -165,15 +165,15 @@ def test_a_doorbell_carries_its_entry(payload: str, message: Message | None) -> 
 
 def test_a_group_without_a_cursor_takes_the_first_id_it_reads() -> None:
     group = RoomGroup("r", "chat:{r}")
-    group.advance("3-1")
-    assert group.cursor == "3-1"
+    assert group.take(Message("3-1", "r", "ann", "hi"))
+    assert (group.cursor, group.born) == ("3-1", "3-1")
 
 
 def test_the_cursor_only_moves_forward() -> None:
-    group = RoomGroup("r", "chat:{r}", cursor="5-3")
-    group.advance("5-2")
+    group = RoomGroup("r", "chat:{r}", cursor="5-3", delivered=IdKey(5, 3))
+    assert not group.take(Message("5-2", "r", "ann", "late"))
     assert group.cursor == "5-3"
-    group.advance("6-0")
+    assert group.take(Message("6-0", "r", "ann", "next"))
     assert group.cursor == "6-0"
 
 
