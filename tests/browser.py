@@ -113,7 +113,12 @@ class User:
         await expect(self.status).to_have_attribute("data-state", "open", timeout=timeout)
         await expect(self.status).to_have_text("connected")
 
-    async def say(self, text: str, *, enter: bool = False) -> None:
+    async def say(self, text: str, *, enter: bool = False, stored: bool = False) -> None:
+        """Send ``text``; with ``stored``, return once the server has it (no longer pending here).
+
+        Messages of two people sent close together are ordered by the server as
+        they arrive: a test that expects one order waits for each to be stored.
+        """
         box = self.page.locator("#chat-message-input")
         await box.fill(text)
         if enter:
@@ -121,6 +126,9 @@ class User:
         else:
             await self.page.click("#chat-message-submit")
         await expect(box).to_have_value("")
+        if stored:
+            mine = self.page.locator("#chat-log li.message.own:not(.pending)").filter(has_text=text)
+            await expect(mine).not_to_have_count(0, timeout=TIMEOUT_MS)
 
     async def record_states(self) -> None:
         """Keep every value #connection-status takes, for states too short to poll."""

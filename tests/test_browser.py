@@ -84,9 +84,9 @@ async def test_two_users_chat_both_ways_with_button_and_enter(make_server: Any, 
     for user in (ann, zoe):
         await user.enter_room("general")
 
-    await ann.say("Hello from Ann (button)")
-    await zoe.say("Hi Ann, Zoë here (Enter)", enter=True)
-    await ann.say("Ann again, with Enter", enter=True)
+    await ann.say("Hello from Ann (button)", stored=True)
+    await zoe.say("Hi Ann, Zoë here (Enter)", enter=True, stored=True)
+    await ann.say("Ann again, with Enter", enter=True, stored=True)
     await zoe.say("Zoë again, with the button")
 
     conversation = [
@@ -137,9 +137,9 @@ async def test_markup_in_messages_and_names_shows_as_literal_text(make_server: A
         await user.enter_room("xss")
 
     payloads = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", '"><svg onload=alert(3)>&lt;b&gt;']
-    await mallory.say(payloads[0])
-    await ann.say(payloads[1], enter=True)
-    await mallory.say(payloads[2])
+    await mallory.say(payloads[0], stored=True)
+    await ann.say(payloads[1], enter=True, stored=True)
+    await mallory.say(payloads[2], stored=True)
     # A plain message last: when it shows, anything the payloads could have
     # started (an image error, a script) has had its turn.
     await ann.say("plain")
@@ -186,7 +186,7 @@ async def test_reload_shows_the_history_in_order_once_each(make_server: Any, ope
     assert ids_after == ids_before
 
     # And the reloaded page is live again, both ways.
-    await bob.say("five, after the reload")
+    await bob.say("five, after the reload", stored=True)
     await ann.say("six, from the reloaded page")
     history += [("Bob", "five, after the reload"), ("Ann", "six, from the reloaded page")]
     for user in (ann, bob):
@@ -321,7 +321,7 @@ async def test_every_page_reconnects_after_the_server_drops_all_sockets(make_ser
     for user in (ann, bob):
         await user.enter_room("dropall")
         await user.record_states()
-    await ann.say("before")
+    await ann.say("before", stored=True)
     await bob.say("also before")
     before = [("Ann", "before"), ("Bob", "also before")]
     for user in (ann, bob):
@@ -340,7 +340,7 @@ async def test_every_page_reconnects_after_the_server_drops_all_sockets(make_ser
         )
         await user.wait_connected()
 
-    await bob.say("after")
+    await bob.say("after", stored=True)
     await ann.say("also after", enter=True)
     for user in (ann, bob):
         await expect_log(user.page, before + [("Bob", "after"), ("Ann", "also after")])

@@ -228,7 +228,7 @@ async def test_own_messages_are_marked_and_names_are_told_apart(make_server: Any
     zoe = await open_user(server, "Zoë")
     for user in (ann, zoe):
         await user.enter_room("mine")
-    await ann.say("from Ann")
+    await ann.say("from Ann", stored=True)
     await zoe.say("from Zoë")
     for user in (ann, zoe):
         await expect_log(user.page, [("Ann", "from Ann"), ("Zoë", "from Zoë")])
