@@ -23,6 +23,7 @@ from bus.redis.groups import decode_flat
 from bus.redis.keys import Keys
 from bus.redis.options import RedisOptions
 from bus.redis.scripts import Scripts
+from bus.redis.shard import noscript
 from bus.redis.wire import Wire
 
 
@@ -65,7 +66,7 @@ class Publisher:
         try:
             reply = await stored
         except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
+            if not noscript(exc):
                 raise
             await wire.execute("SCRIPT", "LOAD", script.script)  # it did not run: sending it again is safe
             return await self._store(shard, keys, args)

@@ -78,7 +78,7 @@ class Shard:
         """
         wire = await self.wire("command")
         replies = await self._evalshas(wire, script, calls)
-        missing = [k for k, reply in enumerate(replies) if _noscript(reply)]
+        missing = [k for k, reply in enumerate(replies) if noscript(reply)]
         if missing:  # those did not run: running them now is safe
             await wire.execute("SCRIPT", "LOAD", script.script)
             again = await self._evalshas(wire, script, [calls[k] for k in missing])
@@ -114,5 +114,6 @@ class Shard:
         await self.client.aclose()
 
 
-def _noscript(reply: Any) -> bool:
+def noscript(reply: Any) -> bool:
+    """The script is not loaded on this shard (a restarted or failed-over master): it did not run."""
     return isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")
