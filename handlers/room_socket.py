@@ -365,12 +365,14 @@ class RoomSocket(WebSocketHandler):
 
     async def _publish(self, request: ChatRequest) -> None:
         draft = Draft(self.room, self.user, request.text, request.client_id)
+        started = time.perf_counter()
         try:
-            with self._metrics.publish_timer():
-                published = await self._bus.publish(draft)
+            published = await self._bus.publish(draft)
         except BusUnavailable as exc:
             log.warning("bus.publish_failed", reason=str(exc))
             raise FrameError("unavailable", "the message was not stored, try again", request.client_id) from None
+        finally:
+            self._metrics.publish_took(time.perf_counter() - started)
         self._messages_in += 1
         message = published.message
         fields: dict[str, Any] = {"msg_id": message.id, "bytes": len(request.text.encode())}

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import ContextManager, Protocol
+from typing import Protocol
 
 
 class SocketMetrics(Protocol):
@@ -24,5 +24,5 @@ class SocketMetrics(Protocol):
     def message_rejected(self, reason: str) -> None:
         """A client frame was refused with this error code."""
 
-    def publish_timer(self) -> ContextManager[object]:
-        """Times one publish to the bus, failures included."""
+    def publish_took(self, seconds: float) -> None:
+        """One publish to the bus took this long, failures included."""
