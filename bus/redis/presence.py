@@ -57,6 +57,8 @@ class Presence:
         self._wanted: dict[str, dict[str, int]] = {}
         self._rooms: set[str] = set()  # rooms where the current incarnation may have counts
         self._next: dict[str, _Batch] = {}  # room -> the users waiting for its next write
+        self._next_read: dict[str, asyncio.Future[list[tuple[str, int]]]] = {}  # room -> its next read
+        self._reading = KeyedLocks()  # one read of a room at a time (writes do not wait for reads)
 
     def holds(self, room: str) -> bool:
         return room in self._wanted
@@ -79,6 +81,28 @@ class Presence:
             raise
 
     async def members(self, room: str) -> list[tuple[str, int]]:
+        """The room's list. Who asks while a read of the room is under way shares the next read.
+
+        That read is sent after each of them asked, so it is as new as each
+        needs (a joiner reads after it counts); a burst of joins reads a room
+        a few times, not once per joiner with the whole list each time.
+        """
+        waiting = self._next_read.get(room)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        waiting = self._next_read[room] = asyncio.get_running_loop().create_future()
+        try:
+            async with self._reading.hold(room):
+                if self._next_read.get(room) is waiting:
+                    del self._next_read[room]  # who asks from here on waits for the next read
+                found = await self._read(room)
+        except BaseException as exc:
+            _failed(self._next_read, room, waiting, exc)
+            raise
+        waiting.set_result(found)
+        return found
+
+    async def _read(self, room: str) -> list[tuple[str, int]]:
         key = self._keys.users(room)
         flat = await self._redis.command(key, "HGETALL", key, what="presence read", part=PRESENCE)
         return sorted((user, int(count)) for user, count in zip(flat[0::2], flat[1::2]) if int(count) > 0)
@@ -127,11 +151,7 @@ class Presence:
                     del self._next[room]  # who changes from here on waits for the next write
                 await self._write_held(room, sorted(batch.users))
         except BaseException as exc:
-            if self._next.get(room) is batch:
-                del self._next[room]
-            failure = exc if isinstance(exc, BusUnavailable) else BusUnavailable(f"presence write: {exc!r}")
-            batch.done.set_exception(failure)
-            batch.done.exception()  # retrieved: a batch of one has no one else to tell
+            _failed(self._next, room, batch.done, exc, batch)
             raise
         batch.done.set_result(None)
 
@@ -182,3 +202,13 @@ class Presence:
 class _Batch:
     users: set[str]
     done: asyncio.Future[None]
+
+
+def _failed(
+    pending: dict[str, Any], room: str, waiting: asyncio.Future[Any], exc: BaseException, entry: Any = None
+) -> None:
+    """The shared write or read failed (or its caller was cancelled): everyone waiting on it gets BusUnavailable."""
+    if pending.get(room) is (entry if entry is not None else waiting):
+        del pending[room]
+    waiting.set_exception(exc if isinstance(exc, BusUnavailable) else BusUnavailable(f"presence: {exc!r}"))
+    waiting.exception()  # retrieved: a caller alone has no one else to tell
