@@ -20,7 +20,7 @@ def _dumps(body: Any) -> bytes:
     orjson 3.12+ returns bytes whose allocation is at least 4 KiB, however
     short the JSON. A frame kept a while (a notice buffered in every seat
     still joining, a write waiting in a stream) held 4 KiB, and a burst of
-    joins left the C heap grown and fragmented by them: ~3.5 KiB more per
+    joins left the C heap grown and fragmented by them: ~2.5 KiB more per
     idle connection through Redis (issue 9, goal 4). The copy costs ~70 ns.
     """
     return _EMPTY.join((orjson.dumps(body), _EMPTY))
