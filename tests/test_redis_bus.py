@@ -416,3 +416,35 @@ async def test_a_burst_of_joins_waits_for_redis_connections_instead_of_failing(m
         await clients[rooms.index(room)].say(f"to {room}")
     received = await asyncio.gather(*(client.messages(1) for client in clients))
     assert [frames[0]["message"] for frames in received] == [f"to {room}" for room in rooms]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_burst_of_joins_into_a_room_is_written_and_read_in_a_few_batches(own_redis: RedisServer) -> None:
+    """Joins that come while a room's presence write (read) is under way share the next one (bus/redis/presence.py)."""
+    own_redis.start()
+    backend = RedisBroker(RedisOptions(url=own_redis.url(), node_id="batch"))
+    await backend.start(lambda messages: None)
+    users = [f"u{k:02d}" for k in range(50)]
+    try:
+        async with aioredis.Redis.from_url(own_redis.url(), decode_responses=True) as direct:
+
+            async def calls(command: str) -> int:
+                return int((await direct.info("commandstats")).get(f"cmdstat_{command}", {}).get("calls", 0))
+
+            async def script_runs() -> int:
+                return await calls("evalsha")
+
+            before = await script_runs()
+            await asyncio.gather(*(backend.set_connections("plaza", user, 1) for user in users))
+            runs = await script_runs() - before
+            assert dict(await backend.members("plaza")) == {user: 1 for user in users}
+            # The first write alone, the 49 who came meanwhile in the next: not 50 writes in a row.
+            assert runs <= 3, f"{runs} presence writes for 50 joins"
+            await asyncio.gather(*(backend.set_connections("plaza", user, 0) for user in users[::2]))
+            reads_before = await calls("hgetall")
+            lists = await asyncio.gather(*(backend.members("plaza") for _ in users))
+            reads = await calls("hgetall") - reads_before
+            assert [dict(found) for found in lists] == [{user: 1 for user in users[1::2]}] * len(users)
+            assert reads <= 3, f"{reads} reads of the member list for 50 joiners asking at once"
+    finally:
+        await backend.close()

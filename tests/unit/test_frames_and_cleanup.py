@@ -7,6 +7,8 @@ rather than by a browser or a socket test.
 from __future__ import annotations
 
 import json
+import tracemalloc
+from typing import Callable
 
 import pytest
 from structlog.testing import capture_logs
@@ -53,6 +55,30 @@ def test_presence_and_notice_frames() -> None:
     }
     assert json.loads(frames.presence([])) == {"type": "presence", "members": []}
     assert json.loads(frames.notice("leave", "ann")) == {"type": "leave", "user": "ann"}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: frames.notice("join", "ann"),
+        lambda: frames.presence([("ann", 2), ("bob", 1)]),
+        lambda: frames.message("5-1", "r", "ann", "hi", 5),
+        lambda: frames.ready("r", "ann", None, True),
+        lambda: frames.ack("c-1", "9-3"),
+        lambda: frames.error("unavailable", "try again"),
+    ],
+    ids=["notice", "presence", "message", "ready", "ack", "error"],
+)
+def test_a_frame_holds_about_its_own_length_in_memory(make: Callable[[], bytes]) -> None:
+    # orjson's bytes take at least 4 KiB whatever their length; a frame kept
+    # while seats join (a burst of thousands) must cost what it says.
+    tracemalloc.start()
+    try:
+        frame = make()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < len(frame) + 256, (held, len(frame))
 
 
 @pytest.mark.parametrize(
