@@ -5,11 +5,12 @@ the caller only appends to a queue. The thread is woken by the first line
 after a quiet spell and then lets lines gather for ``LINGER`` seconds (or
 until ``FLUSH_BYTES`` are queued) before one write: every wake-up of the
 thread costs the event loop a hand-over of the GIL, and at one traffic line
-per message that was a tenth of the server's CPU (bench/RESULTS.md). When nobody reads stdout (a pipe whose
-reader is stuck) the queue fills to ``max_pending`` bytes and further lines
-are dropped and counted; when the reader has gone (``EPIPE``) every line is
-dropped and counted. Once writing works again, a ``log.lines_dropped`` line
-says how many were lost. Nothing here raises into the server, and a blocked
+per message that was a tenth of the server's CPU (bench/RESULTS.md).
+
+When nobody reads stdout (a pipe whose reader is stuck) the queue fills to
+``max_pending`` bytes and further lines are dropped and counted; when the
+reader has gone (``EPIPE``) every line is dropped and counted. Once writing
+works again, a ``log.lines_dropped`` line says how many were lost. Nothing here raises into the server, and a blocked
 writer thread does not keep the process from exiting (it is a daemon).
 """
 

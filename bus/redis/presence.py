@@ -97,7 +97,7 @@ class Presence:
                     del self._next_read[room]  # who asks from here on waits for the next read
                 found = await self._read(room)
         except BaseException as exc:
-            _failed(self._next_read, room, waiting, exc)
+            _failed(self._next_read, room, waiting, waiting, exc)
             raise
         waiting.set_result(found)
         return found
@@ -151,7 +151,7 @@ class Presence:
                     del self._next[room]  # who changes from here on waits for the next write
                 await self._write_held(room, sorted(batch.users))
         except BaseException as exc:
-            _failed(self._next, room, batch.done, exc, batch)
+            _failed(self._next, room, batch, batch.done, exc)
             raise
         batch.done.set_result(None)
 
@@ -204,11 +204,9 @@ class _Batch:
     done: asyncio.Future[None]
 
 
-def _failed(
-    pending: dict[str, Any], room: str, waiting: asyncio.Future[Any], exc: BaseException, entry: Any = None
-) -> None:
-    """The shared write or read failed (or its caller was cancelled): everyone waiting on it gets BusUnavailable."""
-    if pending.get(room) is (entry if entry is not None else waiting):
+def _failed(pending: dict[str, Any], room: str, entry: Any, waiting: asyncio.Future[Any], exc: BaseException) -> None:
+    """The shared write or read ``entry`` failed (or its caller was cancelled): its waiters get BusUnavailable."""
+    if pending.get(room) is entry:
         del pending[room]
     waiting.set_exception(exc if isinstance(exc, BusUnavailable) else BusUnavailable(f"presence: {exc!r}"))
     waiting.exception()  # retrieved: a caller alone has no one else to tell
