@@ -200,6 +200,10 @@ async def test_redis_down_means_unavailable_and_503_and_an_empty_restart_recover
     assert after["id"] == reply["id"] and after["message"] == "after"
     assert (await fetch(server.port, "/readyz")).code == 200
 
+    async def recovery_logged() -> bool:  # log lines leave in batches, up to 50 ms late
+        return bool(server.events("bus.recovered"))
+
+    await eventually(recovery_logged, 5, "bus.recovered logged")
     errors, recoveries = server.events("bus.error"), server.events("bus.recovered")
     assert len(errors) == 1 and errors[0]["reason"]  # once per outage, with the reason
     assert len(recoveries) == 1
