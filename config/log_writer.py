@@ -69,9 +69,11 @@ class NonBlockingLineWriter:
                 return len(text)
             self._lines.append(data)
             self._pending += len(data)
-            self._idle.clear()
-            if self._asleep or self._pending >= FLUSH_BYTES:
+            if self._asleep:  # the thread set _idle as it fell asleep: it is busy again
+                self._idle.clear()
                 self._asleep = False
+                self._ready.notify()
+            elif self._pending >= FLUSH_BYTES:
                 self._ready.notify()
         return len(text)
 

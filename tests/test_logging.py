@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from config.logging import _UtcStamp
 from tests.log_probe import SECRET_LOCAL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,3 +66,16 @@ def test_the_console_format_is_for_people() -> None:
     assert result.returncode == 0
     assert not result.stdout.startswith("{")
     assert "Traceback (most recent call last)" in result.stdout and "RuntimeError: boom in a handler" in result.stdout
+
+
+def test_timestamps_are_utc_iso_8601_with_microseconds_and_follow_the_clock() -> None:
+    stamp = _UtcStamp()
+    before = datetime.now(timezone.utc)
+    stamps = [stamp(None, "info", {})["timestamp"] for _ in range(1000)]
+    after = datetime.now(timezone.utc)
+    for text in stamps:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text), text
+    parsed = [datetime.fromisoformat(text) for text in stamps]
+    slack = timedelta(milliseconds=1)  # the clocks round to the microsecond differently
+    assert all(before - slack <= p <= after + slack for p in parsed)
+    assert parsed == sorted(parsed)
