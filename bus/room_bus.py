@@ -36,7 +36,7 @@ import contextvars
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Coroutine, Protocol
 
 from bus.backend import Backend, BusUnavailable
 from bus.message import ZERO_ID, Draft, History, IdKey, Message, Notice, Published, id_key
@@ -119,9 +119,12 @@ class RoomBus:
     def unavailable_reason(self) -> str | None:
         return self._backend.unavailable_reason()
 
-    async def publish(self, draft: Draft) -> Published:
-        """Store a message; it reaches members through the backend, like everyone's."""
-        return await self._backend.publish(draft)
+    def publish(self, draft: Draft) -> Coroutine[Any, Any, Published]:
+        """Store a message; it reaches members through the backend, like everyone's.
+
+        The backend's own coroutine, handed on (one frame less on every message's way).
+        """
+        return self._backend.publish(draft)
 
     async def join(self, room: str, member: Member, user: str, since: IdKey | None) -> History:
         """Seat a member and read the history to replay to it, and who is in the room.
@@ -260,10 +263,16 @@ class RoomBus:
             state = self._rooms.get(message.room)
             if state is None or not state.seats:
                 continue
-            frame = message.frame()
+            frame, key = message.frame(), message.key
             recipients = 0
             for seat in list(state.seats.values()):
-                recipients += seat.offer(message, frame)
+                # _Seat.offer, inlined: this loop runs once per delivery.
+                if not seat.live:
+                    seat.buffered.append(message)
+                elif key > seat.after:
+                    seat.after = key
+                    seat.member.send_frame(frame)
+                    recipients += 1
             if self._observer is not None:
                 self._observer.delivered(message.room, recipients, time.time() - message.ts / 1000)
 

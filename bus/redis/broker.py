@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Callable
+from typing import Any, Callable, Coroutine
 
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.keyed_locks import KeyedLocks
@@ -119,9 +119,10 @@ class RedisBroker:
 
     # ---- the Backend interface --------------------------------------------------------
 
-    async def publish(self, draft: Draft) -> Published:
+    def publish(self, draft: Draft) -> Coroutine[Any, Any, Published]:
+        # A plain function handing on the publisher's coroutine: one frame less on every message's way.
         self._check_open()
-        return await self._publisher.publish(draft)
+        return self._publisher.publish(draft)
 
     async def history(self, room: str, since: IdKey | None, limit: int) -> History:
         self._check_open()

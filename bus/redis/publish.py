@@ -12,6 +12,7 @@ sender got an ``ack``.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -47,10 +48,8 @@ class Publisher:
             keys.append(k.resend(room, draft.user, draft.client_id))
             args += [draft.client_id, self._resend_ms]
 
-        async def run(shard: Shard) -> Any:
-            return await self._store(shard, keys, args)
-
-        reply = await self._redis.call_shard(keys[0], run, "publish", idempotent=len(keys) == 5)
+        store = functools.partial(self._store, keys, args)
+        reply = await self._redis.call_shard(keys[0], store, "publish", idempotent=len(keys) == 5)
         message_id, duplicate = str(reply[0]), bool(reply[1])
         if not duplicate:
             return Published(draft.stored_as(message_id))
@@ -58,8 +57,8 @@ class Publisher:
         original = decode_flat(room, [message_id, reply[2]]) if len(reply) > 2 and reply[2] else None
         return Published(original or draft.stored_as(message_id), duplicate=True)
 
-    async def _store(self, shard: Shard, keys: list[str], args: list[Any]) -> Any:
-        wire = await shard.wire("publish", slack=self._wait_ms / 1000)
+    async def _store(self, keys: list[str], args: list[Any], shard: Shard) -> Any:
+        wire = shard.live_wire("publish") or await shard.wire("publish", slack=self._wait_ms / 1000)
         script = self._scripts.publish
         stored = wire.send("EVALSHA", script.sha, len(keys), *keys, *args)
         replicated = self._replicated(wire) if self._replicas else None
@@ -69,7 +68,7 @@ class Publisher:
             if not noscript(exc):
                 raise
             await wire.execute("SCRIPT", "LOAD", script.script)  # it did not run: sending it again is safe
-            return await self._store(shard, keys, args)
+            return await self._store(keys, args, shard)
         if replicated is not None:
             replicas = await replicated
             if int(replicas) < self._replicas:

@@ -45,10 +45,15 @@ class Shard:
     _wires: dict[str, Wire] = field(default_factory=dict)
     _opening: dict[str, asyncio.Future[Wire]] = field(default_factory=dict)
 
+    def live_wire(self, role: str) -> Wire | None:
+        """The role's wire if it is open now (no await: the publish path asks once per message)."""
+        wire = self._wires.get(role)
+        return wire if wire is not None and not wire.closed else None
+
     async def wire(self, role: str, slack: float = 0.0) -> Wire:
         """The role's wire; ``slack``: seconds its commands may take beyond the timeout (a WAIT's own)."""
-        wire = self._wires.get(role)
-        if wire is not None and not wire.closed:
+        wire = self.live_wire(role)
+        if wire is not None:
             return wire
         opening = self._opening.get(role)
         if opening is None:  # one connect for every caller of this moment
