@@ -22,12 +22,15 @@ import inspect
 import struct
 from typing import Any, Callable
 
+import tornado.util
 from tornado.concurrent import Future
 from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders, HTTPServerRequest
-from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.web import RequestHandler
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13, _WebSocketParams
+
+from handlers.frame_reader import receive_frames
 
 PING_TIMED_OUT = "ping timed out"  # the reason Tornado's periodic_ping closes with
 
@@ -45,6 +48,11 @@ RELIED_ON = (
     "HANDLER_SLOTS, PROTOCOL_SLOTS: instance attributes of WebSocketHandler and WebSocketProtocol13, no class ones",
     "WebSocketHandler.get_websocket_protocol: WebSocketProtocol13(self, False, _WebSocketParams(...))",
     "WebSocketProtocol13._received_pong: set True by every pong; write_ping(data) sends one",
+    "WebSocketProtocol13._receive_frame_loop(): the receive loop, replaced by frame_reader.receive_frames;"
+    " which calls _handle_message(opcode, data) -> Future | None, _abort(), handler.on_ws_connection_close,"
+    " keeps _fragmented_message_buffer/_opcode and _wire_bytes_in, reads FIN, RSV_MASK, OPCODE_MASK and"
+    " params.max_message_size, and tornado.util._websocket_mask(mask, data)",
+    "IOStream.read_bytes(num_bytes, partial=True): whatever has arrived, up to num_bytes",
 )
 
 # Tornado's per-connection attributes, kept in slots by our subclasses rather
@@ -110,9 +118,12 @@ PROTOCOL_SLOTS = (
 
 
 class SlottedProtocol13(WebSocketProtocol13):
-    """Tornado's protocol 13, its attributes in slots (``PROTOCOL_SLOTS`` says why)."""
+    """Tornado's protocol 13, its attributes in slots (``PROTOCOL_SLOTS`` says why), read by ``frame_reader``."""
 
     __slots__ = PROTOCOL_SLOTS
+
+    async def _receive_frame_loop(self) -> None:
+        await receive_frames(self)
 
 
 _params: dict[tuple[Any, ...], _WebSocketParams] = {}
@@ -143,8 +154,27 @@ def slotted_protocol(handler: WebSocketHandler) -> WebSocketProtocol | None:
     return SlottedProtocol13(handler, False, params)
 
 
+class _LastFrame:
+    """The frame made last, kept by its payload: a fan-out hands the same bytes object to every member."""
+
+    payload: bytes = b""
+    frame: bytes = bytes((0x81, 0))
+
+
 def text_frame(payload: bytes) -> bytes:
-    """One final, unmasked text frame around ``payload`` (RFC 6455, section 5.2)."""
+    """One final, unmasked text frame around ``payload`` (RFC 6455, section 5.2).
+
+    Made once per payload object in a row: the members of a room after the
+    first get the same frame (the payload is held here, so its identity is
+    never reused by another object while the frame is kept).
+    """
+    if payload is _LastFrame.payload:
+        return _LastFrame.frame
+    _LastFrame.payload, _LastFrame.frame = payload, _frame(payload)
+    return _LastFrame.frame
+
+
+def _frame(payload: bytes) -> bytes:
     length = len(payload)
     if length < 126:
         header = bytes((0x81, length))
@@ -169,7 +199,7 @@ def write_text(handler: WebSocketHandler, payload: bytes) -> "Future[None] | Wri
     if stream is None:
         return Written.GONE
     frame = text_frame(payload)
-    if not stream.writing() and not isinstance(stream, SSLIOStream):
+    if not stream.writing() and type(stream) is IOStream:  # not SSLIOStream: its socket takes no plain bytes
         try:
             sent = stream.socket.send(frame)
         except BlockingIOError:
@@ -279,6 +309,11 @@ def tornado_problems() -> list[str]:
         (IOStream, "writing", ["self"]),
         (IOStream, "close", ["self", "exc_info"]),
         (WebSocketHandler, "get_websocket_protocol", ["self"]),
+        (WebSocketHandler, "on_ws_connection_close", ["self", "close_code", "close_reason"]),
+        (WebSocketProtocol13, "_receive_frame_loop", ["self"]),
+        (WebSocketProtocol13, "_handle_message", ["self", "opcode", "data"]),
+        (WebSocketProtocol13, "_abort", ["self"]),
+        (IOStream, "read_bytes", ["self", "num_bytes", "partial"]),
     ]
     for owner, name, parameters in checks:
         method = getattr(owner, name, None)
@@ -313,4 +348,22 @@ def tornado_problems() -> list[str]:
         problems.append("WebSocketProtocol13 no longer notes pongs in _received_pong")
     if "self.stream" not in inspect.getsource(WebSocketProtocol13):
         problems.append("WebSocketProtocol13 no longer keeps its IOStream as .stream")
+    problems += _reader_problems()
+    return problems
+
+
+def _reader_problems() -> list[str]:
+    """What ``frame_reader`` relies on in Tornado's receive loop that this Tornado no longer has."""
+    problems = []
+    receive = inspect.getsource(WebSocketProtocol13._receive_frame) + inspect.getsource(WebSocketProtocol13._read_bytes)
+    for name in ("_fragmented_message_buffer", "_fragmented_message_opcode", "_wire_bytes_in", "max_message_size"):
+        if name not in receive:
+            problems.append(f"WebSocketProtocol13's receive loop no longer uses {name}")
+    for name in ("FIN", "RSV_MASK", "OPCODE_MASK"):
+        if not isinstance(getattr(WebSocketProtocol13, name, None), int):
+            problems.append(f"WebSocketProtocol13.{name} is gone")
+    if "on_ws_connection_close" not in inspect.getsource(WebSocketProtocol13._receive_frame_loop):
+        problems.append("WebSocketProtocol13._receive_frame_loop no longer ends with on_ws_connection_close")
+    if not callable(getattr(tornado.util, "_websocket_mask", None)):
+        problems.append("tornado.util._websocket_mask is gone")
     return problems
