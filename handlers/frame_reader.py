@@ -3,10 +3,10 @@
 Tornado's ``WebSocketProtocol13._receive_frame`` reads a frame in three or
 four ``read_bytes`` calls (header, length, mask, payload). After the first,
 the rest of the frame waits in the ``IOStream``'s buffer with no read
-pending, so the stream stops listening on the socket, and starts again when
-the next frame is asked for: under uvloop that is a poll handle closed and
-made again, about 14 µs of CPU each way, per message (bench/RESULTS.md,
-"The inbound path"). Here the stream is asked for whatever has arrived
+pending, so the stream stops listening on the socket (``update_handler``,
+uvloop's ``remove_reader``), and starts again when the next frame is asked
+for (``add_reader``): about 14 µs of CPU each, twice per message, measured
+(bench/RESULTS.md, "The inbound path"). Here the stream is asked for whatever has arrived
 (``partial=True``): its buffer is empty after every read, so it keeps
 listening, and frames are cut out of what was read.
 
@@ -77,9 +77,7 @@ async def receive_frames(protocol: WebSocketProtocol13) -> None:
                 if work >= YIELD_AFTER:  # one client's burst does not hold the loop
                     work = 0
                     await asyncio.sleep(0)
-    except Refused:
-        protocol._abort()
-    except StreamClosedError:
+    except (Refused, StreamClosedError):
         protocol._abort()
     finally:
         protocol.handler.on_ws_connection_close(protocol.close_code, protocol.close_reason)
