@@ -263,16 +263,10 @@ class RoomBus:
             state = self._rooms.get(message.room)
             if state is None or not state.seats:
                 continue
-            frame, key = message.frame(), message.key
+            frame = message.frame()
             recipients = 0
             for seat in list(state.seats.values()):
-                # _Seat.offer, inlined: this loop runs once per delivery.
-                if not seat.live:
-                    seat.buffered.append(message)
-                elif key > seat.after:
-                    seat.after = key
-                    seat.member.send_frame(frame)
-                    recipients += 1
+                recipients += seat.offer(message, frame)
             if self._observer is not None:
                 self._observer.delivered(message.room, recipients, time.time() - message.ts / 1000)
 
