@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from bus.backend import BusUnavailable
 from bus.keyed_locks import KeyedLocks
@@ -56,8 +56,8 @@ class Presence:
         self._consumed = consumed
         self._wanted: dict[str, dict[str, int]] = {}
         self._rooms: set[str] = set()  # rooms where the current incarnation may have counts
-        self._next: dict[str, _Batch] = {}  # room -> the users waiting for its next write
-        self._next_read: dict[str, asyncio.Future[list[tuple[str, int]]]] = {}  # room -> its next read
+        self._next_write: dict[str, _Shared] = {}  # room -> the users waiting for its next write
+        self._next_read: dict[str, _Shared] = {}  # room -> the callers waiting for its next read
         self._reading = KeyedLocks()  # one read of a room at a time (writes do not wait for reads)
 
     def holds(self, room: str) -> bool:
@@ -87,19 +87,7 @@ class Presence:
         needs (a joiner reads after it counts); a burst of joins reads a room
         a few times, not once per joiner with the whole list each time.
         """
-        waiting = self._next_read.get(room)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
-        waiting = self._next_read[room] = asyncio.get_running_loop().create_future()
-        try:
-            async with self._reading.hold(room):
-                if self._next_read.get(room) is waiting:
-                    del self._next_read[room]  # who asks from here on waits for the next read
-                found = await self._read(room)
-        except BaseException as exc:
-            _failed(self._next_read, room, waiting, waiting, exc)
-            raise
-        waiting.set_result(found)
+        found: list[tuple[str, int]] = await _shared(self._next_read, room, self._reading, lambda _: self._read(room))
         return found
 
     async def _read(self, room: str) -> list[tuple[str, int]]:
@@ -135,25 +123,10 @@ class Presence:
     async def _write_batched(self, room: str, user: str) -> None:
         """Write the user's count in the room's next write, with every user who changed meanwhile.
 
-        The first caller of a batch writes it once the room's lock is free;
-        the others wait for that write and share its outcome. Counts are
-        read under the lock, so each caller's change is in the write it waits for.
+        Counts are read under the room's lock, so each caller's change is in
+        the write it waits for.
         """
-        batch = self._next.get(room)
-        if batch is not None:
-            batch.users.add(user)
-            await asyncio.shield(batch.done)
-            return
-        batch = self._next[room] = _Batch({user}, asyncio.get_running_loop().create_future())
-        try:
-            async with self._locks.hold(room):
-                if self._next.get(room) is batch:
-                    del self._next[room]  # who changes from here on waits for the next write
-                await self._write_held(room, sorted(batch.users))
-        except BaseException as exc:
-            _failed(self._next, room, batch, batch.done, exc)
-            raise
-        batch.done.set_result(None)
+        await _shared(self._next_write, room, self._locks, lambda users: self._write_held(room, sorted(users)), user)
 
     async def _write(self, room: str, users: list[str] | None) -> None:
         async with self._locks.hold(room):
@@ -199,14 +172,43 @@ class Presence:
 
 
 @dataclass(eq=False)
-class _Batch:
+class _Shared:
+    """The next call of one room's write or read, and who waits for it (a write: the users it carries)."""
+
     users: set[str]
-    done: asyncio.Future[None]
+    done: asyncio.Future[Any]
 
 
-def _failed(pending: dict[str, Any], room: str, entry: Any, waiting: asyncio.Future[Any], exc: BaseException) -> None:
-    """The shared write or read ``entry`` failed (or its caller was cancelled): its waiters get BusUnavailable."""
-    if pending.get(room) is entry:
-        del pending[room]
-    waiting.set_exception(exc if isinstance(exc, BusUnavailable) else BusUnavailable(f"presence: {exc!r}"))
-    waiting.exception()  # retrieved: a caller alone has no one else to tell
+async def _shared(
+    pending: dict[str, _Shared],
+    room: str,
+    locks: KeyedLocks,
+    call: Callable[[set[str]], Awaitable[Any]],
+    user: str | None = None,
+) -> Any:
+    """``call`` once the room's lock is free, shared by everyone who asks before it starts.
+
+    The first caller runs it; who asks meanwhile (adding ``user``) waits for
+    the same call and shares its outcome. Once the lock is taken the entry
+    is dropped, so who asks from then on waits for the next call, which is
+    sent after they asked: as new as each of them needs.
+    """
+    entry = pending.get(room)
+    if entry is not None:
+        if user is not None:
+            entry.users.add(user)
+        return await asyncio.shield(entry.done)
+    entry = pending[room] = _Shared({user} if user is not None else set(), asyncio.get_running_loop().create_future())
+    try:
+        async with locks.hold(room):
+            if pending.get(room) is entry:
+                del pending[room]
+            result = await call(entry.users)
+    except BaseException as exc:  # failed, or its caller was cancelled: the waiters get BusUnavailable
+        if pending.get(room) is entry:
+            del pending[room]
+        entry.done.set_exception(exc if isinstance(exc, BusUnavailable) else BusUnavailable(f"presence: {exc!r}"))
+        entry.done.exception()  # retrieved: a caller alone has no one else to tell
+        raise
+    entry.done.set_result(result)
+    return result
