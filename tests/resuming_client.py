@@ -99,7 +99,10 @@ class ResumingClient:
     async def _session(self) -> None:
         url = self.url + (f"?since={quote(self.last_id)}" if self.last_id else "")
         request = HTTPRequest(url, headers=self.headers, connect_timeout=TIMEOUT, request_timeout=TIMEOUT)
-        self._conn = await asyncio.wait_for(websocket_connect(request), TIMEOUT)
+        # Not wait_for: on Python 3.11 it drops a cancel (stop()) that lands as the connect completes,
+        # and the client would stay connected for ever.
+        async with asyncio.timeout(TIMEOUT):
+            self._conn = await websocket_connect(request)
         self.connects += 1
         while True:
             raw = await self._conn.read_message()
