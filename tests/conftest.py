@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from config.settings import Settings
+from ops.cluster import Cluster, free_port
 from ops.redis_cluster import LocalRedisCluster, RedisClusterError
 from server import ChatServer
 from tests.client import TEST_SECRET
@@ -153,3 +154,12 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
     for process in processes:
         process.resume()  # a test may have left it stopped (SIGSTOP)
         process.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """The launcher's own deployment (ops.cluster): Redis, two server.py processes, nginx in front."""
+    running = Cluster(processes=2, port=free_port(), run_dir=tmp_path, cookie_secret=SECRET)
+    running.start()
+    yield running
+    running.stop()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from playwright.async_api import expect
@@ -25,20 +25,11 @@ from tornado.httpclient import AsyncHTTPClient
 from bus.message import id_key
 from ops.cluster import ROOT, Cluster, free_port
 from tests.client import ChatClient
-from tests.conftest import SECRET
 from tests.helpers import chromium, eventually, handshake_request
 from tests.processes import ServerProcess
 from tests.resuming_client import ResumingClient
 
 CLIENT_ADDRESS = "127.0.0.7"  # tests connect from here; nginx reaches the processes from 127.0.0.1
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(processes=2, port=free_port(), run_dir=tmp_path, cookie_secret=SECRET)
-    running.start()
-    yield running
-    running.stop()
 
 
 def node_events(cluster: Cluster, name: str) -> dict[str, list[dict[str, Any]]]:

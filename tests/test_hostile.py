@@ -477,14 +477,6 @@ def test_the_cookie_secret_is_never_in_a_repr_nor_taken_from_argv_nor_short() ->
 # ---- findings 12 and 13: the deployment ---------------------------------------------------
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(processes=2, port=free_port(), run_dir=tmp_path, cookie_secret=SECRET)
-    running.start()
-    yield running
-    running.stop()
-
-
 def owner(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Uid:"):

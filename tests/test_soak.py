@@ -26,17 +26,17 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from bus.message import id_key
-from ops.cluster import Cluster, free_port
-from tests.client import user_cookie
+from ops.cluster import Cluster
 from tests.conftest import SECRET
+from tests.resuming_client import ResumingClient
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "40"))  # of traffic; setup and checks come on top
 ROOMS = [f"soak{n}" for n in range(20)]
@@ -49,104 +49,49 @@ TIMEOUT = 10.0
 _names = itertools.count(1)
 
 
-class SoakClient:
-    """A room page in miniature: reconnects with ``since``, resends unacknowledged messages by ``client_id``."""
+class SoakClient(ResumingClient):
+    """A visitor: from one of the people's addresses, pausing with jitter, retrying whatever was refused.
+
+    It keeps every message it got by id (to find the lost and the doubled), and the order they came in.
+    """
+
+    connect_timeout = TIMEOUT
+    first_delay, max_delay = 0.1, 2.0
 
     def __init__(self, port: int, room: str, address: str) -> None:
-        self.url = f"ws://127.0.0.1:{port}/ws/chat/{quote(room)}/"
         self.room = room
-        self.address = address
         self.user = f"u{next(_names)}"
-        self.headers = {"Cookie": user_cookie(SECRET, self.user)}
-        self.received: dict[str, str] = {}  # id -> text
+        url = f"ws://127.0.0.1:{port}/ws/chat/{quote(room)}/"
+        super().__init__(url, user=self.user, secret=SECRET, address=address)
+        self.texts: dict[str, str] = {}  # id -> text
         self.order: list[str] = []
         self.duplicates = 0
-        self.last_id: str | None = None
-        self.outbox: dict[str, str] = {}
-        self.acks: dict[str, str] = {}  # client_id -> id
-        self.connects = 0
-        self.incomplete = 0
-        self.ready = asyncio.Event()
-        self._conn: WebSocketClientConnection | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._said = itertools.count()
 
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._conn is not None:
-            self._conn.close()
-
-    def say(self, text: str) -> None:
-        client_id = f"{self.user}-{len(self.outbox) + len(self.acks)}"
-        self.outbox[client_id] = text
-        self._send(client_id)
+    def say_next(self, text: str) -> None:
+        self.say(text, client_id=f"{self.user}-{next(self._said)}")
 
     async def acked(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.outbox:
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)  # polling our own outbox, bounded by the deadline
+        try:
+            await self.wait_acked(timeout)
+        except asyncio.TimeoutError:
+            return False
         return True
 
-    def _send(self, client_id: str) -> None:
-        if self._conn is not None and self.ready.is_set() and client_id in self.outbox:
-            self._conn.write_message(json.dumps({"message": self.outbox[client_id], "client_id": client_id}))
+    def _record(self, frame: dict[str, Any]) -> None:
+        if frame["id"] in self.texts:
+            self.duplicates += 1
+            return
+        self.texts[frame["id"]] = frame["message"]
+        self.order.append(frame["id"])
+        if self.last_id is None or id_key(frame["id"]) > id_key(self.last_id):
+            self.last_id = frame["id"]
 
-    async def _run(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await self._session()
-                delay = 0.1
-            except (OSError, asyncio.TimeoutError, ConnectionError, HTTPClientError):
-                pass  # refused, 502 from nginx, dropped: retry as the room page does
-            self.ready.clear()
-            await asyncio.sleep(delay + random.random() * delay)  # reconnect backoff with jitter
-            delay = min(delay * 2, 2.0)
+    def _refused(self, frame: dict[str, Any]) -> None:
+        asyncio.get_running_loop().call_later(0.5 + random.random(), self._resend, frame["client_id"])
 
-    async def _session(self) -> None:
-        url = self.url + (f"?since={quote(self.last_id)}" if self.last_id else "")
-        request = HTTPRequest(
-            url, headers=self.headers, connect_timeout=TIMEOUT, request_timeout=TIMEOUT, network_interface=self.address
-        )
-        # Not wait_for: on Python 3.11 it drops a cancel (stop()) that lands as the connect completes,
-        # and the client would stay connected for ever.
-        async with asyncio.timeout(TIMEOUT):
-            self._conn = await websocket_connect(request)
-        self.connects += 1
-        while True:
-            raw = await self._conn.read_message()
-            if raw is None:
-                raise ConnectionError("closed")
-            if isinstance(raw, str):
-                self._handle(json.loads(raw))
-
-    def _handle(self, frame: dict[str, Any]) -> None:
-        kind = frame["type"]
-        if kind == "message":
-            if frame["id"] in self.received:
-                self.duplicates += 1
-                return
-            self.received[frame["id"]] = frame["message"]
-            self.order.append(frame["id"])
-            if self.last_id is None or id_key(frame["id"]) > id_key(self.last_id):
-                self.last_id = frame["id"]
-        elif kind == "ready":
-            if self.connects > 1 and self.last_id is not None and not frame["complete"]:
-                self.incomplete += 1
-            self.ready.set()
-            for client_id in list(self.outbox):
-                self._send(client_id)
-        elif kind == "ack":
-            if self.outbox.pop(frame["client_id"], None) is not None:
-                self.acks[frame["client_id"]] = frame["id"]
-        elif kind == "error" and frame.get("client_id"):
-            asyncio.get_running_loop().call_later(0.5 + random.random(), self._send, frame["client_id"])
+    def _pause(self, delay: float) -> float:
+        return delay + random.random() * delay  # jitter: a restart's visitors do not all come back at once
 
 
 class Soak:
@@ -169,13 +114,13 @@ class Soak:
                 client = SoakClient(self.port, room, self.address())
                 client.start()
                 self.stayers.append(client)
-        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in self.stayers)), 60)
+        await asyncio.gather(*(c.wait_ready(60) for c in self.stayers))
         self.senders += self.stayers
 
     async def stayer_traffic(self, client: SoakClient) -> None:
         count = 0
         while not self.stop.is_set():
-            client.say(f"{client.user} says {count}")
+            client.say_next(f"{client.user} says {count}")
             count += 1
             await asyncio.sleep(1.0 + random.random())  # a person's pace, not a synchronisation
 
@@ -184,10 +129,10 @@ class Soak:
             client = SoakClient(self.port, random.choice(ROOMS), self.address())
             client.start()
             try:
-                await asyncio.wait_for(client.ready.wait(), 20)
+                await client.wait_ready(20)
                 if random.random() < 0.5:
                     self.senders.append(client)
-                    client.say(f"{client.user} passing through")
+                    client.say_next(f"{client.user} passing through")
                     await client.acked(20)
                 await asyncio.sleep(random.uniform(0.2, 2.0))  # how long a visitor stays
             except asyncio.TimeoutError:
@@ -277,14 +222,6 @@ def node_rss(cluster: Cluster) -> dict[str, int]:
     }
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(processes=2, port=free_port(), run_dir=tmp_path, cookie_secret=SECRET)
-    running.start()
-    yield running
-    running.stop()
-
-
 @pytest.mark.timeout(SECONDS + 180)  # pytest.ini's 120 s is for ordinary tests
 @pytest.mark.gen_test(timeout=SECONDS + 150)
 async def test_soak_nothing_acknowledged_is_lost_or_doubled_and_memory_stays_flat(cluster: Cluster) -> None:
@@ -317,17 +254,17 @@ async def test_soak_nothing_acknowledged_is_lost_or_doubled_and_memory_stays_fla
     total_acked = sum(len(ids) for ids in acked.values())
 
     async def everyone_has_everything() -> None:
-        while any(set(acked[c.room]) - set(c.received) for c in soak.stayers):
+        while any(set(acked[c.room]) - set(c.texts) for c in soak.stayers):
             await asyncio.sleep(0.1)  # polling the clients' own lists, bounded by wait_for
 
     try:
         await asyncio.wait_for(everyone_has_everything(), 30)
     except asyncio.TimeoutError:
         pass  # reported below, message by message
-    lost = sum(len(set(acked[c.room]) - set(c.received)) for c in soak.stayers)
+    lost = sum(len(set(acked[c.room]) - set(c.texts)) for c in soak.stayers)
     doubled = sum(c.duplicates for c in soak.stayers)
     junk_seen = sum(
-        1 for c in soak.stayers for text in c.received.values() if "says" not in text and "passing through" not in text
+        1 for c in soak.stayers for text in c.texts.values() if "says" not in text and "passing through" not in text
     )
     out_of_order = sum(1 for c in soak.stayers if [id_key(i) for i in c.order] != sorted(id_key(i) for i in c.order))
     for client in soak.stayers:
@@ -345,7 +282,7 @@ async def test_soak_nothing_acknowledged_is_lost_or_doubled_and_memory_stays_fla
         "junk_delivered": junk_seen,
         "out_of_order": out_of_order,
         "stayer_reconnects": sum(c.connects - 1 for c in soak.stayers),
-        "incomplete_resumes": sum(c.incomplete for c in soak.stayers),
+        "incomplete_resumes": sum(c.incomplete_resumes for c in soak.stayers),
         "rss_warm_kib": warm,
         "rss_end_kib": end,
         "rss_growth": {k: round(v, 3) for k, v in growth.items()},
