@@ -148,11 +148,14 @@ class ResumingClient:
 
     def _record(self, frame: dict[str, Any]) -> None:
         """A message frame: kept in arrival order, marked if it is not newer than the newest so far."""
-        if self.last_id is None or id_key(frame["id"]) > id_key(self.last_id):
-            self.last_id = frame["id"]
-            self.received.append(frame)
-        else:
-            self.received.append({**frame, "duplicate": True})
+        self.received.append(frame if self._advance(frame["id"]) else {**frame, "duplicate": True})
+
+    def _advance(self, message_id: str) -> bool:
+        """Whether the id is newer than the newest so far (``since`` on the next reconnect); it becomes it."""
+        if self.last_id is not None and id_key(message_id) <= id_key(self.last_id):
+            return False
+        self.last_id = message_id
+        return True
 
     def _refused(self, frame: dict[str, Any]) -> None:
         """Refused for now (unavailable, rate limited): try again shortly, as the page does; else a bug."""

@@ -84,8 +84,7 @@ class SoakClient(ResumingClient):
             return
         self.texts[frame["id"]] = frame["message"]
         self.order.append(frame["id"])
-        if self.last_id is None or id_key(frame["id"]) > id_key(self.last_id):
-            self.last_id = frame["id"]
+        self._advance(frame["id"])
 
     def _refused(self, frame: dict[str, Any]) -> None:
         asyncio.get_running_loop().call_later(0.5 + random.random(), self._resend, frame["client_id"])
