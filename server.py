@@ -38,6 +38,7 @@ from handlers.hosts import HostCheckedApplication, host_policy
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
 from handlers.pings import PingWheel
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
+from handlers.tokens import TokenVerifier
 from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
 from ops.metrics import Metrics, MetricsHandler
 
@@ -100,9 +101,14 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_app(
-    settings: Settings, bus: RoomBus, registry: SocketRegistry, metrics: Metrics, limits: SocketLimits
+    settings: Settings,
+    bus: RoomBus,
+    registry: SocketRegistry,
+    metrics: Metrics,
+    limits: SocketLimits,
+    tokens: TokenVerifier | None = None,
 ) -> tornado.web.Application:
-    socket_args = dict(bus=bus, settings=settings, registry=registry, metrics=metrics, limits=limits)
+    socket_args = dict(bus=bus, settings=settings, registry=registry, metrics=metrics, limits=limits, tokens=tokens)
     return HostCheckedApplication(
         [
             tornado.web.url(r"/", tornado.web.RedirectHandler, dict(url="/chat/")),
@@ -146,7 +152,9 @@ class ChatServer:
         cap = connection_cap(settings.max_connections, descriptors)
         log_descriptor_limit(settings.max_connections, descriptors, cap)
         self.limits = SocketLimits.from_settings(settings, cap)
-        self.app = make_app(settings, self.bus, self.registry, self.metrics, self.limits)
+        # Token mode (identity from the host site) when a token key is configured.
+        self.tokens = TokenVerifier(settings) if settings.token_mode else None
+        self.app = make_app(settings, self.bus, self.registry, self.metrics, self.limits, self.tokens)
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port = settings.port
 

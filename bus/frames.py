@@ -11,6 +11,8 @@ from typing import Any, Iterable
 
 import orjson
 
+from bus.user_key import TOKEN_USER, user_fields
+
 _EMPTY = b""
 
 
@@ -28,17 +30,27 @@ def _dumps(body: Any) -> bytes:
 
 def message(message_id: str, room: str, user: str, text: str, ts: int, replay: bool = False) -> bytes:
     body: dict[str, Any] = {"type": "message", "id": message_id, "room": room, "user": user, "message": text, "ts": ts}
+    if user[:1] == TOKEN_USER:  # a token's user: ``user`` is its name, ``user_id`` its sub
+        body.update(user_fields(user))
     if replay:
         body["replay"] = True
     return _dumps(body)
 
 
 def ready(room: str, user: str, last_id: str | None, complete: bool) -> bytes:
-    return _dumps({"type": "ready", "room": room, "user": user, "last_id": last_id, "complete": complete})
+    body = {"type": "ready", "room": room, "user": user, "last_id": last_id, "complete": complete}
+    if user[:1] == TOKEN_USER:
+        body.update(user_fields(user))
+    return _dumps(body)
 
 
 def ack(client_id: str, message_id: str) -> bytes:
     return _dumps({"type": "ack", "client_id": client_id, "id": message_id})
+
+
+def refreshed(exp: float) -> bytes:
+    """Token mode: the connection's token was replaced and now ends at ``exp`` (seconds since the epoch)."""
+    return _dumps({"type": "refreshed", "exp": int(exp)})
 
 
 def error(code: str, detail: str, client_id: str | None = None) -> bytes:
@@ -49,10 +61,15 @@ def error(code: str, detail: str, client_id: str | None = None) -> bytes:
 
 
 def presence(members: Iterable[tuple[str, int]]) -> bytes:
-    listed = [{"user": user, "connections": count} for user, count in members]
+    listed = [
+        {"user": user, "connections": count} if user[:1] != TOKEN_USER else {**user_fields(user), "connections": count}
+        for user, count in members
+    ]
     return _dumps({"type": "presence", "members": listed})
 
 
 def notice(kind: str, user: str) -> bytes:
     """``join``, ``leave`` or ``typing``, about ``user``."""
-    return _dumps({"type": kind, "user": user})
+    if user[:1] != TOKEN_USER:
+        return _dumps({"type": kind, "user": user})
+    return _dumps({"type": kind, **user_fields(user)})

@@ -67,6 +67,22 @@ class Settings:
     max_body_bytes: int = 64 * 1024  # largest HTTP request body; the name form is a few bytes
     allowed_hosts: tuple[str, ...] = ()  # Host names served; empty: loopback names on a loopback host
     run_as: str = ""  # started as root: the user to become once listening (the cluster launcher sets it)
+    # Token mode (identity from the host application): on when one key is set.
+    token_secret: str = field(default="", repr=False)  # HS256 key: CHAT_TOKEN_SECRET, or read from the file
+    token_secret_file: str = ""
+    token_public_key: str = ""  # a PEM file: RS256, ES256 or EdDSA
+    token_public_key_pem: str = field(default="", repr=False)  # its text, read once at start-up
+    token_jwks_url: str = ""
+    token_audience: str = ""
+    token_issuer: str = ""
+    token_cookie: str = "chat_token"
+    auth_timeout: float = 5.0  # seconds for the first frame to bring a token when no cookie did
+    private_rooms: tuple[str, ...] = ()  # room names with * wildcards that need a grant in the token
+    token_refresh_url: str = ""  # the host site's URL the room page fetches fresh tokens from
+
+    @property
+    def token_mode(self) -> bool:
+        return bool(self.token_secret or self.token_public_key_pem or self.token_jwks_url)
 
     @property
     def uses_redis(self) -> bool:
@@ -175,6 +191,36 @@ def _hosts(name: str, raw: Any) -> tuple[str, ...]:
     return hosts
 
 
+def _room_patterns(name: str, raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    patterns = tuple(str(item).strip() for item in items if str(item).strip())
+    for pattern in patterns:
+        if not re.fullmatch(r"[\w*]{1,100}", pattern):
+            raise SettingsError(f"{name} entries must be room names with * wildcards, got {pattern!r}")
+    return patterns
+
+
+def _http_url(name: str, raw: Any) -> str:
+    text = str(raw).strip()
+    if text and not text.startswith(("http://", "https://")):
+        raise SettingsError(f"{name} must be an http:// or https:// URL, got {raw!r}")
+    return text
+
+
+def _refresh_url(name: str, raw: Any) -> str:
+    text = str(raw).strip()
+    if text and not text.startswith(("/", "http://", "https://")) or text.startswith("//"):
+        raise SettingsError(f"{name} must be a path of this site (/...) or an http(s) URL, got {raw!r}")
+    return text
+
+
+def _cookie_name(name: str, raw: Any) -> str:
+    text = str(raw)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise SettingsError(f"{name} must be a cookie name (1 to 64 of A-Z a-z 0-9 _ . -), got {raw!r}")
+    return text
+
+
 def _redis_url(name: str, raw: Any) -> str | None:
     text = str(raw).strip()
     if not text:
@@ -222,11 +268,21 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "max_body_bytes": (_positive_int, "largest HTTP request body in bytes"),
     "allowed_hosts": (_hosts, "comma-separated Host names served (DNS rebinding guard); * for any"),
     "run_as": (_text, "when started as root, become this user once listening"),
+    "token_secret": (_secret, "refused here: set CHAT_TOKEN_SECRET, or use --token-secret-file"),
+    "token_secret_file": (_text, "file holding the HS256 key of the host site's tokens (token mode)"),
+    "token_public_key": (_text, "PEM file of the public key of the host site's tokens: RS256, ES256, EdDSA"),
+    "token_jwks_url": (_http_url, "URL of the host site's JWKS (keys chosen by kid)"),
+    "token_audience": (_text, "tokens must carry this aud"),
+    "token_issuer": (_text, "tokens must carry this iss"),
+    "token_cookie": (_cookie_name, "cookie that may carry the token"),
+    "auth_timeout": (_non_negative_float, "seconds for the first frame to bring a token"),
+    "private_rooms": (_room_patterns, "comma-separated room names (* wildcards) a token must grant"),
+    "token_refresh_url": (_refresh_url, "the host site's URL the room page gets fresh tokens from"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
 # Settings that never come from a command line: any user can read one (ps,
 # /proc/<pid>/cmdline). The flag exists only to say so.
-_NOT_ON_ARGV = {"cookie_secret"}
+_NOT_ON_ARGV = {"cookie_secret", "token_secret"}
 
 
 def _flag(name: str) -> str:
@@ -240,6 +296,14 @@ _DEFAULT_WORDS = {
     "log_format": "console on a terminal, else json",
     "cookie_secret": "a new random secret at each start, so names reset",
     "allowed_origins": "none: only the page's own origin",
+    "token_secret": "none",
+    "token_secret_file": "none",
+    "token_public_key": "none",
+    "token_jwks_url": "none",
+    "token_audience": "not checked",
+    "token_issuer": "not checked",
+    "private_rooms": "none",
+    "token_refresh_url": "none: the page cannot renew its token",
 }
 
 _DESCRIPTION = """\
@@ -335,19 +399,58 @@ def settings_from(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Setti
     if extra_file:
         raw.update(_read_toml(Path(extra_file)))
     raw.update(_from_environ(environ))
-    on_argv = {name for name in _NOT_ON_ARGV if flags.get(name) is not None}
+    on_argv = sorted(name for name in _NOT_ON_ARGV if flags.get(name) is not None)
     if on_argv:
         raise SettingsError(
-            f"{_flag(on_argv.pop())} is refused: a command line is visible to every user; "
-            "set it in the environment (CHAT_COOKIE_SECRET) or a config file"
+            f"{_flag(on_argv[0])} is refused: a command line is visible to every user; "
+            f"set it in the environment (CHAT_{on_argv[0].upper()}) or a config file"
         )
     raw.update({name: value for name, value in flags.items() if name in _PARSERS and value is not None})
     values = {name: _PARSERS[name][0](name, value) for name, value in raw.items()}
     return _fill_derived(Settings(**values))
 
 
-def _fill_derived(settings: Settings) -> Settings:
+def _token_keys(settings: Settings) -> dict[str, Any]:
+    """Read the token key files once; refuse more than one key source, and token options without a key."""
     changes: dict[str, Any] = {}
+    if settings.token_secret_file:
+        if settings.token_secret:
+            raise SettingsError("set the token secret once: CHAT_TOKEN_SECRET or --token-secret-file, not both")
+        changes["token_secret"] = _secret("token_secret_file", _read_key_file(settings.token_secret_file).strip())
+    if settings.token_public_key:
+        pem = _read_key_file(settings.token_public_key)
+        _check_public_key(settings.token_public_key, pem)
+        changes["token_public_key_pem"] = pem
+    sources = [bool(changes.get("token_secret") or settings.token_secret), bool(settings.token_public_key)]
+    sources.append(bool(settings.token_jwks_url))
+    if sum(sources) > 1:
+        raise SettingsError("token mode takes one key: a secret, --token-public-key or --token-jwks-url")
+    if not any(sources) and (settings.private_rooms or settings.token_refresh_url):
+        raise SettingsError("--private-rooms and --token-refresh-url need token mode (a token key)")
+    return changes
+
+
+def _read_key_file(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _check_public_key(path: str, pem: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode())
+    except ValueError:
+        raise SettingsError(f"{path} is not a PEM public key") from None
+    if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+        raise SettingsError(f"{path} holds neither an RSA, an EC (P-256) nor an Ed25519 public key")
+
+
+def _fill_derived(settings: Settings) -> Settings:
+    changes: dict[str, Any] = _token_keys(settings)
     if not settings.node_id:
         changes["node_id"] = f"{socket.gethostname()}-{settings.port}"
     if not settings.cookie_secret:

@@ -4,14 +4,37 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 
 from tornado.web import RequestHandler
 
+from bus.user_key import TOKEN_USER, user_key
 from handlers.names import name_problem, normalise_name, visible_name
 
 USER_COOKIE = "chat_user"
 USER_COOKIE_DAYS = 365  # how long the name cookie lives, and how old a signed one may be
 _ROOM_NAME = re.compile(r"\w{1,100}")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a connection is: a display name, and in token mode the user id (the token's ``sub``).
+
+    The user is the user id when there is one (presence, rate limits, later
+    bans), else the name. ``key`` is how the bus knows the user.
+    """
+
+    name: str
+    user_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return user_key(self.name, self.user_id)
+
+    @property
+    def charged_as(self) -> str:
+        """The key of the user's rate budgets: the user id when there is one, never the name then."""
+        return self.name if self.user_id is None else TOKEN_USER + self.user_id
 
 
 def is_room_name(name: str) -> bool:

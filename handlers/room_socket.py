@@ -23,12 +23,14 @@ from bus.backend import BusUnavailable
 from bus.message import Draft, History, IdKey, id_key
 from bus.room_bus import RoomBus
 from config.settings import Settings
-from handlers.identity import cookie_user, guest_name, is_room_name
+from handlers.identity import Identity, cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
 from handlers.limits import SocketLimits
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
+from handlers.token_gate import TokenGate, token_in_query
+from handlers.tokens import TokenVerifier
 from handlers.tornado_frames import (
     HANDLER_SLOTS,
     PING_TIMED_OUT,
@@ -106,6 +108,9 @@ class RoomSocket(WebSocketHandler):
         "_client",
         "room",
         "user",
+        "identity",
+        "_tokens",
+        "_gate",
         "conn",
         "_since",
         "ping_slot",
@@ -113,7 +118,13 @@ class RoomSocket(WebSocketHandler):
     ) + HANDLER_SLOTS
 
     def initialize(
-        self, bus: RoomBus, settings: Settings, registry: SocketRegistry, metrics: SocketMetrics, limits: SocketLimits
+        self,
+        bus: RoomBus,
+        settings: Settings,
+        registry: SocketRegistry,
+        metrics: SocketMetrics,
+        limits: SocketLimits,
+        tokens: TokenVerifier | None = None,
     ) -> None:
         self._bus = bus
         self._limits = limits
@@ -138,7 +149,10 @@ class RoomSocket(WebSocketHandler):
         self._log_budget: TokenBucket | None = None
         self._unlogged = 0  # rejections left out of the log since the last line
         self.room = ""
-        self.user = ""
+        self.user = ""  # the bus's key of the user: identity.key once joined
+        self.identity: Identity | None = None  # who this connection is, once known
+        self._tokens = tokens  # token mode's verifier; None without token settings
+        self._gate: TokenGate | None = None  # token mode: this connection's token
         self.conn = ""
         self._since: IdKey | None = None
         self._client = ""  # the client's address, kept once the request's headers are let go
@@ -158,7 +172,12 @@ class RoomSocket(WebSocketHandler):
             except ValueError:
                 raise HTTPError(400, reason="since must be a message id") from None
         client = self._client = self.request.remote_ip or ""
-        refused = self._limits.connections.admit(client)
+        if self._tokens is not None:
+            await self._open_gate(room)
+        # A user known by the cookie's token has connection slots of its own, not its address's.
+        identity = self._gate.identity if self._gate is not None else None
+        slot = identity.charged_as if identity is not None else client
+        refused = self._limits.connections.admit(slot)
         if refused is not None:
             self._refuse_handshake(refused)
             return
@@ -166,7 +185,16 @@ class RoomSocket(WebSocketHandler):
             # Returns when the connection ends (Tornado reads its frames in here).
             await super().get(*args, **kwargs)
         finally:
-            self._limits.connections.release(client)
+            self._limits.connections.release(slot)
+
+    async def _open_gate(self, room: str) -> None:
+        """Token mode: refuse a token in the URL (access logs keep query strings); check the cookie's token."""
+        if token_in_query(self.request.query_arguments):
+            log.info("ws.auth_refused", status=400, reason="token in the URL", client=self._client)
+            raise HTTPError(400, reason="tokens are not accepted in the URL")
+        assert self._tokens is not None
+        self._gate = TokenGate(self._tokens, room, self._settings.auth_timeout)
+        await self._gate.present_cookie(self.get_cookie(self._settings.token_cookie))
 
     def _refuse_handshake(self, status: int) -> None:
         reason = "server_full" if status == 503 else "client_full"
@@ -242,7 +270,6 @@ class RoomSocket(WebSocketHandler):
         # wait for the client's delayed ACK, 40 ms on Linux.
         self.set_nodelay(True)
         self.room = args[0]
-        self.user = cookie_user(self) or guest_name()
         self.conn = f"{self._settings.node_id}:{self._registry.next_id()}"
         self._opened_at = time.monotonic()
         self._registry.add(self)
@@ -250,9 +277,24 @@ class RoomSocket(WebSocketHandler):
             self._registry.pings.add(self)
         self._metrics.connection_opened()
         self._counted = True
-        structlog.contextvars.bind_contextvars(conn=self.conn, room=self.room, user=self.user)
+        structlog.contextvars.bind_contextvars(conn=self.conn, room=self.room)
+        identity = self._gate.open(self) if self._gate is not None else Identity(cookie_user(self) or guest_name())
+        if identity is not None:
+            self._know(identity)
         log.info("ws.connect", client=self._client, since=str(self._since) if self._since else None)
         release_handshake(self)
+        if identity is not None:
+            await self._enter()
+
+    def _know(self, identity: Identity) -> None:
+        self.identity = identity
+        self.user = identity.key
+        structlog.contextvars.bind_contextvars(user=identity.name)
+        if identity.user_id is not None:
+            structlog.contextvars.bind_contextvars(user_id=identity.user_id)
+
+    async def _enter(self) -> None:
+        """Join the room as the known identity: history, ready, then live (the rest of ``open``)."""
         try:
             history = await self._bus.join(self.room, self, self.user, self._since)
         except BusUnavailable as exc:
@@ -313,6 +355,8 @@ class RoomSocket(WebSocketHandler):
 
     def on_close(self) -> None:
         self._closed = True
+        if self._gate is not None:
+            self._gate.stop()
         self._registry.discard(self)
         if self._registry.pings is not None:
             self._registry.pings.discard(self)
@@ -340,6 +384,17 @@ class RoomSocket(WebSocketHandler):
         connection = self.ws_connection
         if connection is None or connection.is_closing():
             return  # closed by us (junk, too slow): what the client sent meanwhile is not read
+        gate = self._gate
+        if gate is not None and gate.wants(data):
+            if gate.grant is not None and not self._charge():  # a refresh costs a verification: charged
+                self._reject(FrameError("rate_limited", "too many frames, slow down"))
+                return
+            taken = await gate.take(self, data)
+            if isinstance(taken, Identity):
+                self._know(taken)
+                await self._enter()
+            if taken is not False:
+                return
         # Every frame is charged, junk and typing included, to the user and to
         # the client address across all their connections: reconnecting buys
         # no fresh burst and a flood of bad frames is limited like any other.
@@ -359,8 +414,12 @@ class RoomSocket(WebSocketHandler):
     def _charge(self) -> bool:
         # The user's bucket is per room: a room's pace is what --rate-limit
         # keeps; the address bucket bounds everything one client sends.
-        per_user = self._limits.per_user.take(f"{self.room}\x00{self.user}")
-        per_client = self._limits.per_client.take(self._client)
+        # In token mode both budgets are the user's (sub): not its name, not its address.
+        identity = self.identity
+        user = identity.charged_as if identity is not None else self.user
+        per_user = self._limits.per_user.take(f"{self.room}\x00{user}")
+        by_user = identity is not None and identity.user_id is not None
+        per_client = self._limits.per_client.take(user if by_user else self._client)
         return per_user and per_client
 
     async def _publish(self, request: ChatRequest) -> None:
