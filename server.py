@@ -100,6 +100,13 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
+def page_token_settings(settings: Settings) -> dict[str, str] | None:
+    """What the room page needs in token mode (None otherwise): where it gets fresh tokens."""
+    if not settings.token_mode:
+        return None
+    return {"refresh_url": settings.token_refresh_url}
+
+
 def make_app(
     settings: Settings,
     bus: RoomBus,
@@ -115,7 +122,10 @@ def make_app(
             tornado.web.url(r"/chat/", LobbyHandler, name="lobby"),
             tornado.web.url(r"/chat/name", UserNameHandler, name="user_name"),
             tornado.web.url(
-                r"/chat/([^/]+)/", RoomPageHandler, dict(max_chars=settings.max_message_chars), name="room"
+                r"/chat/([^/]+)/",
+                RoomPageHandler,
+                dict(max_chars=settings.max_message_chars, token=page_token_settings(settings)),
+                name="room",
             ),
             tornado.web.url(r"/ws/chat/([^/]+)/", RoomSocket, socket_args),
             tornado.web.url(r"/healthz", HealthHandler),

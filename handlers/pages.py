@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from tornado.web import HTTPError, RequestHandler
 
@@ -26,6 +26,13 @@ def suggest_room(path: str) -> str | None:
     return wanted if wanted and is_room_name(wanted) else None
 
 
+def content_policy(also_connect: str = "") -> str:
+    """The pages' CSP; ``also_connect``: an origin the page may fetch from too (the host site's token URL)."""
+    # connect-src 'self' covers ws: and wss: to this host (CSP 3); no page may frame ours.
+    connect = f"'self' {also_connect}" if also_connect else "'self'"
+    return f"default-src 'self'; connect-src {connect}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+
 class PageHandler(RequestHandler):
     def current_name(self) -> str:
         """The visitor's name; a first visit is given a guest name that sticks."""
@@ -42,11 +49,7 @@ class PageHandler(RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
-        self.set_header(
-            "Content-Security-Policy",
-            # connect-src 'self' covers ws: and wss: to this host (CSP 3); no page may frame ours.
-            "default-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
-        )
+        self.set_header("Content-Security-Policy", content_policy())
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors as pages of the site, saying what went wrong and where to go, never a traceback."""
@@ -97,10 +100,16 @@ class UserNameHandler(PageHandler):
 
 
 class RoomPageHandler(PageHandler):
-    def initialize(self, max_chars: int = 4096) -> None:
+    def initialize(self, max_chars: int = 4096, token: dict[str, str] | None = None) -> None:
         self.max_chars = max_chars
+        self.token = token  # token mode: what the page's token script needs (the refresh URL)
 
     def get(self, room: str) -> None:
         if not is_room_name(room):
             raise HTTPError(404)
-        self.render("room.html", room=room, user=self.current_name(), max_chars=self.max_chars)
+        # In token mode the name is the token's, known once the socket is ready.
+        user = self.current_name() if self.token is None else ""
+        refresh_url = urlsplit((self.token or {}).get("refresh_url", ""))
+        if refresh_url.scheme in ("http", "https"):  # the host site on an origin of its own
+            self.set_header("Content-Security-Policy", content_policy(f"{refresh_url.scheme}://{refresh_url.netloc}"))
+        self.render("room.html", room=room, user=user, max_chars=self.max_chars, token=self.token)

@@ -34,6 +34,9 @@
   let userName = nameEl.textContent;
   let retryTimer = null;
   let countdown = null;
+  const tokens = window.ChatToken || null;   // token mode (static/room-token.js), else null
+  let denied = false;         // token mode: not allowed in this room; no more retries
+  let tokenTrouble = false;   // token mode: the site gave no token; said once until it does
 
   function idKey(id) {
     const [ms, seq] = id.split("-");
@@ -98,6 +101,8 @@
     const before = userName;
     userName = name;
     nameEl.textContent = name;
+    nameEl.parentElement.hidden = false;   // hidden until known in token mode
+    if (tokens) return;   // token mode: the name is the host site's, told by ready
     showNotice("You are now " + name + ", not " + before + ": the server no longer recognises your " +
                "name (it was restarted with a new secret, or your name cookie expired). " +
                "Choose your name again in the lobby.");
@@ -208,7 +213,10 @@
       dropShown();
       view.showHintIfEmpty();
       resendOutbox(0);
+      tokenTrouble = false;
+      if (tokens) tokens.opened(function (token) { sendFrame({ type: "refresh", token: token }); });
     },
+    refreshed: function () {},
     ack: function (frame) { accepted(frame.client_id, frame.id); },
     error: function (frame) {
       // Unavailable or rate limited: the message stays in the outbox and is retried.
@@ -226,30 +234,55 @@
   function connect() {
     retryTimer = null;
     stopCountdown();
+    ready = false;
+    setStatus("connecting", attempt ? "reconnecting…" : "connecting…");
+    if (!tokens) return openSocket(null);
+    tokens.token().then(openSocket, function (error) {
+      if (!tokenTrouble) showNotice("Could not renew your sign-in (" + error.message + "); trying again.");
+      tokenTrouble = true;
+      retryLater();
+    });
+  }
+  function openSocket(token) {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     let url = scheme + "//" + window.location.host + "/ws/chat/" + encodeURIComponent(room) + "/";
     resumed = lastId !== null;
     if (resumed) url += "?since=" + encodeURIComponent(lastId);
-    ready = false;
-    setStatus("connecting", attempt ? "reconnecting…" : "connecting…");
     socket = new WebSocket(url);
+    if (token) socket.onopen = function () { socket.send(JSON.stringify({ type: "auth", token: token })); };
     socket.onmessage = function (event) {
       let frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
       const handle = handlers[frame.type];
       if (handle) handle(frame);
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       ready = false;
       socket = null;
-      const delay = Math.min(10000, 500 * Math.pow(2, attempt)) * (0.5 + Math.random() / 2);
-      attempt += 1;
-      startCountdown(delay);
-      retryTimer = setTimeout(connect, delay);
+      if (tokens && tokenClosed(tokens.closed(event.code))) return;
+      retryLater();
     };
   }
+  function tokenClosed(why) {   // token mode: true when the page must not reconnect
+    if (why === "denied") {
+      denied = true;
+      setStatus("denied", "not allowed in this room");
+      showNotice("You are not allowed in this room.");
+      input.disabled = true;
+      document.getElementById("chat-message-submit").disabled = true;
+      return true;
+    }
+    if (why === "expired" && !tokens.renews) showNotice("Your sign-in has ended: sign in again on the site.");
+    return false;
+  }
+  function retryLater() {
+    const delay = Math.min(10000, 500 * Math.pow(2, attempt)) * (0.5 + Math.random() / 2);
+    attempt += 1;
+    startCountdown(delay);
+    retryTimer = setTimeout(connect, delay);
+  }
   function connectNow() {     // the network is back, or the reader asked: skip the rest of the backoff
-    if (retryTimer === null) return;
+    if (retryTimer === null || denied) return;
     clearTimeout(retryTimer);
     connect();
   }
