@@ -62,6 +62,7 @@ $(VENV)/.run-deps: requirements.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(VENV)/.test-deps: requirements.txt requirements-dev.txt | $(VENV)/bin/python
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+# The Django example host site (examples/django_site) has packages of its own; its test needs them.
+$(VENV)/.test-deps: requirements.txt requirements-dev.txt examples/django_site/requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -r examples/django_site/requirements.txt
 	touch $@ $(VENV)/.run-deps
