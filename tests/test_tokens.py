@@ -8,14 +8,22 @@ token. Two tabs and two processes of one ``sub`` are one member.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import time
 from pathlib import Path
 from typing import Any, MutableMapping
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from structlog.testing import capture_logs
 from tornado.httpclient import HTTPClientError
 
+from config.settings import settings_from
 from tests.client import ChatClient
 from tests.conftest import Spawn
 from tests.helpers import ON_MEMORY, eventually, handshake_status
@@ -31,7 +39,7 @@ async def refused(
     headers = token_cookie(cookie) if cookie is not None else None
     client = await ChatClient.connect(port, room, headers=headers, join=False)
     if first is not None:
-        client.send(first) if not isinstance(first, str) else client.send_raw(first)
+        client.send(first)
     frames: list[Frame] = []
     try:
         while True:
@@ -96,8 +104,8 @@ async def test_each_refusal_closes_4001_or_4003_with_its_reason_and_logs_it_once
             tokens_sent.append(token)
         with capture_logs() as logs:
             got = await refused(server.port, "lobby_room", **how)
-            # the close is logged before it is sent; on_close's line follows it
-            await eventually(lambda: _async_true(any(e.get("event") == "ws.disconnect" for e in logs)), 5, label)
+            # The refusal is logged before the close is sent; the server's ws.disconnect line ends the story.
+            await eventually(lambda: disconnected(logs), 5, label)
         assert got == (code, reason, []), label
         lines = auth_refusals(logs)
         assert len(lines) == 1 and lines[0]["reason"] == reason and lines[0]["code"] == code, (label, lines)
@@ -109,8 +117,8 @@ async def test_each_refusal_closes_4001_or_4003_with_its_reason_and_logs_it_once
         assert got == (4003, "not allowed in this room", []), rooms
 
 
-async def _async_true(value: bool) -> bool:
-    return value
+async def disconnected(logs: list[MutableMapping[str, Any]]) -> bool:
+    return any(entry.get("event") == "ws.disconnect" for entry in logs)
 
 
 @ON_MEMORY
@@ -297,3 +305,41 @@ async def test_without_token_settings_an_auth_frame_is_just_a_bad_request(make_s
         await ChatClient.connect(server.port, "r", headers=token_cookie(hs256("x")), since="1-0")
     except HTTPClientError as exc:  # pragma: no cover - the failure's message
         raise AssertionError(exc) from None
+
+
+@ON_MEMORY
+@pytest.mark.gen_test(timeout=30)
+async def test_a_public_key_fixes_the_algorithm_so_a_token_signed_with_it_as_an_hmac_secret_is_refused(
+    make_server: Any, tmp_path: Path
+) -> None:
+    rsa_key = RsaKey("k")
+    pem = tmp_path / "rsa.pem"
+    pem.write_bytes(rsa_key.public_pem())
+    loaded = settings_from({"token_public_key": str(pem)}, {})
+    server = await make_server(token_public_key=str(pem), token_public_key_pem=loaded.token_public_key_pem)
+    ann = await authed(server.port, "r", rsa_key.sign("ann"))
+    assert ann.ready is not None and ann.ready["user_id"] == "ann"
+    # The classic confusion: HS256 with the public key's PEM as the secret. PyJWT itself refuses
+    # to sign with a PEM as an HMAC key, so the token is put together by hand.
+    forged = forge_hs256({"sub": "mallory", "exp": int(time.time()) + 60}, rsa_key.public_pem())
+    assert (await refused(server.port, "r", cookie=forged))[:2] == (4001, "bad token")
+
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+    ed_pem = tmp_path / "ed.pem"
+    ed_pem.write_bytes(
+        ed_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    ed_server = await make_server(token_public_key=str(ed_pem), token_public_key_pem=ed_pem.read_text())
+    token = jwt.encode({"sub": "bob", "exp": int(time.time()) + 60}, ed_key, algorithm="EdDSA")
+    bob = await authed(ed_server.port, "r", token)
+    assert bob.ready is not None and bob.ready["user_id"] == "bob"
+    assert (await refused(ed_server.port, "r", cookie=rsa_key.sign("bob")))[:2] == (4001, "bad token")
+
+
+def forge_hs256(body: dict[str, Any], secret: bytes) -> str:
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(body).encode())
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + part(signature)
