@@ -33,8 +33,16 @@ class Identity:
 
     @property
     def charged_as(self) -> str:
-        """The key of the user's rate budgets: the user id when there is one, never the name then."""
+        """The user as its budgets know it: the user id when there is one, never the name then."""
         return self.name if self.user_id is None else TOKEN_USER + self.user_id
+
+    def budgets(self, client: str) -> tuple[str, str]:
+        """The keys of the rate budgets a frame is charged to: the user's in a room, and over all connections.
+
+        Without a user id the second is the client's address; with one, the
+        user's (people behind one office NAT do not share one budget).
+        """
+        return self.charged_as, client if self.user_id is None else self.charged_as
 
 
 def is_room_name(name: str) -> bool:

@@ -29,7 +29,7 @@ from handlers.limits import SocketLimits
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
-from handlers.token_gate import TokenGate, token_in_query
+from handlers.token_gate import TokenGate, open_gate
 from handlers.tokens import TokenVerifier
 from handlers.tornado_frames import (
     HANDLER_SLOTS,
@@ -172,11 +172,10 @@ class RoomSocket(WebSocketHandler):
             except ValueError:
                 raise HTTPError(400, reason="since must be a message id") from None
         client = self._client = self.request.remote_ip or ""
-        if self._tokens is not None:
-            await self._open_gate(room)
+        if self._tokens is not None:  # token mode: refuses a token in the URL, reads the cookie's
+            self._gate = await open_gate(self._tokens, self.request, room, self._settings)
         # A user known by the cookie's token has connection slots of its own, not its address's.
-        identity = self._gate.identity if self._gate is not None else None
-        slot = identity.charged_as if identity is not None else client
+        slot = self._gate.slot(client) if self._gate is not None else client
         refused = self._limits.connections.admit(slot)
         if refused is not None:
             self._refuse_handshake(refused)
@@ -186,15 +185,6 @@ class RoomSocket(WebSocketHandler):
             await super().get(*args, **kwargs)
         finally:
             self._limits.connections.release(slot)
-
-    async def _open_gate(self, room: str) -> None:
-        """Token mode: refuse a token in the URL (access logs keep query strings); check the cookie's token."""
-        if token_in_query(self.request.query_arguments):
-            log.info("ws.auth_refused", status=400, reason="token in the URL", client=self._client)
-            raise HTTPError(400, reason="tokens are not accepted in the URL")
-        assert self._tokens is not None
-        self._gate = TokenGate(self._tokens, room, self._settings.auth_timeout)
-        await self._gate.present_cookie(self.get_cookie(self._settings.token_cookie))
 
     def _refuse_handshake(self, status: int) -> None:
         reason = "server_full" if status == 503 else "client_full"
@@ -414,12 +404,10 @@ class RoomSocket(WebSocketHandler):
     def _charge(self) -> bool:
         # The user's bucket is per room: a room's pace is what --rate-limit
         # keeps; the address bucket bounds everything one client sends.
-        # In token mode both budgets are the user's (sub): not its name, not its address.
-        identity = self.identity
-        user = identity.charged_as if identity is not None else self.user
+        identity = self.identity or Identity(self.user)
+        user, overall = identity.budgets(self._client)
         per_user = self._limits.per_user.take(f"{self.room}\x00{user}")
-        by_user = identity is not None and identity.user_id is not None
-        per_client = self._limits.per_client.take(user if by_user else self._client)
+        per_client = self._limits.per_client.take(overall)
         return per_user and per_client
 
     async def _publish(self, request: ChatRequest) -> None:

@@ -22,8 +22,11 @@ from typing import Protocol
 
 import orjson
 import structlog
+from tornado.httputil import HTTPServerRequest
+from tornado.web import HTTPError
 
 from bus import frames
+from config.settings import Settings
 from handlers.identity import Identity
 from handlers.tokens import BAD_TOKEN, NOT_ALLOWED, TOKEN_EXPIRED, TOKEN_REQUIRED, Grant, TokenRefused, TokenVerifier
 
@@ -51,6 +54,17 @@ def token_in_query(arguments: dict[str, list[bytes]]) -> bool:
     return False
 
 
+async def open_gate(verifier: TokenVerifier, request: HTTPServerRequest, room: str, settings: Settings) -> "TokenGate":
+    """At the handshake: a token in the URL is refused (400: access logs keep queries); the cookie's is checked."""
+    if token_in_query(request.query_arguments):
+        log.info("ws.auth_refused", status=400, reason="token in the URL", client=request.remote_ip)
+        raise HTTPError(400, reason="tokens are not accepted in the URL")
+    gate = TokenGate(verifier, room, settings.auth_timeout)
+    cookie = request.cookies.get(settings.token_cookie)
+    await gate.present_cookie(cookie.value if cookie is not None else None)
+    return gate
+
+
 class TokenGate:
     """The token state of one connection: its grant, and the timer that ends it (auth wait or expiry)."""
 
@@ -67,6 +81,10 @@ class TokenGate:
     @property
     def identity(self) -> Identity | None:
         return self.grant.identity if self.grant is not None else None
+
+    def slot(self, client: str) -> str:
+        """Whose connection slot the handshake takes: the cookie token's user, else the address."""
+        return self.grant.identity.charged_as if self.grant is not None else client
 
     async def present_cookie(self, token: str | None) -> None:
         """At the handshake: check the cookie's token, if any (a refusal is told once the socket is open)."""
