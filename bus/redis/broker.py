@@ -1,6 +1,7 @@
 """The Redis bus behind the Backend interface: a small facade over the package's parts.
 
     publish.py        publish (Lua: XADD, trim, TTL, doorbell; WAIT) and history
+    changes.py        edits and deletions (Lua: check, XADD, doorbell) and older pages
     subscriptions.py  which rooms this process consumes; consumer.py reads them per shard
     presence.py       member counts and typing notices
     liveness.py       the one heartbeat and janitor loop
