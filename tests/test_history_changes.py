@@ -273,3 +273,19 @@ async def test_edits_and_deletions_cross_processes_in_order(spawn: Spawn, redis_
     late = await ChatClient.connect(two.port, "span", user="eve")
     assert [(f["message"], f.get("edited")) for f in late.history] == [("hello", True), ("marker", None)]
     assert late.history[-1]["id"] == marker["id"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_ids_at_the_ends_of_the_range_are_answered_not_failed(make_server: Any) -> None:
+    server = await make_server(rate_limit=0)
+    client = await ChatClient.connect(server.port, "ends", user="ann")
+    sent = await say_all(client, ["a", "b"])
+    largest = f"{2**64 - 1}-{2**64 - 1}"
+    for before, expected in (("0-0", []), ("0-1", []), (largest, ["a", "b"]), (sent[1]["id"], ["a"])):
+        page = await older(client, before)
+        assert texts(page["messages"]) == expected and page["complete"] is True, before
+    for body in ({"type": "edit", "id": largest, "message": "x"}, {"type": "delete", "id": "0-0"}):
+        client.send(body)
+        assert (await error(client))["error"] == "not_found"
+    [after] = await say_all(client, ["still fine"])
+    assert after["message"] == "still fine"

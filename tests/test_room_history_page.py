@@ -327,6 +327,26 @@ async def test_runs_are_grouped_rtl_lays_out_right_to_left_and_a_phone_taps_for_
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_deleting_the_first_of_a_run_shows_the_author_on_the_next(make_server: Any, open_user: OpenUser) -> None:
+    server = await make_server(rate_limit=0)
+    ann = await open_user(server, "Ann")
+    await ann.enter_room("runs")
+    bob = await ChatClient.connect(server.port, "runs", user="Bob")
+    try:
+        for text in ("first", "second", "third"):
+            await bob.say(text)
+        first, *_ = await bob.messages(3)
+        await expect(ann.page.locator("#chat-log li.cont")).to_have_count(2)
+        bob.send({"type": "delete", "id": first["id"]})
+        await expect(messages(ann.page).locator(".text")).to_have_text(["second", "third"])
+        await expect(ann.page.locator("#chat-log li.cont")).to_have_count(1)
+        await expect(messages(ann.page).first.locator(".author")).to_be_visible()
+        await expect(ann.page.locator("#chat-log li.day")).to_have_count(1)
+    finally:
+        bob.close()
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_a_message_taller_than_the_screen_is_folded_with_show_more(make_server: Any, open_user: OpenUser) -> None:
     server = await make_server(rate_limit=0)
     ann = await open_user(server, "Ann", PHONE)
