@@ -30,7 +30,15 @@ from tornado.web import RequestHandler
 
 # The error codes of contract section 4; listed so every series exists at 0
 # from the start and a rate() over it does not miss the first rejection.
-REJECT_REASONS = ("bad_json", "bad_request", "message_too_long", "rate_limited", "unavailable")
+REJECT_REASONS = (
+    "bad_json",
+    "bad_request",
+    "message_too_long",
+    "rate_limited",
+    "unavailable",
+    "not_found",
+    "not_allowed",
+)
 REFUSE_REASONS = ("server_full", "client_full")  # 503 and 429 of contract section 7
 
 # Publish is a local append (memory) or one XADD round trip (Redis) and times

@@ -6,7 +6,9 @@ Starts a chat server in this process (in-process bus, a free port), has three
 people talk in a room over real WebSockets, then opens the room page as one of
 them in Debian's Chromium (Playwright) at 1440x900 and at 390x844, and saves
 ``room-desktop.png``, ``room-phone.png`` and ``room-phone-members.png``.
-Times on the page are the time the script runs.
+The room shows runs of one author grouped, an edited message, links, and
+(the page hidden while the last two messages arrive, a mention among them)
+the "New messages" line. Times on the page are the time the script runs.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ ROOM = "design_review"
 TIMEOUT = 10.0
 CONVERSATION = [
     ("Bob", "Morning! Is the new room page up on staging?"),
-    ("Zoë", "It is. The log now sticks to the newest message, and there is a marker when you scroll up."),
+    ("Zoë", "It is: https://staging.example.org/chat/design_review/ (scroll up for older pages)."),
     ("Ann", "Trying it on my phone now."),
     ("Ann", "The input stays on screen even with 80 messages in the room."),
     ("Bob", "Names have colours, and your own messages are marked."),
@@ -45,7 +47,16 @@ CONVERSATION = [
     ("Bob", "<b>markup</b> still shows as text, as it should."),
     ("Ann", "Ship it. I'll write the release note."),
 ]
+EDITED = (2, "Trying it on my phone now: scrolling up loads the older messages.")  # Ann fixes her message
+WHILE_AWAY = [  # said while the viewer's tab is hidden: after the "New messages" line
+    ("Bob", "@Ann the release note draft: https://notes.example.org/room-page"),
+    ("Zoë", "שלום לכולם! גם עברית נראית טוב כאן."),  # right to left within its line
+]
 VIEWER = "Ann"
+HIDE = """hidden => {
+    Object.defineProperty(document, "visibilityState", {configurable: true, get: () => hidden ? "hidden" : "visible"});
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
 
 
 class Person:
@@ -60,16 +71,23 @@ class Person:
         request = HTTPRequest(f"ws://127.0.0.1:{port}/ws/chat/{ROOM}/", headers={"Cookie": cookie})
         return cls(await asyncio.wait_for(websocket_connect(request), TIMEOUT))
 
-    async def say(self, text: str) -> None:
-        """Send, and wait until the room has it (so the log keeps the script's order)."""
+    async def say(self, text: str) -> str:
+        """Send, and wait until the room has it (so the log keeps the script's order); its id."""
         await self.conn.write_message(json.dumps({"message": text}))
+        return str((await self.wait_for("message", text))["id"])
+
+    async def edit(self, message_id: str, text: str) -> None:
+        await self.conn.write_message(json.dumps({"type": "edit", "id": message_id, "message": text}))
+        await self.wait_for("edited", text)
+
+    async def wait_for(self, kind: str, text: str) -> dict[str, Any]:
         while True:
             raw = await asyncio.wait_for(self.conn.read_message(), TIMEOUT)
             if raw is None:
                 raise RuntimeError("the server closed the connection")
             frame: dict[str, Any] = json.loads(raw)
-            if frame.get("type") == "message" and frame.get("message") == text:
-                return
+            if frame.get("type") == kind and frame.get("message") == text:
+                return frame
 
     def typing(self) -> None:
         self.conn.write_message(json.dumps({"typing": True}))
@@ -81,8 +99,8 @@ async def shoot(out: Path) -> list[Path]:
     await server.start()
     try:
         people = {name: await Person.join(server.port, name, secret) for name in ("Bob", "Zoë", "Ann")}
-        for name, text in CONVERSATION:
-            await people[name].say(text)
+        ids = [await people[name].say(text) for name, text in CONVERSATION]
+        await people[CONVERSATION[EDITED[0]][0]].edit(ids[EDITED[0]], EDITED[1])
         return await photograph(server.port, secret, people, out)
     finally:
         await server.stop()
@@ -95,12 +113,14 @@ async def photograph(port: int, secret: str, people: dict[str, Person], out: Pat
         "url": f"http://127.0.0.1:{port}/",
     }
     saved = []
+    shots = (
+        ("room-desktop", (1440, 900), False),
+        ("room-phone", (390, 844), False),
+        ("room-phone-members", (390, 844), True),
+    )
     async with chromium() as browser:
-        for name, viewport, members in (
-            ("room-desktop", (1440, 900), False),
-            ("room-phone", (390, 844), False),
-            ("room-phone-members", (390, 844), True),
-        ):
+        pages = []
+        for _, viewport, _ in shots:
             context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
             await context.add_cookies([cookie])  # type: ignore[list-item]
             page = await context.new_page()
@@ -109,6 +129,15 @@ async def photograph(port: int, secret: str, people: dict[str, Person], out: Pat
             await page.wait_for_function(
                 f"() => document.querySelectorAll('#chat-log li.message').length === {len(CONVERSATION)}"
             )
+            await page.evaluate(HIDE, True)
+            pages.append(page)
+        for who, text in WHILE_AWAY:
+            await people[who].say(text)
+        for (name, _, members), page in zip(shots, pages):
+            context = page.context
+            count = len(CONVERSATION) + len(WHILE_AWAY)
+            await page.wait_for_function(f"() => document.querySelectorAll('#chat-log li.message').length === {count}")
+            await page.evaluate(HIDE, False)
             await show_typing(page, people["Zoë"])
             if members:
                 await page.click("#members-toggle")

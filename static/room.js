@@ -17,9 +17,12 @@
   const typingEl = document.getElementById("typing-status");
   const nameEl = document.getElementById("user-name");
   const announcer = document.getElementById("announcer");
-  const view = window.ChatLog.create(document.getElementById("chat-log"),
-                                     document.getElementById("new-messages"),
-                                     document.getElementById("empty-hint"));
+  const logEl = document.getElementById("chat-log");
+  const view = window.ChatLog.create(logEl, document.getElementById("new-messages"),
+                                     document.getElementById("empty-hint"), function () { return userName; });
+  const olderPages = window.ChatHistory.create(logEl, view, sendFrame, function (user) { return user === userName; });
+  const edits = window.ChatEdits.create(logEl, input, document.getElementById("edit-bar"), sendFrame, composerChanged);
+  const attention = window.ChatAttention.create(room, view, document.getElementById("notify-button"));
   function maxChars() { return Number(input.dataset.maxChars) || 4096; }  // the server's, as served
 
   let socket = null;
@@ -92,7 +95,9 @@
     const live = !frame.replay;
     // After a reconnect the replay is what was missed: new to the reader (for
     // the marker), though not read aloud one by one.
-    view.addMessage(frame, own, live || resumed);
+    const item = view.addMessage(frame, own, live || resumed);
+    olderPages.seen(frame.id);
+    attention.arrived(item, frame, own, live || resumed);
     if (live && !own) announce(frame.user + ": " + frame.message);
     if (live && typers.has(frame.user)) stopTyping(frame.user);  // they sent it
     dropShown();
@@ -161,6 +166,7 @@
   function memberItem(user) {
     const item = document.createElement("li");
     item.textContent = user;
+    item.dir = "auto";
     item.className = view.nameClass(user) + (user === userName ? " me" : "");
     return item;
   }
@@ -199,6 +205,10 @@
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape" && document.body.classList.contains("members-open")) membersToggle.click();
   });
+  document.getElementById("members-close").addEventListener("click", function () {
+    membersToggle.click();
+    membersToggle.focus();
+  });
 
   // ---- frames from the server -------------------------------------------------
   const handlers = {
@@ -215,8 +225,12 @@
       resendOutbox(0);
       tokenTrouble = false;
       if (tokens) tokens.opened(function (token) { sendFrame({ type: "refresh", token: token }); });
+      olderPages.ready(frame, resumed);
     },
     refreshed: function () {},
+    older: function (frame) { olderPages.answer(frame); },
+    edited: function (frame) { view.editMessage(frame); },
+    deleted: function (frame) { view.removeMessage(frame.id); edits.removed(frame.id); },
     ack: function (frame) { accepted(frame.client_id, frame.id); },
     error: function (frame) {
       // Unavailable or rate limited: the message stays in the outbox and is retried.
@@ -311,6 +325,7 @@
     event.preventDefault();
     const text = input.value;
     if (!text.trim()) return;
+    if (codePoints(text) <= maxChars() && edits.submit(text)) return;
     if (codePoints(text) > maxChars()) {   // kept, not cut: the writer decides what goes
       composerChanged();
       announce("Not sent: " + counter.textContent);

@@ -154,9 +154,10 @@ async def test_markup_in_messages_and_names_shows_as_literal_text(make_server: A
         await expect_log(user.page, expected)
         log = user.page.locator("#chat-log")
         await expect(log.locator("img, script, svg, i, b")).to_have_count(0)
-        # Each message is exactly three plain spans: time, author, text.
-        await expect(log.locator("li.message > *")).to_have_count(3 * len(expected))
-        await expect(log.locator("li.message span *")).to_have_count(0)
+        # Each message is three plain spans (time, author, text), and its author's own the edit and delete buttons.
+        await expect(log.locator("li.message > :not(.actions)")).to_have_count(3 * len(expected))
+        await expect(log.locator("li.message > :not(.actions) *")).to_have_count(0)
+        await expect(log.locator("li.message.own .actions button")).to_have_count(4)
         assert user.dialogs == [], user.dialogs
         assert user.unexpected_errors() == []
     await expect(mallory.page.locator("#user-name")).to_have_text("<i>Mallory</i>")

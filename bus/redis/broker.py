@@ -1,6 +1,7 @@
 """The Redis bus behind the Backend interface: a small facade over the package's parts.
 
     publish.py        publish (Lua: XADD, trim, TTL, doorbell; WAIT) and history
+    changes.py        edits and deletions (Lua: check, XADD, doorbell) and older pages
     subscriptions.py  which rooms this process consumes; consumer.py reads them per shard
     presence.py       member counts and typing notices
     liveness.py       the one heartbeat and janitor loop
@@ -22,7 +23,8 @@ from typing import Any, Callable, Coroutine
 
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.keyed_locks import KeyedLocks
-from bus.message import Draft, History, IdKey, Notice, Published
+from bus.message import Change, ChangeDraft, Draft, History, IdKey, Notice, Older, Published
+from bus.redis.changes import RoomChanges
 from bus.redis.client import REDIS_ERRORS, Health, Redis, Topology
 from bus.redis.keys import Keys
 from bus.redis.liveness import Identity, Liveness
@@ -48,6 +50,7 @@ class RedisBroker:
             return self.identity.current
 
         self._publisher = Publisher(self._redis, keys, scripts, options)
+        self._changes = RoomChanges(self._redis, keys, scripts, options)
         self._presence = Presence(
             redis=self._redis,
             keys=keys,
@@ -127,6 +130,14 @@ class RedisBroker:
     async def history(self, room: str, since: IdKey | None, limit: int) -> History:
         self._check_open()
         return await self._publisher.history(room, since, limit)
+
+    async def older(self, room: str, before: IdKey, limit: int) -> Older:
+        self._check_open()
+        return await self._changes.older(room, before, limit)
+
+    async def change(self, draft: ChangeDraft) -> Change:
+        self._check_open()
+        return await self._changes.change(draft)
 
     async def subscribe(self, room: str) -> None:
         self._check_open()

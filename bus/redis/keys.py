@@ -5,7 +5,9 @@ Cluster slot, so one script may touch them all, and an operator finds them
 with ``SCAN MATCH *<room>*`` (room names are word characters: no braces).
 
 - ``P:{<room>}``: the room's stream; entry id = message id; fields ``user``,
-  ``text`` and, when the sender gave one, ``cid``.
+  ``text`` and, when the sender gave one, ``cid``. An edit or deletion is an
+  entry too (bus/changes.py): ``user``, ``text``, ``op`` (edit or delete) and
+  ``of`` (the message's id).
 - ``P:{<room>}:born``: the first id the stream held in this Redis (the room's
   epoch); lost with the stream when a Redis restarts empty.
 - ``P:{<room>}:trimmed``: the newest id retention trimming removed.
@@ -16,7 +18,8 @@ with ``SCAN MATCH *<room>*`` (room names are word characters: no braces).
 - ``P:{<room>}:typing:<user>``: present for a second after a typing notice.
 - ``P:{<room>}:events``: the room's *shard* channel (SPUBLISH, Redis 7), on the
   room's slot: each message stored, as a JSON array ``[id, user, text,
-  client_id or false]`` (a doorbell that carries the entry: the consumer
+  client_id or false]``, a change as ``[id, user, text, false, op, of]``
+  (a doorbell that carries the entry: the consumer
   delivers it, or reads the stream when it is catching up),
   ``join:<user>``, ``leave:<user>``, ``typing:<user>``.
 

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from handlers.inbound import MAX_CLIENT_ID, ChatRequest, FrameError, TypingRequest, parse_frame
+from handlers.inbound import (
+    MAX_CLIENT_ID,
+    ChatRequest,
+    DeleteRequest,
+    EditRequest,
+    FrameError,
+    OlderRequest,
+    TypingRequest,
+    parse_frame,
+)
 
 LIMIT = 10
 
@@ -100,3 +109,50 @@ def test_the_too_long_detail_says_the_limit() -> None:
     with pytest.raises(FrameError) as refused:
         parse_frame('{"message": "' + "x" * 4097 + '"}', 4096)
     assert "4096" in refused.value.detail
+
+
+# ---- older, edit, delete ---------------------------------------------------------
+
+ROOM_REQUESTS = [
+    ('{"type": "older", "before": "5-1"}', OlderRequest("5-1", 50)),  # the default page
+    ('{"type": "older", "before": "5-1", "limit": 1}', OlderRequest("5-1", 1)),
+    ('{"type": "older", "before": "5-1", "limit": 200}', OlderRequest("5-1", 200)),
+    ('{"type": "older", "before": "005-01", "limit": 3}', OlderRequest("5-1", 3)),  # the id as the bus writes it
+    ('{"type": "edit", "id": "5-1", "message": "fixed\\u200b"}', EditRequest("5-1", "fixed")),  # cleaned like a message
+    ('{"type": "edit", "id": "5-1", "message": "' + "x" * LIMIT + '"}', EditRequest("5-1", "x" * LIMIT)),
+    ('{"type": "delete", "id": "5-1", "message": "ignored"}', DeleteRequest("5-1")),
+    ('{"type": "chat", "message": "hi"}', ChatRequest("hi", None)),  # another type: a message as before
+]
+
+
+@pytest.mark.parametrize("raw,expected", ROOM_REQUESTS)
+def test_older_edit_and_delete_frames_become_requests(raw: str, expected: object) -> None:
+    assert parse_frame(raw, LIMIT) == expected
+
+
+ROOM_REFUSALS = [
+    ('{"type": "older"}', "bad_request"),
+    ('{"type": "older", "before": null}', "bad_request"),
+    ('{"type": "older", "before": "5"}', "bad_request"),
+    ('{"type": "older", "before": "5-1 "}', "bad_request"),
+    ('{"type": "older", "before": "١-١"}', "bad_request"),  # Arabic-Indic digits
+    ('{"type": "older", "before": "5-1", "limit": 0}', "bad_request"),
+    ('{"type": "older", "before": "5-1", "limit": 201}', "bad_request"),
+    ('{"type": "older", "before": "5-1", "limit": 2.5}', "bad_request"),
+    ('{"type": "older", "before": "5-1", "limit": false}', "bad_request"),
+    ('{"type": "edit", "id": "5-1"}', "bad_request"),
+    ('{"type": "edit", "id": "5-1", "message": ""}', "bad_request"),
+    ('{"type": "edit", "id": "5-1", "message": "\\u200b"}', "bad_request"),  # nothing visible
+    ('{"type": "edit", "id": "5-1", "message": "' + "x" * (LIMIT + 1) + '"}', "message_too_long"),
+    ('{"type": "edit", "message": "x"}', "bad_request"),
+    ('{"type": "delete"}', "bad_request"),
+    ('{"type": "delete", "id": ["5-1"]}', "bad_request"),
+    ('{"type": "delete", "id": "' + "9" * 30 + '-0"}', "bad_request"),  # past 64 bits
+]
+
+
+@pytest.mark.parametrize("raw,code", ROOM_REFUSALS)
+def test_malformed_older_edit_and_delete_frames_are_refused(raw: str, code: str) -> None:
+    with pytest.raises(FrameError) as refused:
+        parse_frame(raw, LIMIT)
+    assert refused.value.code == code
