@@ -131,7 +131,7 @@ class TokenVerifier:
             )
         except ExpiredSignatureError:
             raise TokenRefused(TOKEN_EXPIRED, "exp has passed") from None
-        except (InvalidTokenError, PyJWKError, ValueError, TypeError) as exc:
+        except (InvalidTokenError, PyJWKError, ValueError, TypeError, ArithmeticError) as exc:
             raise TokenRefused(BAD_TOKEN, str(exc) or type(exc).__name__) from None
         return _grant(claims)
 

@@ -20,6 +20,7 @@ from tornado.web import RequestHandler
 from server import ChatServer
 from tests.browser import OpenUser, browser, expect_log, io_loop, open_user  # noqa: F401  (fixtures)
 from tests.client import ChatClient
+from tests.test_room_page import axe_violations
 from tests.tokens import TOKEN_SECRET, hs256, token_cookie
 
 pytestmark = pytest.mark.parametrize("backend", ["memory"])
@@ -118,3 +119,4 @@ async def test_a_private_room_not_granted_says_so_and_stops_retrying(make_server
     await expect(eve.status).to_have_attribute("data-state", "denied")
     await expect(eve.page.locator("#chat-log")).to_contain_text("You are not allowed in this room.")
     assert len(eve.sockets) == 1
+    assert await axe_violations(eve.page) == []  # the refused page, its composer disabled, still reads well

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from bus import frames
 from bus.user_key import user_key, user_parts
 from config.settings import Settings, SettingsError, settings_from
+from handlers.jwks import MAX_AGE, JwksCache
 from handlers.token_gate import token_in_query
 from handlers.tokens import wildcard_match
 from tests.tokens import TOKEN_SECRET, RsaKey
@@ -100,3 +103,32 @@ def test_a_token_users_key_gives_the_frames_user_and_user_id_and_a_name_alone_st
     assert b'"user":"Ann","user_id":"u-1"' in frames.notice("join", key)
     assert frames.notice("join", "ann") == b'{"type":"join","user":"ann"}'
     assert b'"user_id":"u-1"' in frames.message("1-1", "r", key, "hi", 1)
+
+
+def test_the_key_set_is_fetched_once_for_many_unknown_kids_kept_when_a_fetch_fails_and_read_again_when_old() -> None:
+    key = RsaKey("k1")
+    answers: list[object] = [{"keys": [key.jwk()]}, OSError("site down"), b"not json", {"keys": []}]
+    now = [0.0]
+
+    async def fetch(url: str) -> bytes:
+        await asyncio.sleep(0.01)  # a fetch takes a while: everyone asking meanwhile shares it
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+
+    async def scenario() -> None:
+        cache = JwksCache("http://site/jwks", fetch=fetch, clock=lambda: now[0])
+        found = await asyncio.gather(*(cache.key(f"unknown-{k}") for k in range(50)), cache.key("k1"))
+        assert found[:50] == [None] * 50 and found[50] is not None and cache.fetches == 1
+        assert await cache.key("nope") is None and cache.fetches == 1  # within the minute
+        now[0] += 61
+        assert await cache.key("nope") is None and cache.fetches == 2  # the site is down ...
+        assert await cache.key("k1") is not None  # ... and the set read before stays in use
+        now[0] += 61
+        assert await cache.key("nope") is None and cache.fetches == 3  # garbage: the same
+        assert await cache.key("k1") is not None
+        now[0] += MAX_AGE  # old: read again on the next token, and the site now has no keys
+        assert await cache.key("k1") is not None and cache.fetches == 4  # an empty set is refused too
+
+    asyncio.run(scenario())
