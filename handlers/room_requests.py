@@ -59,8 +59,10 @@ async def _change(bus: RoomBus, room: str, user: str, settings: Settings, reques
     else:
         draft = ChangeDraft(room, user, "delete", request.id, author=user)
     change = await bus.change(draft)
-    event = "message.edited" if draft.kind == "edit" else "message.deleted"
-    log.info(event, msg_id=request.id, change_id=change.id)
+    text = {"text": draft.text} if settings.log_message_text and draft.kind == "edit" else {}
+    log.info(
+        "message.edited" if draft.kind == "edit" else "message.deleted", msg_id=request.id, change_id=change.id, **text
+    )
 
 
 __all__ = ["serve"]

@@ -3,7 +3,8 @@
 // composer, where Enter saves it as an edit and Escape cancels. Delete asks
 // once, in place: the button becomes "Confirm delete" for a few seconds.
 // The changes themselves come back from the server ("edited", "deleted")
-// like messages, and room-log.js shows them.
+// like messages, and room-log.js shows them; an edit the server refuses (past
+// the edit window) comes back into the composer, as a refused message does.
 "use strict";
 window.ChatEdits = (function () {
   const CONFIRM_MS = 4000;
@@ -12,6 +13,7 @@ window.ChatEdits = (function () {
   function create(log, input, bar, send, composerChanged) {
     let editing = null;       // the message item being edited
     let draft = "";           // what the composer held before
+    let sent = null;          // {id, text} of the edit sent and not yet seen back
 
     function lastOwn() {
       const mine = log.querySelectorAll("li.message.own");
@@ -39,8 +41,12 @@ window.ChatEdits = (function () {
     function submit(text) {
       if (!editing) return false;
       const item = editing;
-      if (text !== item.rawText && send({ type: "edit", id: item.dataset.id, message: text })) stop();
-      else if (text === item.rawText) stop();
+      if (text === item.rawText) {
+        stop();
+      } else if (send({ type: "edit", id: item.dataset.id, message: text })) {
+        sent = { id: item.dataset.id, text: text };
+        stop();
+      }
       return true;
     }
     function confirmDelete(button, item) {
@@ -71,8 +77,22 @@ window.ChatEdits = (function () {
       start(item);
     });
     bar.querySelector("button").addEventListener("click", stop);
+    // An error frame that is not about a message (no client_id): true when it refused the edit just sent.
+    function refused(frame) {
+      if (!sent || frame.client_id) return false;
+      const item = log.querySelector('li.message[data-id="' + CSS.escape(sent.id) + '"]');
+      const text = sent.text;
+      sent = null;
+      if (!item || input.value !== "") return false;
+      start(item);
+      input.value = text;
+      composerChanged();
+      return true;
+    }
     return {
       submit: submit,
+      refused: refused,
+      edited: function (id) { if (sent && sent.id === id) sent = null; },
       removed: function (id) { if (editing && editing.dataset.id === id) stop(); },
     };
   }

@@ -229,7 +229,7 @@
     },
     refreshed: function () {},
     older: function (frame) { olderPages.answer(frame); },
-    edited: function (frame) { view.editMessage(frame); },
+    edited: function (frame) { view.editMessage(frame); edits.edited(frame.id); },
     deleted: function (frame) { view.removeMessage(frame.id); edits.removed(frame.id); },
     ack: function (frame) { accepted(frame.client_id, frame.id); },
     error: function (frame) {
@@ -237,7 +237,8 @@
       const retried = frame.client_id && outbox.has(frame.client_id) &&
         (frame.error === "unavailable" || frame.error === "rate_limited");
       if (frame.client_id && !retried) refused(frame.client_id);
-      showNotice((retried ? "Not sent yet, retrying: " : "Not sent: ") + frame.detail);
+      const edit = edits.refused(frame);
+      showNotice((retried ? "Not sent yet, retrying: " : edit ? "Not saved: " : "Not sent: ") + frame.detail);
     },
     presence: function (frame) { showMembers(frame.members); },
     join: function (frame) { addMember(frame.user); },

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from bus.message import id_key
 from tests.client import CHANGES, NOTICES, ChatClient, ids, strictly_increasing
@@ -289,3 +290,20 @@ async def test_ids_at_the_ends_of_the_range_are_answered_not_failed(make_server:
         assert (await error(client))["error"] == "not_found"
     [after] = await say_all(client, ["still fine"])
     assert after["message"] == "still fine"
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("log_text", [False, True])
+async def test_changes_are_logged_without_text_unless_configured(make_server: Any, log_text: bool) -> None:
+    server = await make_server(rate_limit=0, log_message_text=log_text)
+    client = await ChatClient.connect(server.port, "logged", user="ann")
+    [sent] = await say_all(client, ["secret"])
+    with capture_logs() as logs:
+        client.send({"type": "edit", "id": sent["id"], "message": "new secret"})
+        await change(client, "edited")
+        client.send({"type": "delete", "id": sent["id"]})
+        await change(client, "deleted")
+    edited, deleted = [e for e in logs if e["event"] in ("message.edited", "message.deleted")]
+    assert edited["msg_id"] == deleted["msg_id"] == sent["id"] and edited["event"] == "message.edited"
+    assert ("text" in edited) is log_text and "text" not in deleted
+    assert not log_text or edited["text"] == "new secret"

@@ -188,6 +188,28 @@ async def test_escape_cancels_an_edit_and_others_messages_have_no_edit_controls(
     await expect(line(ann.page, "mine").locator(".edited")).to_have_count(0)
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_an_edit_refused_past_the_edit_window_comes_back_into_the_composer(
+    make_server: Any, open_user: OpenUser
+) -> None:
+    server = await make_server(rate_limit=0, edit_window=0.05)
+    ann = await open_user(server, "Ann")
+    await ann.enter_room("slow")
+    await ann.say("typo", stored=True)
+    sent_ms = int(await line(ann.page, "typo").get_attribute("data-ts") or 0)
+    await ann.page.wait_for_function(f"() => Date.now() > {sent_ms + 200}")  # the window is wall-clock time
+    box = ann.page.locator("#chat-message-input")
+    await box.press("ArrowUp")
+    await box.fill("fixed")
+    await box.press("Enter")
+    await expect(ann.page.locator("#chat-log li.notice")).to_have_text(
+        "Not saved: a message may be edited for 0.05 seconds after it was sent"
+    )
+    await expect(box).to_have_value("fixed")  # nothing typed is lost
+    await expect(ann.page.locator("#edit-bar")).to_be_visible()
+    await expect(line(ann.page, "typo").locator(".text")).to_have_text("typo")
+
+
 # ---- links ------------------------------------------------------------------------------
 
 
