@@ -36,9 +36,9 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
-from bus.message import Draft, History, IdKey, Message, Notice, Published
+from bus.message import Change, ChangeDraft, Draft, Entry, History, IdKey, Notice, Older, Published
 
-Deliver = Callable[[list[Message]], None]
+Deliver = Callable[[list[Entry]], None]
 Notify = Callable[[Notice], None]
 
 
@@ -48,6 +48,15 @@ class BusError(Exception):
 
 class BusUnavailable(BusError):
     """The backend cannot store or read right now (Redis down, timeout)."""
+
+
+class ChangeRefused(BusError):
+    """An edit or deletion the room's log refuses: ``code`` is ``not_found`` or ``not_allowed``."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
 
 
 class Backend(Protocol):
@@ -66,7 +75,22 @@ class Backend(Protocol):
         """
 
     async def history(self, room: str, since: IdKey | None, limit: int) -> History:
-        """Retained messages, oldest first: every one after ``since``, or the last ``limit``."""
+        """Retained messages as they are now, oldest first: every one after ``since``, or the last ``limit``.
+
+        With ``since``, the edits and deletions after it of messages up to
+        ``since`` come too, in their places: the reader has those messages.
+        """
+
+    async def older(self, room: str, before: IdKey, limit: int) -> Older:
+        """Up to ``limit`` retained messages just before ``before``, as they are now, oldest first."""
+
+    async def change(self, draft: ChangeDraft) -> Change:
+        """Store an edit or a deletion in the room's order; it is delivered like a message.
+
+        Raises ChangeRefused (``not_found``: no such message retained, or
+        deleted; ``not_allowed``: another author's, or an edit past its
+        window) and BusUnavailable.
+        """
 
     async def subscribe(self, room: str) -> None:
         """Deliver this room's messages published from now on."""

@@ -28,13 +28,33 @@ def _dumps(body: Any) -> bytes:
     return _EMPTY.join((orjson.dumps(body), _EMPTY))
 
 
-def message(message_id: str, room: str, user: str, text: str, ts: int, replay: bool = False) -> bytes:
+def message(
+    message_id: str, room: str, user: str, text: str, ts: int, replay: bool = False, edited_ts: int = 0
+) -> bytes:
     body: dict[str, Any] = {"type": "message", "id": message_id, "room": room, "user": user, "message": text, "ts": ts}
     if user[:1] == TOKEN_USER:  # a token's user: ``user`` is its name, ``user_id`` its sub
         body.update(user_fields(user))
     if replay:
         body["replay"] = True
+    if edited_ts:
+        body["edited"] = True
+        body["edited_ts"] = edited_ts
     return _dumps(body)
+
+
+def edited(message_id: str, text: str, edited_ts: int) -> bytes:
+    return _dumps({"type": "edited", "id": message_id, "message": text, "edited_ts": edited_ts})
+
+
+def deleted(message_id: str) -> bytes:
+    return _dumps({"type": "deleted", "id": message_id})
+
+
+def older(before: str, messages: Iterable[bytes], complete: bool) -> bytes:
+    """The answer to an ``older`` request, around ``messages``: message frames already encoded, oldest first."""
+    head = _dumps({"type": "older", "before": before})[:-1]  # without its closing brace
+    tail = b"true}" if complete else b"false}"
+    return b"".join((head, b',"messages":[', b",".join(messages), b'],"complete":', tail))
 
 
 def ready(room: str, user: str, last_id: str | None, complete: bool) -> bytes:

@@ -20,8 +20,9 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from bus import changes
 from bus.backend import BusUnavailable, Deliver, Notify
-from bus.message import Draft, History, IdKey, Message, Notice, Published, completeness
+from bus.message import Change, ChangeDraft, Draft, Entry, History, IdKey, Notice, Older, Published, completeness
 
 _NO_ID = IdKey(0, 0)
 MAX_RESENDS = 100_000  # client ids remembered at most; the oldest go first past it
@@ -30,7 +31,7 @@ SWEEP_EVERY = 60.0  # seconds between two looks for expired rooms (less for a sh
 
 @dataclass
 class _RoomLog:
-    messages: deque[Message] = field(default_factory=deque)
+    messages: deque[Entry] = field(default_factory=deque)  # messages and changes (bus/changes.py)
     born: IdKey | None = None
     max_deleted: IdKey = _NO_ID
 
@@ -105,7 +106,22 @@ class MemoryBackend:
             self._loop.call_soon(self._deliver_one, message)
         return Published(message)
 
-    def _deliver_one(self, message: Message) -> None:
+    async def change(self, draft: ChangeDraft) -> Change:
+        if self._deliver is None or self._loop is None:
+            raise BusUnavailable("bus closed")
+        log = self._logs.get(draft.room) or _RoomLog()
+        changes.target_of(log.messages, draft, int(time.time() * 1000))
+        change = Change(str(self._next_id()), draft.room, draft.user, draft.kind, draft.target, draft.text)
+        self._append(change)
+        if draft.room in self._subscribed:
+            self._loop.call_soon(self._deliver_one, change)
+        return change
+
+    async def older(self, room: str, before: IdKey, limit: int) -> Older:
+        log = self._logs.get(room) or _RoomLog()
+        return changes.older(log.messages, before, limit)
+
+    def _deliver_one(self, message: Entry) -> None:
         if self._deliver is not None and message.room in self._subscribed:
             self._deliver([message])
 
@@ -117,7 +133,7 @@ class MemoryBackend:
             self._last = IdKey(self._last.ms, self._last.seq + 1)
         return self._last
 
-    def _append(self, message: Message) -> None:
+    def _append(self, message: Entry) -> None:
         log = self._logs.setdefault(message.room, _RoomLog())
         if log.born is None:
             log.born = message.key
@@ -140,16 +156,16 @@ class MemoryBackend:
 
     async def history(self, room: str, since: IdKey | None, limit: int) -> History:
         log = self._logs.get(room) or _RoomLog()
-        retained = list(log.messages)
+        retained = log.messages
         if since is None:
-            replay = retained[-limit:] if limit > 0 else []
+            replay, _ = changes.tail(reversed(retained), limit)
         else:
             replay = [m for m in retained if m.key > since]
         complete = completeness(
             since, born=log.born, max_deleted=log.max_deleted, retained=len(retained), replayed=len(replay)
         )
         last_id = retained[-1].id if retained else None
-        return History(replay, last_id, complete)
+        return History(changes.fold(replay, since), last_id, complete)
 
     async def subscribe(self, room: str) -> None:
         self._subscribed.add(room)

@@ -55,6 +55,7 @@ class Message:
     user: str
     text: str
     client_id: str | None = None
+    edited_ts: int = 0  # when its text was last edited (ms since the epoch); 0: never
     key: IdKey = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -66,7 +67,44 @@ class Message:
 
     def frame(self, replay: bool = False) -> bytes:
         """Section 4's message frame; callers encode once per message."""
-        return frames.message(self.id, self.room, self.user, self.text, self.ts, replay)
+        return frames.message(self.id, self.room, self.user, self.text, self.ts, replay, self.edited_ts)
+
+
+CHANGE_KINDS = ("edit", "delete")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An edit or a deletion of an earlier message: an entry of the room's log in its own right.
+
+    It takes an id in the room's order like a message, so every member gets
+    it in the same place among the messages, and a resume from before it
+    gets it again. ``target`` is the id of the message it changes; ``user``
+    is who made the change.
+    """
+
+    id: str
+    room: str
+    user: str
+    kind: str  # "edit" or "delete"
+    target: str
+    text: str = ""  # the new text of an edit
+    key: IdKey = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", id_key(self.id))
+
+    @property
+    def ts(self) -> int:
+        return self.key.ms
+
+    def frame(self, replay: bool = False) -> bytes:
+        if self.kind == "edit":
+            return frames.edited(self.target, self.text, self.ts)
+        return frames.deleted(self.target)
+
+
+Entry = Message | Change  # what a room's log holds, in one order
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +137,35 @@ class History:
     requested position can be missing (see ``completeness``).
     """
 
-    messages: list[Message]
+    messages: list[Entry]  # messages as they are now; on a resume also changes to what the reader has
     last_id: str | None
     complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Older:
+    """Retained messages just before a position, oldest first; ``complete`` when none older is retained."""
+
+    messages: list[Message]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeDraft:
+    """An edit (``text`` given) or a deletion the bus has not stored yet.
+
+    ``author``: the change is refused unless the target's author is this user
+    (None: anyone's message, for the host application). ``window``: seconds
+    after the message within which an edit is allowed (None: any time).
+    """
+
+    room: str
+    user: str
+    kind: str
+    target: str
+    text: str = ""
+    author: str | None = None
+    window: float | None = None
 
 
 def completeness(since: IdKey | None, *, born: IdKey | None, max_deleted: IdKey, retained: int, replayed: int) -> bool:

@@ -39,7 +39,20 @@ from dataclasses import dataclass, field
 from typing import Any, Coroutine, Protocol
 
 from bus.backend import Backend, BusUnavailable
-from bus.message import ZERO_ID, Draft, History, IdKey, Message, Notice, Published, id_key
+from bus.message import (
+    ZERO_ID,
+    Change,
+    ChangeDraft,
+    Draft,
+    Entry,
+    History,
+    IdKey,
+    Message,
+    Notice,
+    Older,
+    Published,
+    id_key,
+)
 
 TYPING_EVERY = 1.0  # seconds: at most one typing notice per user per room
 
@@ -62,10 +75,10 @@ class _Seat:
     user: str
     after: IdKey = field(default_factory=lambda: id_key(ZERO_ID))
     live: bool = False
-    buffered: list[Message | bytes] = field(default_factory=list)  # messages, and encoded notices
+    buffered: list[Entry | bytes] = field(default_factory=list)  # messages and changes, and encoded notices
     presence: bytes | None = None  # the snapshot read at join, sent first by go_live
 
-    def offer(self, message: Message, frame: bytes) -> bool:
+    def offer(self, message: Entry, frame: bytes) -> bool:
         if not self.live:
             self.buffered.append(message)
             return False
@@ -126,6 +139,17 @@ class RoomBus:
         """
         return self._backend.publish(draft)
 
+    async def change(self, draft: ChangeDraft) -> Change:
+        """Store an edit or deletion (bus/changes.py); it reaches members in the room's order, like a message.
+
+        Who may change what is the caller's to say (``draft.author``,
+        ``draft.window``); the backend checks it as it stores the change.
+        """
+        return await self._backend.change(draft)
+
+    async def older(self, room: str, before: IdKey, limit: int) -> Older:
+        return await self._backend.older(room, before, limit)
+
     async def join(self, room: str, member: Member, user: str, since: IdKey | None) -> History:
         """Seat a member and read the history to replay to it, and who is in the room.
 
@@ -164,10 +188,10 @@ class RoomBus:
             seat.presence = None
         buffered, seat.buffered = seat.buffered, []
         for item in buffered:
-            if isinstance(item, Message):
-                seat.offer(item, item.frame())
-            else:
+            if isinstance(item, bytes):
                 seat.member.send_frame(item)
+            else:
+                seat.offer(item, item.frame())
 
     def leave_soon(self, room: str, member: Member) -> None:
         """``leave`` in a task of its own (a closing connection cannot wait), which ``close`` waits for."""
@@ -257,7 +281,7 @@ class RoomBus:
             self._subscribing[room] = task
         await asyncio.shield(task)
 
-    def _fan_out(self, messages: list[Message]) -> None:
+    def _fan_out(self, messages: list[Entry]) -> None:
         """Backend callback: hand each message to its room's members, in order."""
         for message in messages:
             state = self._rooms.get(message.room)
@@ -267,7 +291,7 @@ class RoomBus:
             recipients = 0
             for seat in list(state.seats.values()):
                 recipients += seat.offer(message, frame)
-            if self._observer is not None:
+            if self._observer is not None and isinstance(message, Message):
                 self._observer.delivered(message.room, recipients, time.time() - message.ts / 1000)
 
     def _notify(self, notice: Notice) -> None:

@@ -49,6 +49,7 @@ class Settings:
     max_frame_bytes: int = 64 * 1024
     send_buffer_limit: int = 1024 * 1024  # unsent bytes before a slow client is dropped
     resend_window: float = 600.0  # seconds a client_id is remembered for safe resends
+    edit_window: float = 900.0  # seconds after sending during which its author may edit a message; 0: always
     redis_timeout: float = 1.0  # seconds; a publish to an unreachable Redis fails after this
     redis_cluster: bool = False  # redis_url names one node of a Redis Cluster (contract 5b)
     redis_prefix: str = "chat"  # every Redis key starts with "<prefix>:"
@@ -251,6 +252,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "max_frame_bytes": (_positive_int, "larger frames close the connection with 1009"),
     "send_buffer_limit": (_positive_int, "unsent bytes before a slow client is dropped"),
     "resend_window": (_non_negative_float, "seconds a client_id is remembered"),
+    "edit_window": (_non_negative_float, "seconds after sending in which a message may be edited (0: always)"),
     "redis_timeout": (_non_negative_float, "seconds before a Redis command is given up"),
     "redis_cluster": (_bool, "the Redis URL names one node of a Redis Cluster"),
     "redis_prefix": (_redis_prefix, "every Redis key starts with this and a colon"),

@@ -1,8 +1,10 @@
 """Client frames, parsed and validated at the edge (pure, no I/O).
 
-``parse_frame`` turns one WebSocket frame into a ``ChatRequest`` or a
-``TypingRequest``, or raises ``FrameError`` carrying the section 4 error
-code, so the handler never sees unvalidated input.
+``parse_frame`` turns one WebSocket frame into a ``ChatRequest``, a
+``TypingRequest``, or (a frame whose ``type`` is ``older``, ``edit`` or
+``delete``) an ``OlderRequest``, ``EditRequest`` or ``DeleteRequest``, or
+raises ``FrameError`` carrying the contract's error code, so the handler
+never sees unvalidated input.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from dataclasses import dataclass
 import orjson
 
 from bus import frames
+from bus.message import id_key
 
 MAX_CLIENT_ID = 64
+OLDER_DEFAULT = 50  # messages in an older page unless the client asks for another number
+OLDER_MAX = 200
 
 # Removed from message text: C0/C1 controls other than newline and tab, the
 # bidi embeddings, overrides and isolates (which reorder whatever follows,
@@ -51,7 +56,27 @@ class TypingRequest:
     pass
 
 
-def parse_frame(data: str | bytes, max_chars: int) -> ChatRequest | TypingRequest:
+@dataclass(frozen=True, slots=True)
+class OlderRequest:
+    before: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class EditRequest:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    id: str
+
+
+RoomRequest = OlderRequest | EditRequest | DeleteRequest
+
+
+def parse_frame(data: str | bytes, max_chars: int) -> ChatRequest | TypingRequest | RoomRequest:
     if isinstance(data, bytes):
         raise FrameError("bad_request", "send text frames holding a JSON object")
     try:
@@ -61,8 +86,19 @@ def parse_frame(data: str | bytes, max_chars: int) -> ChatRequest | TypingReques
     if not isinstance(body, dict):
         raise FrameError("bad_request", "the frame must be a JSON object")
     client_id = _client_id(body)
+    kind = body.get("type")
+    if kind == "older":
+        return OlderRequest(_message_id(body, "before"), _limit(body))
+    if kind == "edit":
+        return EditRequest(_message_id(body, "id"), _text(body, max_chars, None))
+    if kind == "delete":
+        return DeleteRequest(_message_id(body, "id"))
     if "message" not in body and body.get("typing") is True:
         return TypingRequest()
+    return ChatRequest(_text(body, max_chars, client_id), client_id)
+
+
+def _text(body: dict[str, object], max_chars: int, client_id: str | None) -> str:
     text = body.get("message")
     if not isinstance(text, str) or not text:
         raise FrameError("bad_request", '"message" must be a non-empty string', client_id)
@@ -71,7 +107,24 @@ def parse_frame(data: str | bytes, max_chars: int) -> ChatRequest | TypingReques
     text = text.translate(_INVISIBLE)
     if not text:
         raise FrameError("bad_request", '"message" must hold visible text', client_id)
-    return ChatRequest(text, client_id)
+    return text
+
+
+def _message_id(body: dict[str, object], name: str) -> str:
+    value = body.get(name)
+    if isinstance(value, str):
+        try:
+            return str(id_key(value))
+        except ValueError:
+            pass
+    raise FrameError("bad_request", f'"{name}" must be a message id ("<ms>-<seq>")')
+
+
+def _limit(body: dict[str, object]) -> int:
+    limit = body.get("limit", OLDER_DEFAULT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= OLDER_MAX:
+        raise FrameError("bad_request", f'"limit" must be a whole number from 1 to {OLDER_MAX}')
+    return limit
 
 
 def _client_id(body: dict[str, object]) -> str | None:

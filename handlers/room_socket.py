@@ -23,6 +23,7 @@ from bus.backend import BusUnavailable
 from bus.message import Draft, History, IdKey, id_key
 from bus.room_bus import RoomBus
 from config.settings import Settings
+from handlers import room_requests
 from handlers.identity import Identity, cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
 from handlers.limits import SocketLimits
@@ -406,7 +407,12 @@ class RoomSocket(WebSocketHandler):
                     await self._bus.typing(self.room, self)  # and throttled to 1/s by the bus
                 return
             if not within_rate:
-                raise FrameError("rate_limited", "too many messages, slow down", request.client_id)
+                raise FrameError("rate_limited", "too many messages, slow down", getattr(request, "client_id", None))
+            if not isinstance(request, ChatRequest):  # older, edit, delete
+                answer = await room_requests.serve(self._bus, self.room, self.user, self._settings, request)
+                if answer is not None:
+                    self.send_frame(answer)
+                return
             await self._publish(request)
         except FrameError as error:
             self._reject(error)  # a bad frame keeps its own code; it used up a token all the same

@@ -23,6 +23,7 @@ from handlers.identity import USER_COOKIE
 TIMEOUT = 5.0
 TEST_SECRET = "test-secret-at-least-32-bytes-long"  # the cookie secret of the tests' servers
 NOTICES = ("presence", "join", "leave", "typing")
+CHANGES = ("edited", "deleted")
 
 
 def ids(frames: list[dict[str, Any]]) -> list[str]:
@@ -80,7 +81,8 @@ class ChatClient:
             if frame["type"] == "ready":
                 self.ready = frame
                 return frame
-            assert frame["type"] == "message" and frame.get("replay") is True, frame
+            # A resume also replays edits and deletions of what the client had.
+            assert frame.get("replay") is True or frame["type"] in CHANGES, frame
             self.history.append(frame)
 
     async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from typing import Any, Callable, Coroutine
 
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.keyed_locks import KeyedLocks
-from bus.message import Draft, History, IdKey, Notice, Published
+from bus.message import Change, ChangeDraft, Draft, History, IdKey, Notice, Older, Published
+from bus.redis.changes import RoomChanges
 from bus.redis.client import REDIS_ERRORS, Health, Redis, Topology
 from bus.redis.keys import Keys
 from bus.redis.liveness import Identity, Liveness
@@ -48,6 +49,7 @@ class RedisBroker:
             return self.identity.current
 
         self._publisher = Publisher(self._redis, keys, scripts, options)
+        self._changes = RoomChanges(self._redis, keys, scripts, options)
         self._presence = Presence(
             redis=self._redis,
             keys=keys,
@@ -127,6 +129,14 @@ class RedisBroker:
     async def history(self, room: str, since: IdKey | None, limit: int) -> History:
         self._check_open()
         return await self._publisher.history(room, since, limit)
+
+    async def older(self, room: str, before: IdKey, limit: int) -> Older:
+        self._check_open()
+        return await self._changes.older(room, before, limit)
+
+    async def change(self, draft: ChangeDraft) -> Change:
+        self._check_open()
+        return await self._changes.change(draft)
 
     async def subscribe(self, room: str) -> None:
         self._check_open()

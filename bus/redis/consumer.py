@@ -36,7 +36,7 @@ from hiredis import ReplyError
 from redis.exceptions import ResponseError
 
 from bus.backend import BusUnavailable, Deliver, Notify
-from bus.message import Message, Notice
+from bus.message import Entry, Notice
 from bus.redis.client import REDIS_ERRORS, Redis, Restart, Runner, Shard, describe, redirected
 from bus.redis.groups import RoomGroup, decode_flat, decode_notice, decode_rung, lost_group
 from bus.redis.keys import Keys
@@ -253,7 +253,7 @@ class ShardReader:
         elif group.take(message):
             self._deliver([message])
 
-    def _deliver(self, batch: list[Message]) -> None:
+    def _deliver(self, batch: list[Entry]) -> None:
         if self._ctx.deliver is not None:
             try:
                 self._ctx.deliver(batch)
@@ -276,7 +276,7 @@ class ShardReader:
                 wire.send("XREADGROUP", "GROUP", name, name, "COUNT", READ_COUNT, "NOACK", "STREAMS", group.key, ">")
             )
         replies = await asyncio.gather(*reads, return_exceptions=True)
-        batch: list[Message] = []
+        batch: list[Entry] = []
         lost: list[RoomGroup] = []
         for group, reply in zip(groups, replies):
             if isinstance(reply, BaseException):

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import orjson
 from redis.exceptions import ResponseError
 
-from bus.message import NOTICE_KINDS, IdKey, Message, Notice, id_key
+from bus.message import CHANGE_KINDS, NOTICE_KINDS, Change, Entry, IdKey, Message, Notice, id_key
 
 _ZERO = IdKey(0, 0)
 
@@ -18,15 +18,27 @@ def lost_group(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
-def decode_rung(room: str, payload: str) -> Message | None:
-    """A doorbell's entry (``publish.lua``: ``[id, user, text, client_id or false]``); None if it is none."""
+def decode_rung(room: str, payload: str) -> Entry | None:
+    """A doorbell's entry; None if it is none.
+
+    ``publish.lua`` rings with ``[id, user, text, client_id or false]``,
+    ``change.lua`` with ``[id, user, text, false, kind, target]``.
+    """
     try:
-        message_id, user, body, client_id = orjson.loads(payload)
+        message_id, user, body, client_id, *change = orjson.loads(payload)
     except (orjson.JSONDecodeError, TypeError, ValueError):
         return None
     if not isinstance(message_id, str) or not isinstance(user, str) or not isinstance(body, str):
         return None
+    if change:
+        return _change(message_id, room, user, body, change)
     return Message(message_id, room, user, body, client_id if isinstance(client_id, str) else None)
+
+
+def _change(message_id: str, room: str, user: str, text: str, change: list[Any]) -> Change | None:
+    if len(change) != 2 or change[0] not in CHANGE_KINDS or not isinstance(change[1], str):
+        return None
+    return Change(message_id, room, user, change[0], change[1], text)
 
 
 def decode_notice(room: str, payload: str) -> Notice | None:
@@ -61,7 +73,7 @@ class RoomGroup:
         elif status == "reset":  # a new epoch: every entry in the stream is new here
             self.born, self.cursor, self.delivered = born, "0-0", _ZERO
 
-    def take(self, message: Message) -> bool:
+    def take(self, message: Entry) -> bool:
         """True for an entry not delivered yet in this run (it now is); False for one to drop."""
         if message.key <= self.delivered:
             return False
@@ -71,14 +83,18 @@ class RoomGroup:
         return True
 
 
-def decode_fields(message_id: str, room: str, fields: dict[str, str]) -> Message | None:
-    """A stream entry as a Message; None for an entry deleted since it was read."""
+def decode_fields(message_id: str, room: str, fields: dict[str, str]) -> Entry | None:
+    """A stream entry as a Message or a Change (fields ``op``, ``of``); None for one deleted since it was read."""
     if not fields:
         return None
+    if "of" in fields:
+        return _change(
+            message_id, room, fields.get("user", ""), fields.get("text", ""), [fields.get("op"), fields["of"]]
+        )
     return Message(message_id, room, fields.get("user", ""), fields.get("text", ""), fields.get("cid"))
 
 
-def decode_flat(room: str, entry: Sequence[Any]) -> Message | None:
+def decode_flat(room: str, entry: Sequence[Any]) -> Entry | None:
     """An entry as Lua returns it: ``[id, [field, value, ...]]``."""
     message_id, flat = entry[0], entry[1] or []
     return decode_fields(message_id, room, dict(zip(flat[0::2], flat[1::2])))

@@ -18,7 +18,8 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from bus.backend import BusUnavailable
-from bus.message import Draft, History, IdKey, Published, completeness, id_key
+from bus.changes import fold
+from bus.message import Draft, History, IdKey, Message, Published, completeness, id_key
 from bus.redis.client import Redis, Shard
 from bus.redis.groups import decode_flat
 from bus.redis.keys import Keys
@@ -55,7 +56,9 @@ class Publisher:
             return Published(draft.stored_as(message_id))
         # The original may have been trimmed away since; its id is what the sender needs.
         original = decode_flat(room, [message_id, reply[2]]) if len(reply) > 2 and reply[2] else None
-        return Published(original or draft.stored_as(message_id), duplicate=True)
+        if not isinstance(original, Message):
+            original = draft.stored_as(message_id)
+        return Published(original, duplicate=True)
 
     async def _store(self, keys: list[str], args: list[Any], shard: Shard) -> Any:
         wire = shard.live_wire("publish") or await shard.wire("publish", slack=self._wait_ms / 1000)
@@ -105,7 +108,7 @@ class Publisher:
             retained=int(length),
             replayed=len(messages),
         )
-        return History(messages, last_id or None, complete)
+        return History(fold(messages, since), last_id or None, complete)
 
 
 def _settle(waiting: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:

@@ -20,6 +20,8 @@ class Scripts:
     def __init__(self, client: RedisClient) -> None:
         self.publish = self._load(client, "publish")
         self.history = self._load(client, "history")
+        self.change = self._load(client, "change")
+        self.older = self._load(client, "older")
         self.ensure_group = self._load(client, "ensure_group")
         self.drop_group = self._load(client, "drop_group")
         self.beat = self._load(client, "beat")

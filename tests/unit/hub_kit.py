@@ -114,7 +114,7 @@ async def enter(bus: RoomBus, room: str, member: Member, since: IdKey | None = N
     """Join and go live as the room socket does; the replayed history."""
     history = await bus.join(room, member, member.name, since)
     bus.go_live(room, member)
-    return history.messages
+    return [m for m in history.messages if isinstance(m, Message)]
 
 
 async def say(bus: RoomBus, room: str, user: str, text: str, client_id: str | None = None) -> Message:
