@@ -9,6 +9,7 @@ import pytest
 
 from tests.api_kit import api_settings, call
 from tests.client import NOTICES, ChatClient, ids, strictly_increasing
+from tests.tokens import TOKEN_SECRET, hs256, token_cookie
 
 BACKENDS = ["memory", "redis"]
 
@@ -209,3 +210,30 @@ async def test_disconnect_and_bans_in_a_room_and_everywhere(make_server: Any) ->
     assert await back.wait_closed() == 4003
     again = await ChatClient.connect(server.port, "mod", user="mal")
     assert again.ready is not None
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_token_mode_moderates_by_user_id_over_every_name(make_server: Any, backend: str) -> None:
+    server = await api_server(make_server, token_secret=TOKEN_SECRET)
+    port = server.api.port
+    # One user id under two names (two tabs of a site that renamed them), and another user.
+    tabs = [
+        await ChatClient.connect(server.port, "site", headers=token_cookie(hs256("u-42", name=name)))
+        for name in ("Ann", "Annie")
+    ]
+    other = await ChatClient.connect(server.port, "site", headers=token_cookie(hs256("u-7", name="Ann")))
+    status, body = await call(port, "GET", "/api/rooms/site/members")
+    assert {(m["user_id"], m["connections"]) for m in body["members"]} >= {("u-7", 1)}
+    status, _ = await call(port, "POST", "/api/rooms/site/mutes", {"user": "u-7", "seconds": 30})
+    assert status == 201
+    await other.say("muted by id")
+    assert (await other.recv_type("error", skip=NOTICES))["error"] == "muted"
+    status, _ = await call(port, "POST", "/api/users/u-42/disconnect", {"ban_seconds": 30})
+    assert status == 200
+    assert [await tab.wait_closed() for tab in tabs] == [4003, 4003]
+    status, _ = await call(port, "POST", "/api/rooms/site/messages", {"text": "marker"})
+    assert (await other.recv_chat())["message"] == "marker"  # the other user, same name, untouched
+    refused = await ChatClient.connect(
+        server.port, "site", headers=token_cookie(hs256("u-42", name="Someone")), join=False
+    )
+    assert await refused.wait_closed() == 4003
