@@ -8,9 +8,10 @@ an oversized one costs its sender, not the server, and still gets its 413.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import orjson
 import structlog
@@ -56,16 +57,40 @@ class ApiError(HTTPError):
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
 
 
+def _refused_first(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A route's method that answers the refusal ``prepare`` kept, once the body is read, instead of running."""
+
+    @functools.wraps(method)
+    def checked(self: "ApiHandler", *args: Any) -> Any:
+        if self._refusal is not None:
+            raise self._refusal
+        return method(self, *args)
+
+    return checked
+
+
 @stream_request_body
 class ApiHandler(RequestHandler):
+    """The base of every route. A refusal known from the headers (401, 429) is answered at once when
+    no body follows; with a body, once it is read (and dropped): answered earlier, the connection
+    would have to close under a client still sending, which would then see a reset, not the answer.
+    """
+
     route = "other"  # the route's OpenAPI path: the log's and the metric's label
     needs_key = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("get", "post", "put", "patch", "delete"):
+            if name in cls.__dict__:
+                setattr(cls, name, _refused_first(cls.__dict__[name]))
 
     def initialize(self, context: ApiContext) -> None:
         self.context = context
         self.key_id: str | None = None
         self._body = bytearray()
         self._too_large = False
+        self._refusal: ApiError | None = None
         self._started = time.perf_counter()
 
     def set_default_headers(self) -> None:
@@ -74,19 +99,30 @@ class ApiHandler(RequestHandler):
 
     def prepare(self) -> None:
         self.request.connection.set_max_body_size(CUT_OFF_BYTES)  # type: ignore[union-attr]
-        if self.needs_key:
-            self.key_id = self.context.keys.identify(self.request.headers.get("Authorization"))
-            if self.key_id is None:
-                self.set_header("WWW-Authenticate", 'Bearer realm="chat-api"')
-                raise ApiError(401, "unauthorized", "send a valid API key: Authorization: Bearer <key>")
-            if not self.context.keys.take(self.key_id):
-                self.set_header("Retry-After", "1")
-                raise ApiError(429, "rate_limited", "too many requests for this key, slow down")
-        length = self.request.headers.get("Content-Length", "0")
+        refusal = self._check_key() if self.needs_key else None
+        headers = self.request.headers
+        length = headers.get("Content-Length", "0")
         if length.isdigit() and int(length) > MAX_BODY_BYTES:
             self._too_large = True
+        if refusal is not None:
+            if length != "0" or "chunked" in headers.get("Transfer-Encoding", "").lower():
+                self._refusal = refusal  # answered once the body is in (see the class)
+                return
+            raise refusal
+
+    def _check_key(self) -> ApiError | None:
+        self.key_id = self.context.keys.identify(self.request.headers.get("Authorization"))
+        if self.key_id is None:
+            self.set_header("WWW-Authenticate", 'Bearer realm="chat-api"')
+            return ApiError(401, "unauthorized", "send a valid API key: Authorization: Bearer <key>")
+        if not self.context.keys.take(self.key_id):
+            self.set_header("Retry-After", "1")
+            return ApiError(429, "rate_limited", "too many requests for this key, slow down")
+        return None
 
     def data_received(self, chunk: bytes) -> None:
+        if self._refusal is not None:
+            return  # dropped: the answer is a refusal whatever it holds
         if self._too_large or len(self._body) + len(chunk) > MAX_BODY_BYTES:
             self._too_large = True
             self._body.clear()

@@ -49,7 +49,9 @@ class MessagesHandler(ApiHandler):
         message = published.message
         if not published.duplicate:
             self.context.metrics.message_published()
-        extra = {"resend": True} if published.duplicate else {}
+        extra: dict[str, Any] = {"resend": True} if published.duplicate else {}
+        if self.context.settings.log_message_text:
+            extra["text"] = text
         log.info("message.accepted", room=room, msg_id=message.id, bytes=len(text.encode()), via="api", **extra)
         self.reply(201, {"id": message.id, "duplicate": published.duplicate})
 

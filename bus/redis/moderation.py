@@ -53,6 +53,7 @@ class RedisModeration:
         self._on_disconnect: OnDisconnect | None = None
         self._loaded = asyncio.Event()
         self._runner = Runner("moderation", self._failed)
+        self._failing = False  # logged once per outage, not at every retry
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, on_disconnect: OnDisconnect) -> None:
@@ -110,6 +111,9 @@ class RedisModeration:
         self._sanctions.replace_all(_sanction(member, score) for member, score in found)
         self._loaded.set()
         self._runner.healthy()
+        if self._failing:
+            self._failing = False
+            log.info("moderation.recovered")
         while not self._runner.closed:
             reply: Any = await client.xread({events: last}, count=READ_COUNT, block=self._block_ms)
             for _, entries in _streams(reply):
@@ -134,7 +138,9 @@ class RedisModeration:
             self._sanctions.drop(sanction.kind, sanction.room, sanction.user)
 
     async def _failed(self, exc: BaseException) -> None:
-        log.warning("moderation.read_failed", reason=describe(exc))
+        if not self._failing:
+            self._failing = True
+            log.warning("moderation.read_failed", reason=describe(exc))
         with contextlib.suppress(*REDIS_ERRORS, BusUnavailable):
             await self._redis.topology.refresh()
 
