@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ class KeptAliveClient:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, body: bytes) -> int:
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
@@ -92,18 +93,20 @@ class KeptAliveClient:
             name, _, value = line.decode().partition(":")
             if name.lower() == "content-length":
                 length = int(value)
-        await self.reader.readexactly(length)
-        return int(status_line.split()[1])
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
 
 
 async def api_sender(port: int, until: float, count: list[int]) -> None:
     client = KeptAliveClient(port)
     path = f"/api/rooms/{ROOM}/messages"
+    sender = uuid.uuid4().hex  # an idempotency key of its own for every message of the run
     for n in itertools.count():
         if time.monotonic() >= until:
             return
-        status = await client.post(path, json.dumps({"text": TEXT, "idempotency_key": f"{id(client)}-{n}"}).encode())
-        assert status == 201, status
+        status, answer = await client.post(
+            path, json.dumps({"text": TEXT, "idempotency_key": f"{sender}-{n}"}).encode()
+        )
+        assert status == 201 and json.loads(answer)["duplicate"] is False, (status, answer)
         count[0] += 1
 
 
@@ -164,8 +167,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for round_ in range(args.rounds):
             for kind in ("ws", "api") if round_ % 2 == 0 else ("api", "ws"):  # alternated: drift falls on both
                 rates[kind].append(await phase(kind, port, api_port, args.seconds, args.senders, total))
-        deadline = time.monotonic() + 10
-        while received[0] < total[0] and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while received[0] < total[0] and not member_closed and time.monotonic() < deadline:
             await asyncio.sleep(0.1)  # the member's last deliveries, bounded by the deadline
         member.close()
     finally:
