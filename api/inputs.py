@@ -60,8 +60,10 @@ def idempotency_key(value: Any) -> str | None:
 
 
 def message_id(value: str | None, field: str) -> IdKey | None:
-    if value is None:
-        return None
+    return None if value is None else required_id(value, field)
+
+
+def required_id(value: str, field: str) -> IdKey:
     try:
         return id_key(value)
     except ValueError:

@@ -17,7 +17,7 @@ import structlog
 from api import inputs
 from api.base import ApiError, ApiHandler
 from bus.backend import BusUnavailable, ChangeRefused
-from bus.message import ChangeDraft, Draft, Message
+from bus.message import ChangeDraft, Draft, IdKey, Message
 from bus.user_key import user_fields, user_key
 
 log = structlog.get_logger("chat.api")
@@ -68,7 +68,9 @@ class MessagesHandler(ApiHandler):
         frames = b",".join(message.frame() for message in messages)
         self.reply(200, b'{"messages":[' + frames + b'],"complete":' + (b"true" if complete else b"false") + b"}")
 
-    async def _page(self, room: str, since: Any, before: Any, limit: int) -> tuple[list[Message], bool]:
+    async def _page(
+        self, room: str, since: IdKey | None, before: IdKey | None, limit: int
+    ) -> tuple[list[Message], bool]:
         """Oldest first; ``complete``: nothing older retained (before, or neither), nothing newer left out (since)."""
         bus = self.context.bus
         if before is not None:
@@ -90,8 +92,7 @@ class MessageHandler(ApiHandler):
     async def delete(self, room: str, message_id: str) -> None:
         room = inputs.room(room)
         self.no_body()
-        target = inputs.message_id(message_id, "id")
-        assert target is not None
+        target = inputs.required_id(message_id, "id")
         try:
             change = await self.context.bus.change(ChangeDraft(room, SYSTEM_USER, "delete", str(target)))
         except BusUnavailable as exc:

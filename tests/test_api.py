@@ -11,7 +11,7 @@ from tests.api_kit import api_settings, call
 from tests.client import NOTICES, ChatClient, ids, strictly_increasing
 from tests.tokens import TOKEN_SECRET, hs256, token_cookie
 
-BACKENDS = ["memory", "redis"]
+BACKENDS = ["memory", "redis", "cluster"]
 
 
 @pytest.fixture(params=BACKENDS)
