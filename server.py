@@ -26,8 +26,12 @@ import tornado.netutil
 import tornado.web
 import uvloop
 
+from api.app import ApiServer, make_api_app
+from api.base import ApiContext
+from api.keys import ApiKeys
 from bus.backend import Backend
 from bus.memory import MemoryBackend
+from bus.moderation import MemoryModeration, Moderation
 from bus.redis import RedisBroker, RedisOptions
 from bus.room_bus import RoomBus
 from config.log_writer import NonBlockingLineWriter
@@ -35,6 +39,7 @@ from config.logging import configure_logging, stdout_writer
 from config.settings import Settings, SettingsError, load_settings
 from handlers.health import HealthHandler, ReadyHandler
 from handlers.hosts import HostCheckedApplication, host_policy
+from handlers.moderated import close_user
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
 from handlers.pings import PingWheel
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
@@ -88,6 +93,17 @@ def build_backend(settings: Settings, metrics: Metrics) -> Backend:
     return MemoryBackend(settings.retention, settings.resend_window, settings.room_ttl)
 
 
+def build_moderation(backend: Backend) -> Moderation:
+    """Bans and mutes where the bus keeps its rooms: Redis, or this process.
+
+    A ``--data-file`` store would hand ``MemoryModeration`` a ``SanctionFile``
+    so that they survive a restart of a single process too.
+    """
+    if isinstance(backend, RedisBroker):
+        return backend.moderation()
+    return MemoryModeration()
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     request = handler.request
     log.info(
@@ -114,8 +130,17 @@ def make_app(
     metrics: Metrics,
     limits: SocketLimits,
     tokens: TokenVerifier | None = None,
+    moderation: Moderation | None = None,
 ) -> tornado.web.Application:
-    socket_args = dict(bus=bus, settings=settings, registry=registry, metrics=metrics, limits=limits, tokens=tokens)
+    socket_args = dict(
+        bus=bus,
+        settings=settings,
+        registry=registry,
+        metrics=metrics,
+        limits=limits,
+        tokens=tokens,
+        moderation=moderation,
+    )
     return HostCheckedApplication(
         [
             tornado.web.url(r"/", tornado.web.RedirectHandler, dict(url="/chat/")),
@@ -155,7 +180,9 @@ class ChatServer:
         self.settings = settings
         # One registry per server: several servers in one process count apart.
         self.metrics = Metrics()
-        self.bus = RoomBus(build_backend(settings, self.metrics), settings.history, observer=self.metrics)
+        backend = build_backend(settings, self.metrics)
+        self.bus = RoomBus(backend, settings.history, observer=self.metrics)
+        self.moderation = build_moderation(backend)
         self.metrics.count_rooms_with(self.bus.room_count)
         self.registry = SocketRegistry(PingWheel(settings.ping_interval, settings.ping_timeout))
         descriptors = raise_descriptor_limit()
@@ -164,18 +191,35 @@ class ChatServer:
         self.limits = SocketLimits.from_settings(settings, cap)
         # Token mode (identity from the host site) when a token key is configured.
         self.tokens = TokenVerifier(settings) if settings.token_mode else None
-        self.app = make_app(settings, self.bus, self.registry, self.metrics, self.limits, self.tokens)
+        self.app = make_app(settings, self.bus, self.registry, self.metrics, self.limits, self.tokens, self.moderation)
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port = settings.port
+        self.api = self._api_server(settings)
+
+    def _api_server(self, settings: Settings) -> ApiServer | None:
+        """The server API's own listener, when ``--api-port`` is set."""
+        if settings.api_port is None:
+            return None
+        keys = ApiKeys(settings.api_keys, settings.api_rate_limit, settings.api_rate_burst)
+        context = ApiContext(self.bus, self.moderation, settings, keys, self.metrics)
+        app = make_api_app(context, settings.api_host, settings.allowed_hosts)
+        return ApiServer(app, settings.api_host, settings.api_port, settings.header_timeout)
+
+    def _disconnected(self, user: str, room: str | None) -> None:
+        close_user(self.registry.sockets, user, room)
 
     async def start(self) -> None:
         await self.bus.start()
+        await self.moderation.start(self._disconnected)
         self.listen()
+        if self.api is not None:
+            self.api.listen()
         log.info(
             "server.started",
             host=self.settings.host,
             port=self.port,
             bus=("redis-cluster" if self.settings.redis_cluster else "redis") if self.settings.redis_url else "memory",
+            api_port=self.api.port if self.api is not None else None,
         )
 
     def listen(self) -> None:
@@ -199,12 +243,15 @@ class ChatServer:
         """Stop accepting, close sockets with 1001, wait for them, close the bus."""
         if self.http is not None:
             self.http.stop()
+        if self.api is not None:
+            await self.api.stop()
         self.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
         await self.registry.wait_empty(self.settings.shutdown_timeout)
         if self.registry.pings is not None:
             self.registry.pings.stop()
         if self.http is not None:
             await asyncio.wait_for(self.http.close_all_connections(), timeout=1.0)
+        await self.moderation.close()
         await self.bus.close(self.settings.shutdown_timeout)
         log.info("server.stopped", open_sockets=len(self.registry.sockets))
 
@@ -270,6 +317,7 @@ async def serve(settings: Settings, log_writer: NonBlockingLineWriter | None = N
     except OSError as exc:
         if exc.errno not in _LISTEN_ERRORS:
             raise
+        await server.moderation.close()
         await server.bus.close()  # started before the listen that failed
         where = f"{settings.host}:{settings.port}"
         raise ListenError(f"cannot listen on {where}: {_LISTEN_ERRORS[exc.errno]}") from None

@@ -104,6 +104,9 @@ class Backend(Protocol):
     async def members(self, room: str) -> list[tuple[str, int]]:
         """Everyone in the room on every node: (user, connections), sorted by user."""
 
+    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` rooms with members on any node, named after ``after``, in name order, with user counts."""
+
     async def announce(self, notice: Notice, once_per: float) -> bool:
         """Notify the room's members on every node; False (not sent) when the same
         user's notice of that kind went out on another node less than ``once_per`` seconds ago."""

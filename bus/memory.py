@@ -190,6 +190,10 @@ class MemoryBackend:
     async def members(self, room: str) -> list[tuple[str, int]]:
         return sorted(self._present.get(room, {}).items())
 
+    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+        found = sorted((room, len(users)) for room, users in self._present.items() if room > after and users)
+        return found[:limit]
+
     async def announce(self, notice: Notice, once_per: float) -> bool:
         """One node: the RoomBus's own throttle already covers every connection, so ``once_per`` adds nothing."""
         if self._deliver is None:

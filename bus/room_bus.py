@@ -150,6 +150,15 @@ class RoomBus:
     async def older(self, room: str, before: IdKey, limit: int) -> Older:
         return await self._backend.older(room, before, limit)
 
+    async def history(self, room: str, since: IdKey | None, limit: int) -> History:
+        return await self._backend.history(room, since, limit)
+
+    async def members(self, room: str) -> list[tuple[str, int]]:  # as a presence frame lists them
+        return list(self._with_local(Notice.presence(room, dict(await self._backend.members(room)))).members)
+
+    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+        return await self._backend.rooms(after, limit)
+
     async def join(self, room: str, member: Member, user: str, since: IdKey | None) -> History:
         """Seat a member and read the history to replay to it, and who is in the room.
 

@@ -80,6 +80,12 @@ class Settings:
     auth_timeout: float = 5.0  # seconds for the first frame to bring a token when no cookie did
     private_rooms: tuple[str, ...] = ()  # room names with * wildcards that need a grant in the token
     token_refresh_url: str = ""  # the host site's URL the room page fetches fresh tokens from
+    # The server API (the host application's backend): on when api_port is set.
+    api_port: int | None = None  # None: no API listener; 0: any free port
+    api_host: str = "127.0.0.1"
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # CHAT_API_KEYS or the config file, never argv
+    api_rate_limit: float = 1000.0  # requests per second per key; 0 turns it off
+    api_rate_burst: int = 2000
 
     @property
     def token_mode(self) -> bool:
@@ -222,6 +228,20 @@ def _cookie_name(name: str, raw: Any) -> str:
     return text
 
 
+def _optional_port(name: str, raw: Any) -> int | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    return _port(name, raw)
+
+
+def _api_keys(name: str, raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    keys = tuple(str(item).strip() for item in items if str(item).strip())
+    for key in keys:
+        _secret(name, key)  # each at least MIN_SECRET_BYTES; the value is never repeated
+    return keys
+
+
 def _redis_url(name: str, raw: Any) -> str | None:
     text = str(raw).strip()
     if not text:
@@ -280,11 +300,16 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "auth_timeout": (_non_negative_float, "seconds for the first frame to bring a token"),
     "private_rooms": (_room_patterns, "comma-separated room names (* wildcards) a token must grant"),
     "token_refresh_url": (_refresh_url, "the host site's URL the room page gets fresh tokens from"),
+    "api_port": (_optional_port, "port of the server API (the host application's backend); 0: any free port"),
+    "api_host": (_text, "address the server API listens on"),
+    "api_keys": (_api_keys, "refused here: set CHAT_API_KEYS (comma-separated) or api_keys in a config file"),
+    "api_rate_limit": (_non_negative_float, "server API requests per second per key; 0 turns it off"),
+    "api_rate_burst": (_positive_int, "burst of the server API's per-key rate limit"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
 # Settings that never come from a command line: any user can read one (ps,
 # /proc/<pid>/cmdline). The flag exists only to say so.
-_NOT_ON_ARGV = {"cookie_secret", "token_secret"}
+_NOT_ON_ARGV = {"cookie_secret", "token_secret", "api_keys"}
 
 
 def _flag(name: str) -> str:
@@ -306,6 +331,8 @@ _DEFAULT_WORDS = {
     "token_issuer": "not checked",
     "private_rooms": "none",
     "token_refresh_url": "none: the page cannot renew its token",
+    "api_port": "none: no server API",
+    "api_keys": "none",
 }
 
 _DESCRIPTION = """\
@@ -453,6 +480,8 @@ def _check_public_key(path: str, pem: str) -> None:
 
 def _fill_derived(settings: Settings) -> Settings:
     changes: dict[str, Any] = _token_keys(settings)
+    if settings.api_port is not None and not settings.api_keys:
+        raise SettingsError("--api-port needs at least one key: set CHAT_API_KEYS or api_keys in a config file")
     if not settings.node_id:
         changes["node_id"] = f"{socket.gethostname()}-{settings.port}"
     if not settings.cookie_secret:

@@ -98,6 +98,11 @@ def parse_frame(data: str | bytes, max_chars: int) -> ChatRequest | TypingReques
     return ChatRequest(_text(body, max_chars, client_id), client_id)
 
 
+def message_text(text: object, max_chars: int) -> str:
+    """A message's text as a member's would be checked and cleaned (the server API's too); FrameError otherwise."""
+    return _text({"message": text}, max_chars, None)
+
+
 def _text(body: dict[str, object], max_chars: int, client_id: str | None) -> str:
     text = body.get("message")
     if not isinstance(text, str) or not text:

@@ -21,12 +21,14 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol
 from bus import frames
 from bus.backend import BusUnavailable
 from bus.message import Draft, History, IdKey, id_key
+from bus.moderation import Moderation
 from bus.room_bus import RoomBus
 from config.settings import Settings
 from handlers import room_requests
 from handlers.identity import Identity, cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
 from handlers.limits import SocketLimits
+from handlers.moderated import CLOSE_MODERATED, banned, muted
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
@@ -112,6 +114,7 @@ class RoomSocket(WebSocketHandler):
         "identity",
         "_tokens",
         "_gate",
+        "_moderation",
         "conn",
         "_since",
         "ping_slot",
@@ -126,8 +129,10 @@ class RoomSocket(WebSocketHandler):
         metrics: SocketMetrics,
         limits: SocketLimits,
         tokens: TokenVerifier | None = None,
+        moderation: Moderation | None = None,
     ) -> None:
         self._bus = bus
+        self._moderation = moderation  # the host application's bans and mutes
         self._limits = limits
         self._metrics = metrics
         self._counted = False  # in chat_connections; on_close must undo only what open did
@@ -286,6 +291,10 @@ class RoomSocket(WebSocketHandler):
 
     async def _enter(self) -> None:
         """Join the room as the known identity: history, ready, then live (the rest of ``open``)."""
+        if self.identity is not None and banned(self._moderation, self.identity, self.room):
+            log.info("ws.banned")
+            self._close_by_server(CLOSE_MODERATED, "banned from this room")
+            return
         try:
             history = await self._bus.join(self.room, self, self.user, self._since)
         except BusUnavailable as exc:
@@ -403,6 +412,8 @@ class RoomSocket(WebSocketHandler):
                 if answer is not None:
                     self.send_frame(answer)
                 return
+            if muted(self._moderation, self.identity, self.room):
+                raise FrameError("muted", "you are muted in this room", request.client_id)
             await self._publish(request)
         except FrameError as error:
             self._reject(error)  # a bad frame keeps its own code; it used up a token all the same

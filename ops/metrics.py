@@ -38,6 +38,7 @@ REJECT_REASONS = (
     "unavailable",
     "not_found",
     "not_allowed",
+    "muted",
 )
 REFUSE_REASONS = ("server_full", "client_full")  # 503 and 429 of contract section 7
 
@@ -119,6 +120,12 @@ class Metrics:
         self.log_lines_dropped = Gauge(
             "chat_log_lines_dropped", "Log lines dropped because stdout was not being read.", registry=self.registry
         )
+        self.api_requests_total = Counter(
+            "chat_api_requests",
+            "Server API requests, by route and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
         for reason in REJECT_REASONS:
             self.rejected_total.labels(reason=reason)
         for reason in REFUSE_REASONS:
@@ -149,6 +156,10 @@ class Metrics:
 
     def message_rejected(self, reason: str) -> None:
         self.rejected_total.labels(reason=reason).inc()
+
+    def api_request(self, route: str, status: int) -> None:
+        """One server API request answered (``route``: its OpenAPI path, or ``other``)."""
+        self.api_requests_total.labels(route=route, status=str(status)).inc()
 
     def bus_reconnected(self) -> None:
         """For the Redis backend: call once each time it is connected again after a failure."""

@@ -28,9 +28,11 @@ from bus.redis.changes import RoomChanges
 from bus.redis.client import REDIS_ERRORS, Health, Redis, Topology
 from bus.redis.keys import Keys
 from bus.redis.liveness import Identity, Liveness
+from bus.redis.moderation import RedisModeration
 from bus.redis.options import RedisOptions
 from bus.redis.presence import Presence
 from bus.redis.publish import Publisher
+from bus.redis.room_list import rooms_with_members
 from bus.redis.scripts import Scripts
 from bus.redis.subscriptions import Consumer
 
@@ -158,3 +160,11 @@ class RedisBroker:
     async def announce(self, notice: Notice, once_per: float) -> bool:
         self._check_open()
         return await self._presence.announce(notice, once_per)
+
+    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+        self._check_open()
+        return await rooms_with_members(self._redis, self.keys, after, limit)
+
+    def moderation(self) -> RedisModeration:
+        """The bans, mutes and disconnects of this deployment (bus/redis/moderation.py), on this bus's Redis."""
+        return RedisModeration(self._redis, self.keys, self._timeout)

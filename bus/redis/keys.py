@@ -30,6 +30,14 @@ character, so no room has that name). A process is known by its
 - ``P:{@nodes}:alive``: sorted set, incarnation -> last heartbeat (ms, Redis clock).
 - ``P:{@nodes}:rooms:<incarnation>``: rooms where it has a consumer group or
   presence counts, for the janitor that cleans up after a dead one.
+
+Moderation (bus/redis/moderation.py) lives under the tag ``{@moderation}``:
+
+- ``P:{@moderation}:sanctions``: sorted set of the bans and mutes in force,
+  member ``[kind, room or "", user]`` (JSON), score their end (ms; ``inf``:
+  until lifted); the key expires with its longest sanction.
+- ``P:{@moderation}:events``: stream (capped) of changes and disconnects,
+  which every process reads.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ class Keys:
             raise ValueError(f"a Redis prefix is 1 to 64 of A-Z a-z 0-9 _ . -, not {prefix!r}")
         self.prefix = prefix
         self.alive = f"{prefix}:{{@nodes}}:alive"
+        self.sanctions = f"{prefix}:{{@moderation}}:sanctions"
+        self.moderation_events = f"{prefix}:{{@moderation}}:events"
         self._channel_head, self._channel_tail = f"{prefix}:{{", "}:events"
 
     def stream(self, room: str) -> str:
