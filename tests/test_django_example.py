@@ -4,7 +4,9 @@ One origin, as a site would deploy it: nginx sends /chat/, /ws/ and /static/
 to the chat server (token mode, ``team_*`` rooms private) and everything else
 to Django's development server. Two Django users whose group grants
 ``team_red`` chat there; a third, logged in as well, is refused (4003) and
-the page says so.
+the page says so. The chat server runs as ``server.py`` with its API on, and
+the home page's "Notify the room" button publishes through it
+(clients/chat_api_client.py) as the logged-in user; the third user cannot.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 from tornado.httpclient import AsyncHTTPClient
 
-from server import ChatServer
+from tests.api_kit import API_KEY, call
 from tests.browser import browser, io_loop  # noqa: F401  (fixtures)
 from tests.helpers import TIMEOUT, eventually, free_port
+from tests.processes import ServerProcess
 from tests.tokens import TOKEN_SECRET
-
-pytestmark = pytest.mark.parametrize("backend", ["memory"])
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "examples" / "django_site"
@@ -43,7 +44,7 @@ for name in ("ann", "bob", "eve"):
 """
 
 
-def site_environment(tmp_path: Path) -> dict[str, str]:
+def site_environment(tmp_path: Path, api_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "DJANGO_"))}
     env.update(
         DJANGO_SECRET_KEY=secrets.token_urlsafe(40),
@@ -51,6 +52,8 @@ def site_environment(tmp_path: Path) -> dict[str, str]:
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         CHAT_TOKEN_SECRET=TOKEN_SECRET,
         CHAT_TOKEN_SECONDS="60",
+        CHAT_API_URL=f"http://127.0.0.1:{api_port}",
+        CHAT_API_KEY=API_KEY,
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -66,6 +69,7 @@ def manage(env: dict[str, str], *args: str) -> None:
 class Processes:
     def __init__(self) -> None:
         self.running: list[subprocess.Popen[bytes]] = []
+        self.chat: list[ServerProcess] = []
 
     def start(self, argv: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
@@ -73,7 +77,20 @@ class Processes:
         self.running.append(process)
         return process
 
+    async def start_chat(self, api_port: int, log: Path) -> ServerProcess:
+        """``server.py`` as the README runs it, its secrets in the environment, the API on ``api_port``."""
+        chat = ServerProcess(
+            ["--behind-proxy", "--token-refresh-url", "/chat-token/", "--private-rooms", "team_*"]
+            + ["--api-port", str(api_port), "--log-format", "json"],
+            log,
+            env={"CHAT_TOKEN_SECRET": TOKEN_SECRET, "CHAT_API_KEYS": API_KEY},
+        )
+        self.chat.append(chat)
+        return await chat.start()
+
     def stop(self) -> None:
+        for chat in self.chat:
+            chat.kill()
         for process in self.running:
             process.terminate()
         for process in self.running:
@@ -112,11 +129,42 @@ async def log_in(context: BrowserContext, base: str, name: str) -> Page:
     return page
 
 
+async def notify(home: Page, room: str, text: str) -> None:
+    form = home.locator(f"form.notify[data-room='{room}']")
+    await form.locator("input[name='text']").fill(text)
+    async with home.expect_navigation():
+        await form.locator("button:text('Notify the room')").click()
+
+
+async def forged_notify(page: Page, room: str, text: str, with_csrf_token: bool = True) -> int:
+    """POST the notify form's fields from the page's own origin, as a script would; the status."""
+    status: int = await page.evaluate(
+        """async ([room, text, withToken]) => {
+            const body = new FormData();
+            body.append("room", room);
+            body.append("text", text);
+            const token = document.querySelector("input[name=csrfmiddlewaretoken]").value;
+            if (withToken) body.append("csrfmiddlewaretoken", token);
+            const response = await fetch("/notify/", {method: "POST", body: body, redirect: "manual"});
+            return response.status;
+        }""",
+        [room, text, with_csrf_token],
+    )
+    return status
+
+
+async def room_texts(api_port: int, room: str) -> list[str]:
+    status, page = await call(api_port, "GET", f"/api/rooms/{room}/messages?limit=100")
+    assert status == 200, page
+    return [message["message"] for message in page["messages"]]
+
+
 @pytest.mark.gen_test(timeout=180)
-async def test_two_django_users_chat_in_their_private_room_and_a_third_is_refused(
-    make_server: Any, browser: Any, processes: Processes, tmp_path: Path
+async def test_django_users_chat_and_notify_their_private_room_and_a_third_can_do_neither(
+    browser: Any, processes: Processes, tmp_path: Path
 ) -> None:
-    env = site_environment(tmp_path)
+    api_port = free_port()
+    env = site_environment(tmp_path, api_port)
     manage(env, "migrate", "--noinput")
     manage(env, "shell", "-c", MAKE_USERS)
     django_port, nginx_port = free_port(), free_port()
@@ -126,9 +174,7 @@ async def test_two_django_users_chat_in_their_private_room_and_a_third_is_refuse
         cwd=SITE,
         env=env,
     )
-    chat: ChatServer = await make_server(
-        token_secret=TOKEN_SECRET, token_refresh_url="/chat-token/", private_rooms=("team_*",), behind_proxy=True
-    )
+    chat = await processes.start_chat(api_port, tmp_path / "chat.log")
     config = tmp_path / "nginx.conf"
     config.write_text(
         Template((SITE / "nginx.conf").read_text()).safe_substitute(
@@ -178,3 +224,27 @@ async def test_two_django_users_chat_in_their_private_room_and_a_third_is_refuse
     await expect(eve.locator("#chat-log")).to_contain_text("You are not allowed in this room.")
     await expect(eve.locator("#chat-log li.message")).to_have_count(0)
     assert time.monotonic() - started < 30
+
+    # ann's home page: the "Notify the room" button speaks into team_red as ann, through the server API.
+    notice = "the build is green, ship it"
+    ann_home = await ann.context.new_page()
+    await ann_home.goto(f"{base}/")
+    await notify(ann_home, "team_red", notice)
+    await expect(ann_home.locator("h1")).to_have_text("Hello, ann")  # redirected home
+    await expect(ann_home.locator("#notices li.success")).to_have_text("Sent to team_red.")
+    await expect(bob.locator("#chat-log li.message .author")).to_have_text(["ann", "bob", "ann"])
+    await expect(bob.locator("#chat-log li.message .text")).to_have_text(
+        ["hello bob, only we can read this", "hi ann", notice]
+    )
+    await expect(ann.locator("#chat-log li.message .text").last).to_have_text(notice)
+    await notify(ann_home, "team_red", "   ")  # only blanks: the form says why, nothing is sent
+    await expect(ann_home.locator("#notices li.error")).to_contain_text("Not sent to team_red")
+    assert await forged_notify(ann_home, "team_red", "no token", with_csrf_token=False) == 403  # CSRF
+
+    # eve's groups grant no room: no form, and a forged post (with her CSRF token) is refused.
+    await eve.goto(f"{base}/")
+    await expect(eve.locator("form.notify")).to_have_count(0)
+    assert await forged_notify(eve, "team_red", "eve was here") == 403
+    assert await forged_notify(eve, "lobby", "eve was here") == 403  # open rooms too: only granted ones
+    texts = await room_texts(api_port, "team_red")
+    assert texts == ["hello bob, only we can read this", "hi ann", notice]
