@@ -1,3 +1,10 @@
+-- The shared rate's key and arguments come after everything else (KEYS: ...,
+-- rate; ARGV: ..., rate per second (0: off), burst): taken off first, so the
+-- rest of the script sees its own layout ("shared rate" below).
+local rate_key = table.remove(KEYS)
+local rate_burst = tonumber(table.remove(ARGV))
+local rate = tonumber(table.remove(ARGV))
+
 -- Store a message unless its client_id was stored within the resend window,
 -- then ring the room's doorbell with it. The check, the XADD and the resend key are
 -- one script, so two processes that receive the same resend at once cannot
@@ -13,12 +20,6 @@
 -- KEYS: stream, born, trimmed, channel[, resend].
 -- ARGV: retention, ttl_ms (0: never), user, text[, client_id, window_ms].
 -- Returns {id, 0} for a new message, {id, 1, fields or false} for a resend.
--- Then, always last: KEYS rate; ARGV rate (per second, 0: off), burst
--- (the shared rate block below); taken off here, so the rest of the script
--- sees its own layout, and answered {'', 2} when the user's budget is spent.
-local rate_key = table.remove(KEYS)
-local rate_burst = tonumber(table.remove(ARGV))
-local rate = tonumber(table.remove(ARGV))
 if KEYS[5] then
   local earlier = redis.call('GET', KEYS[5])
   if earlier then
@@ -30,8 +31,8 @@ end
 -- A token bucket in a hash (tokens, at: ms on Redis's clock, the one clock
 -- every process shares), checked after the resend check (a resent message
 -- that was accepted still gets its ack) and before anything is stored. A
--- refusal spends nothing. The key goes once the bucket would be full again,
--- when it is no different from a missing one.
+-- refusal spends nothing and is answered {'', 2}. The key goes once the
+-- bucket would be full again, when it is no different from a missing one.
 if rate > 0 then
   local now = redis.call('TIME')
   now = now[1] * 1000 + now[2] / 1000
