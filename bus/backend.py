@@ -46,12 +46,12 @@ class BusError(Exception):
     """Base of the bus's errors."""
 
 
-class BusUnavailable(BusError):
-    """The backend cannot store or read right now (Redis down, timeout)."""
-
-
 class RateLimited(BusError):
     """The user's message budget in the room, shared by every process, is spent: the message was not stored."""
+
+
+class BusUnavailable(BusError):
+    """The backend cannot store or read right now (Redis down, timeout)."""
 
 
 class Backend(Protocol):
