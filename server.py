@@ -84,6 +84,8 @@ def redis_options(settings: Settings) -> RedisOptions:
         wait_replicas=settings.redis_wait_replicas,
         wait_timeout_ms=settings.redis_wait_timeout,
         room_ttl=settings.room_ttl,
+        rate_limit=settings.rate_limit,  # the per-user budget in a room, also kept over every process
+        rate_burst=settings.rate_burst,
     )
 
 

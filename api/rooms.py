@@ -43,7 +43,7 @@ class MessagesHandler(ApiHandler):
         user_id = None if body.get("user_id") is None else inputs.user_id(body["user_id"])
         key = inputs.idempotency_key(body.get("idempotency_key"))
         try:
-            published = await self.context.bus.publish(Draft(room, user_key(name, user_id), text, key))
+            published = await self.context.bus.publish(Draft(room, user_key(name, user_id), text, key, charged=False))
         except BusUnavailable as exc:
             raise unavailable(exc) from None
         message = published.message

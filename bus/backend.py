@@ -46,6 +46,10 @@ class BusError(Exception):
     """Base of the bus's errors."""
 
 
+class RateLimited(BusError):
+    """The user's message budget in the room, shared by every process, is spent: the message was not stored."""
+
+
 class BusUnavailable(BusError):
     """The backend cannot store or read right now (Redis down, timeout)."""
 
@@ -71,7 +75,10 @@ class Backend(Protocol):
 
         A draft whose ``client_id`` this user already had stored in this room
         within the resend window is not stored again: the original message is
-        returned with ``duplicate=True``.
+        returned with ``duplicate=True``. A backend shared by processes may
+        keep each user's message budget in a room over all of them: past it,
+        ``RateLimited`` (checked after the resend, so a resend still gets its
+        original).
         """
 
     async def history(self, room: str, since: IdKey | None, limit: int) -> History:

@@ -115,6 +115,9 @@ class Draft:
     user: str
     text: str
     client_id: str | None = None
+    # Charged to the user's shared message budget in the room; the host
+    # application's API publishes under its own per-key limit instead.
+    charged: bool = True
 
     def stored_as(self, message_id: str) -> Message:
         return Message(message_id, self.room, self.user, self.text, self.client_id)

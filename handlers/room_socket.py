@@ -19,7 +19,7 @@ from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol
 
 from bus import frames
-from bus.backend import BusUnavailable
+from bus.backend import BusUnavailable, RateLimited
 from bus.message import Draft, History, IdKey, id_key
 from bus.moderation import Moderation
 from bus.room_bus import RoomBus
@@ -435,6 +435,8 @@ class RoomSocket(WebSocketHandler):
         except BusUnavailable as exc:
             log.warning("bus.publish_failed", reason=str(exc))
             raise FrameError("unavailable", "the message was not stored, try again", request.client_id) from None
+        except RateLimited:  # the user's budget over every process; the local bucket passed it
+            raise FrameError("rate_limited", "too many messages, slow down", request.client_id) from None
         finally:
             self._metrics.publish_took(time.perf_counter() - started)
         self._messages_in += 1

@@ -66,6 +66,19 @@ async def test_idempotency_key_makes_one_message(make_server: Any) -> None:
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_api_publishes_are_held_by_the_keys_limit_not_a_members_message_budget(make_server: Any) -> None:
+    # A member's budget in a room is shared by every process (on Redis, in publish.lua); the host
+    # application's publishes as "system" are paced by its key's own limit instead.
+    server = await api_server(make_server, rate_limit=2.0, rate_burst=5)
+    port = server.api.port
+    for k in range(20):
+        status, body = await call(port, "POST", "/api/rooms/busy/messages", {"text": f"notice {k}"})
+        assert status == 201, (k, body)
+    status, page = await call(port, "GET", "/api/rooms/busy/messages?limit=100")
+    assert status == 200 and len(page["messages"]) == 20
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_history_pages_since_before_and_limit(make_server: Any) -> None:
     server = await api_server(make_server)
     port = server.api.port

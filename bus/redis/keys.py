@@ -13,6 +13,9 @@ with ``SCAN MATCH *<room>*`` (room names are word characters: no braces).
 - ``P:{<room>}:trimmed``: the newest id retention trimming removed.
 - ``P:{<room>}:cid:<user>:<client_id>``: the id a resendable message got, for
   the resend window. ``:`` and ``%`` in the user are percent-encoded.
+- ``P:{<room>}:rate:name:<name>`` (a cookie's user) or ``P:{<room>}:rate:sub:<sub>``
+  (a token's): hash ``tokens``, ``at`` (ms, Redis clock), the user's message
+  budget in the room over every process; gone once it would be full again.
 - ``P:{<room>}:users``: hash, user -> connections over every process.
 - ``P:{<room>}:members:<incarnation>``: hash, that incarnation's share of it.
 - ``P:{<room>}:typing:<user>``: present for a second after a typing notice.
@@ -44,6 +47,8 @@ from __future__ import annotations
 
 import re
 
+from bus.user_key import user_parts
+
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -69,6 +74,12 @@ class Keys:
     def resend(self, room: str, user: str, client_id: str) -> str:
         safe_user = user.replace("%", "%25").replace(":", "%3A")
         return f"{self.prefix}:{{{room}}}:cid:{safe_user}:{client_id}"
+
+    def rate(self, room: str, user: str) -> str:
+        """The user's message budget in the room: a token's user by its ``sub`` alone, whatever name it shows."""
+        name, user_id = user_parts(user)
+        owner = f"name:{name}" if user_id is None else f"sub:{user_id}"
+        return f"{self.prefix}:{{{room}}}:rate:{owner}"
 
     def users(self, room: str) -> str:
         return f"{self.prefix}:{{{room}}}:users"

@@ -18,3 +18,5 @@ class RedisOptions:
     presence_timeout: float = 30.0  # seconds of silence before a process is taken for dead (0: never)
     wait_replicas: int = 0  # replicas that must hold a message before it is accepted
     wait_timeout_ms: int = 500
+    rate_limit: float = 0.0  # messages per second per user in a room, over every process (0: no shared budget)
+    rate_burst: int = 0

@@ -1,6 +1,7 @@
 """Storing a message and reading a room's history: one script each, on the room's shard.
 
-Publish is ``publish.lua`` (check the resend key, ``XADD``, record the epoch,
+Publish is ``publish.lua`` (check the resend key, then the user's message
+budget in the room shared by every process, ``XADD``, record the epoch,
 trim, set the room TTL, ring the room's doorbell with the entry), on the
 shard's publish wire: the publishes of one loop turn, from every connection,
 leave in one write. With ``wait_replicas``, one ``WAIT`` follows them on the
@@ -17,7 +18,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from bus.backend import BusUnavailable
+from bus.backend import BusUnavailable, RateLimited
 from bus.changes import fold
 from bus.message import Draft, History, IdKey, Message, Published, completeness, id_key
 from bus.redis.client import Redis, Shard
@@ -27,6 +28,8 @@ from bus.redis.options import RedisOptions
 from bus.redis.scripts import Scripts
 from bus.redis.shard import noscript
 from bus.redis.wire import Wire
+
+OVER_RATE = 2  # publish.lua's answer when the user's shared budget in the room is spent
 
 
 class Publisher:
@@ -39,6 +42,7 @@ class Publisher:
         self._resend_ms = int(options.resend_window * 1000)
         self._replicas = options.wait_replicas
         self._wait_ms = options.wait_timeout_ms
+        self._rate = [options.rate_limit if options.rate_burst > 0 else 0, options.rate_burst]
         self._waits: dict[Wire, asyncio.Future[Any]] = {}
 
     async def publish(self, draft: Draft) -> Published:
@@ -49,8 +53,16 @@ class Publisher:
             keys.append(k.resend(room, draft.user, draft.client_id))
             args += [draft.client_id, self._resend_ms]
 
+        idempotent = len(keys) == 5  # a resend key: had it run, running it again stores nothing
+        # Always last: the script takes it off first. Off, the stream's key stands in (never read).
+        rate = self._rate if draft.charged else [0, self._rate[1]]
+        keys.append(k.rate(room, draft.user) if rate[0] else keys[0])
+        args += rate
+
         store = functools.partial(self._store, keys, args)
-        reply = await self._redis.call_shard(keys[0], store, "publish", idempotent=len(keys) == 5)
+        reply = await self._redis.call_shard(keys[0], store, "publish", idempotent=idempotent)
+        if reply[1] == OVER_RATE:
+            raise RateLimited(room)
         message_id, duplicate = str(reply[0]), bool(reply[1])
         if not duplicate:
             return Published(draft.stored_as(message_id))

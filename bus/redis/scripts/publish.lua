@@ -1,3 +1,10 @@
+-- The shared rate's key and arguments come after everything else (KEYS: ...,
+-- rate; ARGV: ..., rate per second (0: off), burst): taken off first, so the
+-- rest of the script sees its own layout ("shared rate" below).
+local rate_key = table.remove(KEYS)
+local rate_burst = tonumber(table.remove(ARGV))
+local rate = tonumber(table.remove(ARGV))
+
 -- Store a message unless its client_id was stored within the resend window,
 -- then ring the room's doorbell with it. The check, the XADD and the resend key are
 -- one script, so two processes that receive the same resend at once cannot
@@ -20,6 +27,25 @@ if KEYS[5] then
     return {earlier, 1, entry and entry[2] or false}
   end
 end
+-- ---- shared rate: the user's message budget in this room, over every process ----
+-- A token bucket in a hash (tokens, at: ms on Redis's clock, the one clock
+-- every process shares), checked after the resend check (a resent message
+-- that was accepted still gets its ack) and before anything is stored. A
+-- refusal spends nothing and is answered {'', 2}. The key goes once the
+-- bucket would be full again, when it is no different from a missing one.
+if rate > 0 then
+  local now = redis.call('TIME')
+  now = now[1] * 1000 + now[2] / 1000
+  local bucket = redis.call('HMGET', rate_key, 'tokens', 'at')
+  local tokens = rate_burst
+  if bucket[1] then
+    tokens = math.min(rate_burst, tonumber(bucket[1]) + math.max(0, now - tonumber(bucket[2])) * rate / 1000)
+  end
+  if tokens < 1 then return {'', 2} end
+  redis.call('HSET', rate_key, 'tokens', tokens - 1, 'at', now)
+  redis.call('PEXPIRE', rate_key, math.ceil(rate_burst * 1000 / rate))
+end
+-- ---- end of the shared rate ----
 local id
 if KEYS[5] then
   id = redis.call('XADD', KEYS[1], '*', 'user', ARGV[3], 'text', ARGV[4], 'cid', ARGV[5])
