@@ -28,6 +28,7 @@ import uvloop
 
 from bus.backend import Backend
 from bus.memory import MemoryBackend
+from bus.memory_store import MessageStore, StoreError
 from bus.redis import RedisBroker, RedisOptions
 from bus.room_bus import RoomBus
 from config.log_writer import NonBlockingLineWriter
@@ -84,7 +85,8 @@ def redis_options(settings: Settings) -> RedisOptions:
 def build_backend(settings: Settings, metrics: Metrics) -> Backend:
     if settings.redis_url:
         return RedisBroker(redis_options(settings), on_recovered=metrics.bus_reconnected)
-    return MemoryBackend(settings.retention, settings.resend_window, settings.room_ttl)
+    store = MessageStore(settings.data_file) if settings.data_file else None
+    return MemoryBackend(settings.retention, settings.resend_window, settings.room_ttl, store)
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
@@ -299,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop if settings.event_loop == "uvloop" else None) as runner:
             runner.run(serve(settings, writer))
-    except ListenError as exc:
+    except (ListenError, StoreError) as exc:
         writer.drain(timeout=1.0)
         print(f"server.py: {exc}", file=sys.stderr)
         return 1

@@ -11,6 +11,10 @@ Memory stays bounded: each room keeps ``retention`` messages; the resend map
 keeps ids, not messages, and at most ``MAX_RESENDS`` of them; and with a
 ``room_ttl`` a room nobody is in whose last message is older than that is
 freed altogether (a later ``since`` into it is then not ``complete``).
+
+With a ``MessageStore`` (``--data-file``) the logs also live in a SQLite file:
+read back at start, and each message committed there before ``publish``
+returns (bus/memory_store.py), so a restart keeps history, ids and epochs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from bus.backend import BusUnavailable, Deliver, Notify
+from bus.memory_store import Loaded, MessageStore, StoreError, resend_expiry
 from bus.message import Draft, History, IdKey, Message, Notice, Published, completeness
 
 _NO_ID = IdKey(0, 0)
@@ -36,8 +41,11 @@ class _RoomLog:
 
 
 class MemoryBackend:
-    def __init__(self, retention: int, resend_window: float, room_ttl: float = 0.0) -> None:
+    def __init__(
+        self, retention: int, resend_window: float, room_ttl: float = 0.0, store: MessageStore | None = None
+    ) -> None:
         self._retention = retention
+        self._store = store
         self._resend_window = resend_window
         self._room_ttl = room_ttl
         self._sweeper: asyncio.TimerHandle | None = None
@@ -56,13 +64,28 @@ class MemoryBackend:
     async def start(self, deliver: Deliver, notify: Notify | None = None) -> None:
         self._deliver, self._notify = deliver, notify
         self._loop = asyncio.get_running_loop()
+        if self._store is not None:
+            self._restore(self._store.open(self._retention))
         self._schedule_sweep()
+
+    def _restore(self, loaded: Loaded) -> None:
+        """Take back what the data file held: logs, epochs, the newest id, recent client ids."""
+        self._last = max(self._last, loaded.last_id)
+        for room, stored in loaded.rooms.items():
+            self._logs[room] = _RoomLog(deque(stored.messages), stored.born, stored.max_deleted)
+            for message in stored.messages:
+                self._last = max(self._last, message.key)
+                expiry = resend_expiry(message, self._resend_window)
+                if expiry is not None and message.client_id is not None:
+                    self._resends[(room, message.user, message.client_id)] = (message.id, expiry)
 
     async def close(self) -> None:
         self._deliver = self._notify = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._store is not None:
+            await self._store.close()
 
     # ---- room lifetimes (contract section 7, --room-ttl) --------------------
 
@@ -79,6 +102,8 @@ class MemoryBackend:
                 continue
             if not log.messages or log.messages[-1].key.ms < oldest_kept:
                 del self._logs[room]
+                if self._store is not None:
+                    self._store.dropped(room)
         self._schedule_sweep()
 
     def room_count(self) -> int:
@@ -95,15 +120,28 @@ class MemoryBackend:
         if earlier is not None:
             return Published(draft.stored_as(earlier), duplicate=True)
         message = draft.stored_as(str(self._next_id()))
-        self._append(message)
         if draft.client_id is not None:
             key = (draft.room, draft.user, draft.client_id)
             self._resends[key] = (message.id, time.monotonic() + self._resend_window)
             if len(self._resends) > MAX_RESENDS:
                 self._resends.popitem(last=False)
-        if draft.room in self._subscribed:
+        if self._store is not None:
+            await self._saved(message)
+        self._append(message)
+        if draft.room in self._subscribed and self._loop is not None:
             self._loop.call_soon(self._deliver_one, message)
         return Published(message)
+
+    async def _saved(self, message: Message) -> None:
+        """Wait until the data file holds the message; else it was not accepted."""
+        assert self._store is not None
+        log = self._logs.get(message.room)
+        try:
+            await self._store.save(message, new_room=log is None or log.born is None)
+        except StoreError as exc:
+            if message.client_id is not None:
+                self._resends.pop((message.room, message.user, message.client_id), None)
+            raise BusUnavailable(str(exc)) from None
 
     def _deliver_one(self, message: Message) -> None:
         if self._deliver is not None and message.room in self._subscribed:
@@ -122,8 +160,11 @@ class MemoryBackend:
         if log.born is None:
             log.born = message.key
         log.messages.append(message)
-        while len(log.messages) > self._retention:
-            log.max_deleted = log.messages.popleft().key
+        if len(log.messages) > self._retention:
+            while len(log.messages) > self._retention:
+                log.max_deleted = log.messages.popleft().key
+            if self._store is not None:
+                self._store.trimmed(message.room, log.max_deleted)
 
     def _earlier_resend(self, draft: Draft) -> str | None:
         """The id this user's ``client_id`` was stored under in the room, within the window."""

@@ -66,6 +66,7 @@ class Settings:
     header_timeout: float = 10.0  # seconds for a request's headers (and an idle keep-alive)
     max_body_bytes: int = 64 * 1024  # largest HTTP request body; the name form is a few bytes
     allowed_hosts: tuple[str, ...] = ()  # Host names served; empty: loopback names on a loopback host
+    data_file: str = ""  # SQLite file of the in-process bus's history; empty: history lives in memory only
     run_as: str = ""  # started as root: the user to become once listening (the cluster launcher sets it)
 
     @property
@@ -222,6 +223,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "max_body_bytes": (_positive_int, "largest HTTP request body in bytes"),
     "allowed_hosts": (_hosts, "comma-separated Host names served (DNS rebinding guard); * for any"),
     "run_as": (_text, "when started as root, become this user once listening"),
+    "data_file": (_text, "SQLite file where the in-process bus keeps every room's history across restarts"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
 # Settings that never come from a command line: any user can read one (ps,
@@ -240,6 +242,7 @@ _DEFAULT_WORDS = {
     "log_format": "console on a terminal, else json",
     "cookie_secret": "a new random secret at each start, so names reset",
     "allowed_origins": "none: only the page's own origin",
+    "data_file": "none: the in-process bus's history is lost at restart",
 }
 
 _DESCRIPTION = """\
@@ -347,6 +350,8 @@ def settings_from(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Setti
 
 
 def _fill_derived(settings: Settings) -> Settings:
+    if settings.data_file and settings.redis_url:
+        raise SettingsError("--data-file is for the in-process bus: with --redis-url the history is kept in Redis")
     changes: dict[str, Any] = {}
     if not settings.node_id:
         changes["node_id"] = f"{socket.gethostname()}-{settings.port}"

@@ -82,6 +82,16 @@
   function showNotice(text) {
     if (view.addNotice(text)) announce(text);
   }
+  // A resume the server cannot vouch for: messages sent while this page was
+  // away were lost (a server restarted without its history, or trimmed past).
+  // Said once per page, as information: nothing the reader can or must do.
+  let gapShown = false;
+  function showGap() {
+    if (gapShown) return;
+    gapShown = true;
+    const text = "Some messages sent while you were disconnected may be missing: the chat server no longer has them.";
+    if (view.addNotice(text, "info")) announce(text);
+  }
   function showMessage(frame) {
     if (!newer(frame.id, lastId)) return;   // already shown: a replay overlap
     lastId = frame.id;
@@ -204,7 +214,7 @@
       if (frame.last_id && newer(frame.last_id, lastId)) lastId = frame.last_id;
       setStatus("open", "connected");
       if (frame.user && frame.user !== userName) nameChanged(frame.user);
-      if (!frame.complete && resumed) showNotice("Some earlier messages are no longer available.");
+      if (!frame.complete && resumed) showGap();
       dropShown();
       view.showHintIfEmpty();
       resendOutbox(0);
