@@ -65,7 +65,7 @@ class MemoryBackend:
         self._deliver, self._notify = deliver, notify
         self._loop = asyncio.get_running_loop()
         if self._store is not None:
-            self._restore(self._store.open(self._retention))
+            self._restore(self._store.open(self._retention, self._committed))
         self._schedule_sweep()
 
     def _restore(self, loaded: Loaded) -> None:
@@ -103,7 +103,7 @@ class MemoryBackend:
             if not log.messages or log.messages[-1].key.ms < oldest_kept:
                 del self._logs[room]
                 if self._store is not None:
-                    self._store.dropped(room)
+                    self._store.dropped(room, self._last)
         self._schedule_sweep()
 
     def room_count(self) -> int:
@@ -127,13 +127,25 @@ class MemoryBackend:
                 self._resends.popitem(last=False)
         if self._store is not None:
             await self._saved(message)
-        self._append(message)
-        if draft.room in self._subscribed and self._loop is not None:
-            self._loop.call_soon(self._deliver_one, message)
+        else:
+            self._append(message)
+            if draft.room in self._subscribed:
+                self._loop.call_soon(self._deliver_one, message)
         return Published(message)
 
+    def _committed(self, messages: list[Message]) -> None:
+        """The data file holds these now: into the logs, and out to the rooms' members.
+
+        Called by the store's end-of-turn commit, never on a publisher's stack,
+        so delivery need not be scheduled for later as it is without a store.
+        """
+        for message in messages:
+            self._append(message)
+            if self._deliver is not None and message.room in self._subscribed:
+                self._deliver([message])
+
     async def _saved(self, message: Message) -> None:
-        """Wait until the data file holds the message; else it was not accepted."""
+        """Wait until the data file holds the message (``_committed`` has run); else it was not accepted."""
         assert self._store is not None
         log = self._logs.get(message.room)
         try:

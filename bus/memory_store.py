@@ -5,11 +5,15 @@ holds survive a restart: every room's retained messages, its epoch (the first
 id it ever held) and its newest trimmed id, and the newest id handed out, so
 that after a restart ids keep increasing and a resume across it is complete.
 
-Writes never run on the event loop: the messages stored in one loop turn go
-to a single worker thread as one transaction (WAL journal, ``synchronous=NORMAL``:
-a commit survives the process dying; a power cut may lose the last commits).
-``save`` returns only once its message is committed, so an accepted message
-is on disk before anyone is told of it.
+The messages stored in one event-loop turn are one transaction, committed at
+the end of that turn (WAL journal, ``synchronous=NORMAL``): a commit appends
+to the journal without waiting for the disk, and survives the process dying
+(a power cut may lose the last commits). The one step that waits for the
+disk, copying the journal into the file (a checkpoint, with fsync), runs in a
+worker thread every ``CHECKPOINT_EVERY`` commits. A commit through a thread
+instead cost twice as much CPU per message (bench/results/issue-23-data-file.md).
+``save``'s future is done only once its message is committed, so an accepted
+message is in the file before anyone is told of it.
 """
 
 from __future__ import annotations
@@ -20,8 +24,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from bus.message import IdKey, Message
+
+_INSERT = "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?)"
+TRIM_EVERY = 100  # trims of a room gathered before the file follows them
+CHECKPOINT_EVERY = 500  # commits between two checkpoints of the journal into the file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -35,6 +44,10 @@ CREATE TABLE IF NOT EXISTS rooms (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, ms INTEGER NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;
 """
+
+
+def _nothing(messages: list[Message]) -> None:
+    return None
 
 
 class StoreError(Exception):
@@ -62,6 +75,7 @@ class _Batch:
     born: dict[str, IdKey] = field(default_factory=dict)  # rooms created in this batch
     trimmed: dict[str, IdKey] = field(default_factory=dict)  # room -> newest id trimmed away
     dropped: set[str] = field(default_factory=set)  # rooms freed altogether
+    last_id: IdKey | None = None  # the newest id handed out, kept when a room is dropped
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
@@ -73,16 +87,28 @@ class MessageStore:
         self._db: sqlite3.Connection | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-store")
         self._batch: _Batch | None = None
-        self._writing: asyncio.Future[None] | None = None
+        self._trims: dict[str, IdKey] = {}  # room -> newest id trimmed, not yet in the file
+        self._trim_counts: dict[str, int] = {}
+        self._commits = 0
+        self.checkpoint_every = CHECKPOINT_EVERY
+        self._on_commit: Callable[[list[Message]], None] = _nothing
+        self._checkpointing: asyncio.Future[None] | None = None
+        self.checkpoint_error: str | None = None
 
-    def open(self, retention: int) -> Loaded:
-        """Open (or create) the file and read what it holds, at most ``retention`` messages a room."""
+    def open(self, retention: int, on_commit: Callable[[list[Message]], None]) -> Loaded:
+        """Open (or create) the file and read what it holds, at most ``retention`` messages a room.
+
+        ``on_commit`` gets each turn's messages once they are committed, before ``save``'s futures are done.
+        """
+        self._on_commit = on_commit
         try:
             if self.path.parent != Path(""):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")  # this process alone: no shared-memory locks per commit
+            db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in the worker (see _checkpoint)
             db.executescript(_SCHEMA)
             self._db = db
             return self._load(db, retention)
@@ -103,9 +129,10 @@ class MessageStore:
                 stored.max_deleted = stored.messages[-retention - 1].key
                 del stored.messages[:-retention]
         last = db.execute("SELECT ms, seq FROM meta WHERE key = 'last_id'").fetchone()
-        return Loaded(rooms, IdKey(*last) if last else IdKey(0, 0))
+        newest = max((stored.messages[-1].key for stored in rooms.values() if stored.messages), default=IdKey(0, 0))
+        return Loaded(rooms, max(IdKey(*last) if last else IdKey(0, 0), newest))
 
-    # ---- writes: gathered during a loop turn, committed in the worker ---------
+    # ---- writes: gathered during a loop turn, committed at its end ------------
 
     def _current(self) -> _Batch:
         if self._batch is None:
@@ -124,75 +151,115 @@ class MessageStore:
         return waiter
 
     def trimmed(self, room: str, newest_deleted: IdKey) -> None:
-        """Retention removed the room's messages up to ``newest_deleted``."""
-        self._current().trimmed[room] = newest_deleted
+        """Retention removed the room's messages up to ``newest_deleted``.
 
-    def dropped(self, room: str) -> None:
-        """The room was freed (its TTL passed): forget it, epoch included."""
+        The file follows every ``TRIM_EVERY`` trims, not each one: a delete per
+        message doubled the cost of a commit. Reading back keeps ``retention``
+        messages a room whatever the file holds, so nothing changes for a reader.
+        """
+        self._trims[room] = newest_deleted
+        self._trim_counts[room] = count = self._trim_counts.get(room, 0) + 1
+        if count >= TRIM_EVERY:
+            self._current().trimmed[room] = self._trims.pop(room)
+            del self._trim_counts[room]
+
+    def dropped(self, room: str, last_id: IdKey) -> None:
+        """The room was freed (its TTL passed): forget it, epoch included; ``last_id`` is the bus's newest id."""
         batch = self._current()
         batch.dropped.add(room)
+        batch.last_id = last_id
         batch.born.pop(room, None)
         batch.trimmed.pop(room, None)
+        self._trims.pop(room, None)
+        self._trim_counts.pop(room, None)
 
     def _flush(self) -> None:
+        if self._checkpointing is not None:
+            return  # the worker has the file: this batch grows until _checkpointed flushes it
         batch, self._batch = self._batch, None
         if batch is None:
             return
-        loop = asyncio.get_running_loop()
-        written = loop.run_in_executor(self._worker, self._write, batch)
-        self._writing = written
-        written.add_done_callback(lambda done: self._settle(batch, done))
-
-    @staticmethod
-    def _settle(batch: _Batch, done: asyncio.Future[None]) -> None:
-        error = done.exception()
+        try:
+            self._write(batch)
+        except (sqlite3.Error, StoreError) as exc:
+            error = StoreError(f"the data file {self.path} could not be written: {exc}")
+            for waiter in batch.waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            return
+        self._on_commit(batch.messages)
         for waiter in batch.waiters:
-            if waiter.done():
-                continue
-            if error is None:
+            if not waiter.done():
                 waiter.set_result(None)
-            else:
-                waiter.set_exception(StoreError(f"the data file could not be written: {error}"))
+        self._commits += 1
+        if self._commits >= self.checkpoint_every and self._checkpointing is None:
+            self._commits = 0
+            self._checkpointing = asyncio.get_running_loop().run_in_executor(self._worker, self._checkpoint)
+            self._checkpointing.add_done_callback(self._checkpointed)
 
     def _write(self, batch: _Batch) -> None:
         db = self._db
         if db is None:
-            raise StoreError("the data file is closed")
+            raise StoreError("closed")
+        if len(batch.messages) == 1 and not (batch.born or batch.trimmed or batch.dropped or batch.last_id):
+            m = batch.messages[0]  # the common turn: one statement, its own transaction
+            db.execute(_INSERT, (m.room, m.key.ms, m.key.seq, m.user, m.text, m.client_id))
+            return
         db.execute("BEGIN")
         try:
             for room in batch.dropped:
                 db.execute("DELETE FROM messages WHERE room = ?", (room,))
                 db.execute("DELETE FROM rooms WHERE room = ?", (room,))
-            db.executemany(
-                "INSERT OR IGNORE INTO rooms VALUES (?, ?, ?, 0, 0)",
-                [(room, born.ms, born.seq) for room, born in batch.born.items()],
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?)",
-                [(m.room, m.key.ms, m.key.seq, m.user, m.text, m.client_id) for m in batch.messages],
-            )
-            for room, gone in batch.trimmed.items():
-                db.execute(
-                    "DELETE FROM messages WHERE room = ? AND (ms < ? OR (ms = ? AND seq <= ?))",
-                    (room, gone.ms, gone.ms, gone.seq),
+            if batch.born:
+                db.executemany(
+                    "INSERT OR IGNORE INTO rooms VALUES (?, ?, ?, 0, 0)",
+                    [(room, born.ms, born.seq) for room, born in batch.born.items()],
                 )
-                db.execute("UPDATE rooms SET deleted_ms = ?, deleted_seq = ? WHERE room = ?", (gone.ms, gone.seq, room))
             if batch.messages:
-                last = batch.messages[-1].key
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('last_id', ?, ?)", (last.ms, last.seq))
+                db.executemany(
+                    _INSERT, [(m.room, m.key.ms, m.key.seq, m.user, m.text, m.client_id) for m in batch.messages]
+                )
+            for room, gone in batch.trimmed.items():
+                # A row value, not "ms < ? OR ...": that form scans the whole room.
+                db.execute("DELETE FROM messages WHERE room = ? AND (ms, seq) <= (?, ?)", (room, gone.ms, gone.seq))
+                db.execute("UPDATE rooms SET deleted_ms = ?, deleted_seq = ? WHERE room = ?", (gone.ms, gone.seq, room))
+            if batch.last_id is not None:  # the newest id, once it may no longer be in a room
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('last_id', ?, ?)", batch.last_id)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
+    # ---- checkpoints: the one write that waits for the disk, off the loop ----
+
+    def _checkpoint(self) -> None:
+        """Copy the journal into the file and fsync it, in the worker; the loop leaves the file alone meanwhile.
+
+        One connection (the file is opened in exclusive locking mode, which
+        spares every commit the shared-memory locks), used by one thread at a time.
+        """
+        if self._db is not None:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = None
+        if not done.cancelled() and done.exception() is not None:
+            self.checkpoint_error = str(done.exception())
+        self._flush()  # what gathered meanwhile
+
     async def close(self) -> None:
-        """Commit what is pending and close the file."""
+        """Commit what is pending, the postponed trims too, and close the file."""
+        if self._db is None:
+            return
+        for room, gone in self._trims.items():
+            self._current().trimmed[room] = gone
+        self._trims.clear()
+        self._trim_counts.clear()
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing], timeout=5.0)
         self._flush()
-        if self._writing is not None:
-            await asyncio.wait([self._writing], timeout=5.0)
         db, self._db = self._db, None
-        if db is not None:
-            await asyncio.get_running_loop().run_in_executor(self._worker, db.close)
+        db.close()  # the last connection: SQLite checkpoints and removes the journal
         self._worker.shutdown(wait=False)
 
 

@@ -109,11 +109,12 @@ async def test_a_room_freed_by_its_ttl_stays_freed_after_a_restart(tmp_path: Pat
 
 @pytest.mark.gen_test(timeout=20)
 async def test_a_message_the_file_cannot_take_is_not_accepted(tmp_path: Path) -> None:
-    path = tmp_path / "chat.sqlite3"
-    backend = await started(path)
+    store = MessageStore(str(tmp_path / "chat.sqlite3"))
+    backend = MemoryBackend(100, 600.0, 0.0, store)
+    await backend.start(_ignore)
     await backend.publish(Draft("room", "ann", "stored"))
-    with sqlite3.connect(path) as db:
-        db.execute("DROP TABLE messages")
+    assert store._db is not None  # the process holds the file alone (exclusive locking): break it from inside
+    store._db.execute("DROP TABLE messages")
     with pytest.raises(BusUnavailable):
         await backend.publish(Draft("room", "ann", "not stored", "c1"))
     assert [m.text for m in (await backend.history("room", None, 50)).messages] == ["stored"]
@@ -203,3 +204,33 @@ def test_make_run_keeps_the_rooms_history_across_a_restart(tmp_path: Path) -> No
         finally:
             stop(second, signal.SIGINT)
     assert (run_dir / "chat.sqlite3").is_file()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_messages_published_while_the_journal_is_checkpointed_are_all_kept_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "chat.sqlite3"
+    backend = await started(path, retention=2000)
+    store = backend._store
+    assert store is not None
+    checkpoints = 0
+    real_checkpoint = store._checkpoint
+
+    def counted() -> None:
+        nonlocal checkpoints
+        checkpoints += 1
+        real_checkpoint()
+
+    store._checkpoint = counted  # type: ignore[method-assign]
+    store.checkpoint_every = 20
+
+    async def writer(n: int) -> list[str]:
+        return [(await backend.publish(Draft("room", f"u{n}", f"{n}:{i}"))).message.id for i in range(400)]
+
+    written = await asyncio.gather(*(writer(n) for n in range(4)))
+    assert checkpoints >= 5 and store.checkpoint_error is None
+    await backend.close()
+    again = await started(path, retention=2000)
+    kept = (await again.history("room", None, 2000)).messages
+    assert sorted(m.id for m in kept) == sorted(i for ids_ in written for i in ids_)
+    assert strictly_increasing([m.id for m in kept])
+    await again.close()
