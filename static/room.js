@@ -64,11 +64,25 @@
     statusEl.textContent = text;
     retryButton.hidden = state !== "closed";
   }
+  // The server is up but cannot store messages (its Redis is unreachable):
+  // one state that says so, instead of "reconnecting" for ever and a
+  // "Not sent" beside every queued message. Typed messages wait for it.
+  const CANNOT_STORE = "the chat cannot store messages right now";
+  let cannotStore = false;
+  function storeDown() {
+    cannotStore = true;
+    if (!countdown) setStatus("unavailable", CANNOT_STORE + " · your messages wait here");
+  }
+  function storeUp() {
+    if (!cannotStore) return;
+    cannotStore = false;
+    if (ready) setStatus("open", "connected");
+  }
   function startCountdown(delay) {
     const retryAt = Date.now() + delay;
     function tick() {
       const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-      setStatus("closed", "disconnected · retrying in " + seconds + " s");
+      setStatus("closed", (cannotStore ? CANNOT_STORE : "disconnected") + " · retrying in " + seconds + " s");
     }
     tick();
     countdown = setInterval(tick, 250);
@@ -212,6 +226,7 @@
       ready = true;
       attempt = 0;
       if (frame.last_id && newer(frame.last_id, lastId)) lastId = frame.last_id;
+      cannotStore = false;
       setStatus("open", "connected");
       if (frame.user && frame.user !== userName) nameChanged(frame.user);
       if (!frame.complete && resumed) showGap();
@@ -219,8 +234,12 @@
       view.showHintIfEmpty();
       resendOutbox(0);
     },
-    ack: function (frame) { accepted(frame.client_id, frame.id); },
+    ack: function (frame) { storeUp(); accepted(frame.client_id, frame.id); },
     error: function (frame) {
+      if (frame.error === "unavailable" && (!frame.client_id || outbox.has(frame.client_id))) {
+        storeDown();   // said by the status; the message stays in the outbox and is retried
+        return;
+      }
       // Unavailable or rate limited: the message stays in the outbox and is retried.
       const retried = frame.client_id && outbox.has(frame.client_id) &&
         (frame.error === "unavailable" || frame.error === "rate_limited");
@@ -241,7 +260,7 @@
     resumed = lastId !== null;
     if (resumed) url += "?since=" + encodeURIComponent(lastId);
     ready = false;
-    setStatus("connecting", attempt ? "reconnecting…" : "connecting…");
+    setStatus("connecting", cannotStore ? CANNOT_STORE + " · retrying…" : attempt ? "reconnecting…" : "connecting…");
     socket = new WebSocket(url);
     socket.onmessage = function (event) {
       let frame;
