@@ -103,6 +103,10 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
+def _no_request_log(handler: tornado.web.RequestHandler) -> None:
+    return None
+
+
 def make_app(
     settings: Settings, bus: RoomBus, registry: SocketRegistry, metrics: Metrics, limits: SocketLimits
 ) -> tornado.web.Application:
@@ -131,7 +135,8 @@ def make_app(
         # A client that answers no ping within the timeout is closed, and leaves its rooms.
         websocket_ping_interval=settings.ping_interval,
         websocket_ping_timeout=settings.ping_timeout,
-        log_function=_log_request,
+        # --no-access-log: no line per page, static file or health check.
+        log_function=_log_request if settings.logs_requests else _no_request_log,
         default_handler_class=NotFoundHandler,
     )
 
@@ -331,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Logging never holds up serving: lines go out from a thread, and are
     # dropped (and counted) when nobody reads stdout.
     writer = stdout_writer(settings.node_id)
-    configure_logging(settings.node_id, settings.log_format, cast(TextIO, writer))
+    configure_logging(settings.node_id, settings.log_format, cast(TextIO, writer), settings.log_level)
     if settings.cookie_secret_generated:
         log.warning(
             "settings.cookie_secret_generated",
