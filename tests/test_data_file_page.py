@@ -86,3 +86,24 @@ async def test_a_history_really_lost_is_said_once_in_plain_words_not_as_an_error
         assert colour == "rgb(95, 102, 112)", colour  # --muted, not the red of a refusal
     finally:
         await server.stop()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_page_resumes_with_since_once_it_has_shown_a_message_and_not_before(
+    tmp_path: Path, open_user: OpenUser
+) -> None:
+    """Why a rolling restart may leave a page's last socket without ``since``: it had nothing to resume from."""
+    server = await server_process(tmp_path, "--data-file", str(tmp_path / "chat.sqlite3")).start()
+    try:
+        ann = await open_user(server, "Ann")
+        await ann.enter_room("empty")
+        await server.restart()  # moved before any message: nothing to resume from
+        await ann.wait_connected(timeout=RECONNECT_TIMEOUT_MS)
+        assert "?since=" not in ann.sockets[-1]
+        await ann.say("now there is one", stored=True)
+        await server.restart()
+        await ann.wait_connected(timeout=RECONNECT_TIMEOUT_MS)
+        assert "?since=" in ann.sockets[-1], ann.sockets
+        await expect_log(ann.page, [("Ann", "now there is one")])
+    finally:
+        await server.stop()
