@@ -125,9 +125,7 @@ class MemoryBackend:
             self._resends[key] = (message.id, time.monotonic() + self._resend_window)
             if len(self._resends) > MAX_RESENDS:
                 self._resends.popitem(last=False)
-        if self._store is not None:
-            await self._saved(message)
-        else:
+        if self._store is None or await self._saved(message):
             self._append(message)
             if draft.room in self._subscribed:
                 self._loop.call_soon(self._deliver_one, message)
@@ -144,12 +142,18 @@ class MemoryBackend:
             if self._deliver is not None and message.room in self._subscribed:
                 self._deliver([message])
 
-    async def _saved(self, message: Message) -> None:
-        """Wait until the data file holds the message (``_committed`` has run); else it was not accepted."""
+    async def _saved(self, message: Message) -> bool:
+        """Once the data file holds the message: True when it was committed on its own
+        (the caller logs and delivers it), False when with its turn's others (``_committed``
+        did). Not held: BusUnavailable, the message was not accepted."""
         assert self._store is not None
         log = self._logs.get(message.room)
         try:
-            await self._store.save(message, new_room=log is None or log.born is None)
+            pending = self._store.save(message, new_room=log is None or log.born is None)
+            if pending is None:
+                return True
+            await pending
+            return False
         except StoreError as exc:
             if message.client_id is not None:
                 self._resends.pop((message.room, message.user, message.client_id), None)
