@@ -395,7 +395,7 @@ def axe_script(path: Path = AXE) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def test_without_axe_core_the_failure_says_which_command_installs_it(tmp_path: Path) -> None:
+def test_without_axe_core_the_failure_says_which_command_installs_it(backend: str) -> None:
     with pytest.raises(pytest.fail.Exception) as failed:
         axe_script(ROOT / "tests" / "a11y" / "gone" / "axe.min.js")
     assert "tests/a11y/gone/axe.min.js is missing" in str(failed.value)
