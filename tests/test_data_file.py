@@ -203,7 +203,7 @@ def test_make_run_keeps_the_rooms_history_across_a_restart(tmp_path: Path) -> No
             assert asyncio.run(say(["three"])) == ["one", "two"]
         finally:
             stop(second, signal.SIGINT)
-    assert (run_dir / "chat.sqlite3").is_file()
+    assert (run_dir / "chat.sqlite3").stat().st_mode & 0o777 == 0o600  # the messages: the server's user alone
 
 
 @pytest.mark.gen_test(timeout=30)
