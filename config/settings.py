@@ -450,6 +450,7 @@ def settings_from(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Setti
     from_env = _from_environ(environ)
     raw.update(from_env)
     labels.update({name: _env_name(name, environ) for name in from_env})
+    refuse_secrets_on_argv([_flag(name) for name in _NOT_ON_ARGV if flags.get(name) is not None])
     from_flags = {name: value for name, value in flags.items() if name in _PARSERS and value is not None}
     raw.update(from_flags)
     labels.update({name: _flag(name) for name in from_flags})
