@@ -17,11 +17,14 @@ PYTHON3 ?= python3
 # the environment: never on the command line (ps shows that), never logged.
 RUN_DIR ?= run
 AXE := tests/a11y/node_modules/axe-core/axe.min.js
+# The in-process bus keeps every room's history in $(RUN_DIR)/chat.sqlite3, so a
+# restart loses nothing (not with Redis, which keeps the history itself).
+RUN_DATA = $(if $(findstring redis,$(ARGS))$(REDIS_URL)$(CHAT_REDIS_URL),,--data-file $(RUN_DIR)/chat.sqlite3)
 
 .PHONY: run test lint mutation system-deps bench
 
 run: $(VENV)/.run-deps $(RUN_DIR)/cookie-secret
-	@CHAT_COOKIE_SECRET="$$(cat $(RUN_DIR)/cookie-secret)" exec $(PY) server.py $(ARGS)
+	@CHAT_COOKIE_SECRET="$$(cat $(RUN_DIR)/cookie-secret)" exec $(PY) server.py $(RUN_DATA) $(ARGS)
 
 $(RUN_DIR)/cookie-secret:
 	@mkdir -p -m 700 $(RUN_DIR)

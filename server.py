@@ -17,6 +17,8 @@ import os
 import pwd
 import signal
 import sys
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Sequence, TextIO, cast
 
@@ -31,6 +33,7 @@ from api.base import ApiContext
 from api.keys import ApiKeys
 from bus.backend import Backend
 from bus.memory import MemoryBackend
+from bus.memory_store import MessageStore, StoreError, StoreSanctions
 from bus.moderation import MemoryModeration, Moderation
 from bus.redis import RedisBroker, RedisOptions
 from bus.room_bus import RoomBus
@@ -92,17 +95,20 @@ def redis_options(settings: Settings) -> RedisOptions:
 def build_backend(settings: Settings, metrics: Metrics) -> Backend:
     if settings.redis_url:
         return RedisBroker(redis_options(settings), on_recovered=metrics.bus_reconnected)
-    return MemoryBackend(settings.retention, settings.resend_window, settings.room_ttl)
+    store = MessageStore(settings.data_file) if settings.data_file else None
+    return MemoryBackend(settings.retention, settings.resend_window, settings.room_ttl, store)
 
 
 def build_moderation(backend: Backend) -> Moderation:
     """Bans and mutes where the bus keeps its rooms: Redis, or this process.
 
-    A ``--data-file`` store would hand ``MemoryModeration`` a ``SanctionFile``
-    so that they survive a restart of a single process too.
+    With ``--data-file`` the in-process store keeps them in that file too (a
+    table of its own), so that they survive a restart of the single process.
     """
     if isinstance(backend, RedisBroker):
         return backend.moderation()
+    if isinstance(backend, MemoryBackend) and backend.store is not None:
+        return MemoryModeration(StoreSanctions(backend.store))
     return MemoryModeration()
 
 
@@ -123,6 +129,10 @@ def page_token_settings(settings: Settings) -> dict[str, str] | None:
     if not settings.token_mode:
         return None
     return {"refresh_url": settings.token_refresh_url}
+
+
+def _no_request_log(handler: tornado.web.RequestHandler) -> None:
+    return None
 
 
 def make_app(
@@ -170,7 +180,8 @@ def make_app(
         # A client that answers no ping within the timeout is closed, and leaves its rooms.
         websocket_ping_interval=settings.ping_interval,
         websocket_ping_timeout=settings.ping_timeout,
-        log_function=_log_request,
+        # --no-access-log: no line per page, static file or health check.
+        log_function=_log_request if settings.logs_requests else _no_request_log,
         default_handler_class=NotFoundHandler,
     )
 
@@ -293,6 +304,47 @@ def drop_privileges(user: str) -> None:
     log.info("server.privileges_dropped", user=user, uid=entry.pw_uid)
 
 
+def shown_url(url: str) -> str:
+    """A Redis URL as a person may see it: without its password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = (f"{parts.username}:***@" if parts.username else ":***@") + host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def start_line(settings: Settings, port: int, reason: str | None) -> str:
+    """The one line a person sees at start: where to go, or that Redis cannot be reached and why."""
+    url = page_url(settings.host, port)
+    if reason is None:
+        return f"Chat is running: open {url} (Ctrl-C stops it)"
+    return (
+        f"Chat cannot reach Redis at {shown_url(settings.redis_url or '')} ({reason}): it keeps trying, "
+        f"and until it can, {url} cannot store messages and /readyz answers 503 (Ctrl-C stops it)"
+    )
+
+
+async def tell_the_person(settings: Settings, server: "ChatServer") -> None:
+    """Where to go once the bus is ready; if it is not within the Redis timeout, why not, and later that it is."""
+    deadline = time.monotonic() + settings.redis_timeout + 0.5
+    while server.bus.unavailable_reason() is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # a first connection in progress, bounded by the deadline
+    reason = server.bus.unavailable_reason()
+    print(start_line(settings, server.port, reason), file=sys.stderr, flush=True)
+    if reason is not None:
+        _watching.add(asyncio.ensure_future(_say_when_ready(settings, server)))
+
+
+_watching: set["asyncio.Future[None]"] = set()  # a task needs a reference while it runs
+
+
+async def _say_when_ready(settings: Settings, server: "ChatServer") -> None:
+    while server.bus.unavailable_reason() is not None:
+        await asyncio.sleep(0.5)  # a person's terminal, not a protocol: a poll is plenty
+    print(start_line(settings, server.port, None), file=sys.stderr, flush=True)
+
+
 # Python's cycle collector at its defaults (700, 10, 10) ran 9 full collections
 # during a burst of 3,000 joins, the longest 0.35 s, 1.7 s of 4.8 s in all:
 # every object of every connection is scanned again each time the heap grows
@@ -326,11 +378,7 @@ async def serve(settings: Settings, log_writer: NonBlockingLineWriter | None = N
     drop_privileges(settings.run_as)
     tune_gc()
     if sys.stderr.isatty():  # a person started it: say where to go (stdout is the log)
-        print(
-            f"Chat is running: open {page_url(settings.host, server.port)} (Ctrl-C stops it)",
-            file=sys.stderr,
-            flush=True,
-        )
+        await tell_the_person(settings, server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -358,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Logging never holds up serving: lines go out from a thread, and are
     # dropped (and counted) when nobody reads stdout.
     writer = stdout_writer(settings.node_id)
-    configure_logging(settings.node_id, settings.log_format, cast(TextIO, writer))
+    configure_logging(settings.node_id, settings.log_format, cast(TextIO, writer), settings.log_level)
     if settings.cookie_secret_generated:
         log.warning(
             "settings.cookie_secret_generated",
@@ -367,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop if settings.event_loop == "uvloop" else None) as runner:
             runner.run(serve(settings, writer))
-    except ListenError as exc:
+    except (ListenError, StoreError) as exc:
         writer.drain(timeout=1.0)
         print(f"server.py: {exc}", file=sys.stderr)
         return 1

@@ -11,6 +11,11 @@ Memory stays bounded: each room keeps ``retention`` messages; the resend map
 keeps ids, not messages, and at most ``MAX_RESENDS`` of them; and with a
 ``room_ttl`` a room nobody is in whose last message is older than that is
 freed altogether (a later ``since`` into it is then not ``complete``).
+
+With a ``MessageStore`` (``--data-file``) the logs also live in a SQLite file:
+read back at start, and each message, edit and deletion committed there
+before ``publish`` or ``change`` returns (bus/memory_store.py), so a restart
+keeps history as it was shown, ids and epochs.
 """
 
 from __future__ import annotations
@@ -22,7 +27,21 @@ from dataclasses import dataclass, field
 
 from bus import changes
 from bus.backend import BusUnavailable, Deliver, Notify
-from bus.message import Change, ChangeDraft, Draft, Entry, History, IdKey, Notice, Older, Published, completeness
+from bus.memory_file import Loaded
+from bus.memory_store import MessageStore, StoreError, resend_expiry
+from bus.message import (
+    Change,
+    ChangeDraft,
+    Draft,
+    Entry,
+    History,
+    IdKey,
+    Message,
+    Notice,
+    Older,
+    Published,
+    completeness,
+)
 
 _NO_ID = IdKey(0, 0)
 MAX_RESENDS = 100_000  # client ids remembered at most; the oldest go first past it
@@ -37,8 +56,11 @@ class _RoomLog:
 
 
 class MemoryBackend:
-    def __init__(self, retention: int, resend_window: float, room_ttl: float = 0.0) -> None:
+    def __init__(
+        self, retention: int, resend_window: float, room_ttl: float = 0.0, store: MessageStore | None = None
+    ) -> None:
         self._retention = retention
+        self._store = store
         self._resend_window = resend_window
         self._room_ttl = room_ttl
         self._sweeper: asyncio.TimerHandle | None = None
@@ -57,13 +79,30 @@ class MemoryBackend:
     async def start(self, deliver: Deliver, notify: Notify | None = None) -> None:
         self._deliver, self._notify = deliver, notify
         self._loop = asyncio.get_running_loop()
+        if self._store is not None:
+            self._restore(self._store.open(self._retention, self._committed))
         self._schedule_sweep()
+
+    def _restore(self, loaded: Loaded) -> None:
+        """Take back what the data file held: logs, epochs, the newest id, recent client ids."""
+        self._last = max(self._last, loaded.last_id)
+        for room, stored in loaded.rooms.items():
+            self._logs[room] = _RoomLog(deque(stored.messages), stored.born, stored.max_deleted)
+            for message in stored.messages:
+                self._last = max(self._last, message.key)
+                if not isinstance(message, Message):
+                    continue  # an edit or a deletion: no client id
+                expiry = resend_expiry(message, self._resend_window)
+                if expiry is not None and message.client_id is not None:
+                    self._resends[(room, message.user, message.client_id)] = (message.id, expiry)
 
     async def close(self) -> None:
         self._deliver = self._notify = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._store is not None:
+            await self._store.close()
 
     # ---- room lifetimes (contract section 7, --room-ttl) --------------------
 
@@ -80,7 +119,14 @@ class MemoryBackend:
                 continue
             if not log.messages or log.messages[-1].key.ms < oldest_kept:
                 del self._logs[room]
+                if self._store is not None:
+                    self._store.dropped(room, self._last)
         self._schedule_sweep()
+
+    @property
+    def store(self) -> MessageStore | None:
+        """The data file, when there is one (the moderation keeps its sanctions there too)."""
+        return self._store
 
     def room_count(self) -> int:
         """Rooms whose history this process keeps (for tests and operators)."""
@@ -96,14 +142,15 @@ class MemoryBackend:
         if earlier is not None:
             return Published(draft.stored_as(earlier), duplicate=True)
         message = draft.stored_as(str(self._next_id()))
-        self._append(message)
         if draft.client_id is not None:
             key = (draft.room, draft.user, draft.client_id)
             self._resends[key] = (message.id, time.monotonic() + self._resend_window)
             if len(self._resends) > MAX_RESENDS:
                 self._resends.popitem(last=False)
-        if draft.room in self._subscribed:
-            self._loop.call_soon(self._deliver_one, message)
+        if self._store is None or await self._saved(message):
+            self._append(message)
+            if draft.room in self._subscribed:
+                self._loop.call_soon(self._deliver_one, message)
         return Published(message)
 
     async def change(self, draft: ChangeDraft) -> Change:
@@ -112,14 +159,44 @@ class MemoryBackend:
         log = self._logs.get(draft.room) or _RoomLog()
         changes.target_of(log.messages, draft, int(time.time() * 1000))
         change = Change(str(self._next_id()), draft.room, draft.user, draft.kind, draft.target, draft.text)
-        self._append(change)
-        if draft.room in self._subscribed:
-            self._loop.call_soon(self._deliver_one, change)
+        # In the data file like a message, in the room's order: a restart keeps it.
+        if self._store is None or await self._saved(change):
+            self._append(change)
+            if draft.room in self._subscribed:
+                self._loop.call_soon(self._deliver_one, change)
         return change
 
     async def older(self, room: str, before: IdKey, limit: int) -> Older:
         log = self._logs.get(room) or _RoomLog()
         return changes.older(log.messages, before, limit)
+
+    def _committed(self, entries: list[Entry]) -> None:
+        """The data file holds these now: into the logs, and out to the rooms' members.
+
+        Called by the store's end-of-turn commit, never on a publisher's stack,
+        so delivery need not be scheduled for later as it is without a store.
+        """
+        for entry in entries:
+            self._append(entry)
+            if self._deliver is not None and entry.room in self._subscribed:
+                self._deliver([entry])
+
+    async def _saved(self, entry: Entry) -> bool:
+        """Once the data file holds the entry: True when it was committed on its own
+        (the caller logs and delivers it), False when with its turn's others (``_committed``
+        did). Not held: BusUnavailable, the entry was not accepted."""
+        assert self._store is not None
+        log = self._logs.get(entry.room)
+        try:
+            pending = self._store.save(entry, new_room=log is None or log.born is None)
+            if pending is None:
+                return True
+            await pending
+            return False
+        except StoreError as exc:
+            if isinstance(entry, Message) and entry.client_id is not None:
+                self._resends.pop((entry.room, entry.user, entry.client_id), None)
+            raise BusUnavailable(str(exc)) from None
 
     def _deliver_one(self, message: Entry) -> None:
         if self._deliver is not None and message.room in self._subscribed:
@@ -138,8 +215,11 @@ class MemoryBackend:
         if log.born is None:
             log.born = message.key
         log.messages.append(message)
-        while len(log.messages) > self._retention:
-            log.max_deleted = log.messages.popleft().key
+        if len(log.messages) > self._retention:
+            while len(log.messages) > self._retention:
+                log.max_deleted = log.messages.popleft().key
+            if self._store is not None:
+                self._store.trimmed(message.room, log.max_deleted)
 
     def _earlier_resend(self, draft: Draft) -> str | None:
         """The id this user's ``client_id`` was stored under in the room, within the window."""

@@ -124,7 +124,8 @@ class SanctionFile(Protocol):
 
     def load(self) -> list[Sanction]: ...
 
-    def save(self, sanctions: list[Sanction]) -> None: ...
+    async def save(self, sanctions: list[Sanction]) -> None:
+        """Replace what the file holds, once written; raises BusUnavailable."""
 
 
 class MemoryModeration:
@@ -151,11 +152,11 @@ class MemoryModeration:
 
     async def impose(self, sanction: Sanction) -> None:
         self._sanctions.put(sanction)
-        self._save()
+        await self._save()
 
     async def lift(self, kind: str, room: str | None, user: str) -> bool:
         lifted = self._sanctions.drop(kind, room, user)
-        self._save()
+        await self._save()
         return lifted
 
     def listing(self, kind: str, room: str | None) -> list[Sanction]:
@@ -165,6 +166,6 @@ class MemoryModeration:
         if self._on_disconnect is not None:
             asyncio.get_running_loop().call_soon(self._on_disconnect, user, room)
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
         if self._file is not None:
-            self._file.save(self._sanctions.all())
+            await self._file.save(self._sanctions.all())

@@ -91,9 +91,10 @@ def stdout_writer(node_id: str) -> NonBlockingLineWriter:
     return writer
 
 
-def configure_logging(node_id: str, log_format: str, stream: TextIO | None = None) -> None:
-    """Route structlog and the standard library's loggers to one stdout pipeline."""
+def configure_logging(node_id: str, log_format: str, stream: TextIO | None = None, level: str = "info") -> None:
+    """Route structlog and the standard library's loggers to one stdout pipeline, from ``level`` up."""
     stream = stream or sys.stdout
+    threshold = logging.getLevelName(level.upper())
     shared = shared_processors(node_id)
     rendering = rendering_processors(log_format, stream)
     # Our own events (one per chat message) go straight to the stream: a
@@ -102,7 +103,7 @@ def configure_logging(node_id: str, log_format: str, stream: TextIO | None = Non
     structlog.configure(
         processors=[*shared, *rendering],
         logger_factory=structlog.WriteLoggerFactory(stream),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         cache_logger_on_first_use=True,
     )
     # Tornado's and asyncio's loggers: the same processors and renderer, the same stream.
@@ -115,6 +116,6 @@ def configure_logging(node_id: str, log_format: str, stream: TextIO | None = Non
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    root.setLevel(threshold)
     # Tornado's access log is replaced by our own http.request event.
     logging.getLogger("tornado.access").setLevel(logging.WARNING)

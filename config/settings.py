@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import importlib.metadata
 import os
+import platform
 import re
 import secrets
 import socket
@@ -19,7 +22,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 DEFAULT_FILE = Path(__file__).with_name("chat.toml")
 
@@ -39,6 +42,8 @@ class Settings:
     rate_limit: float = 20.0  # messages per second per connection; 0 turns it off
     rate_burst: int = 40
     log_format: str = ""  # "json" or "console"; empty: console on a terminal
+    log_level: str = "info"  # the least severe lines written: debug, info, warning, error
+    access_log: bool | None = None  # a line per HTTP request; None: on with JSON logs, off with console ones
     event_loop: str = "uvloop"  # or "asyncio": Python's own
     log_message_text: bool = False  # room traffic is logged without text unless set
     cookie_secret: str = field(default="", repr=False)  # random per process when empty (one process only)
@@ -67,6 +72,7 @@ class Settings:
     header_timeout: float = 10.0  # seconds for a request's headers (and an idle keep-alive)
     max_body_bytes: int = 64 * 1024  # largest HTTP request body; the name form is a few bytes
     allowed_hosts: tuple[str, ...] = ()  # Host names served; empty: loopback names on a loopback host
+    data_file: str = ""  # SQLite file of the in-process bus's history; empty: history lives in memory only
     run_as: str = ""  # started as root: the user to become once listening (the cluster launcher sets it)
     # Token mode (identity from the host application): on when one key is set.
     token_secret: str = field(default="", repr=False)  # HS256 key: CHAT_TOKEN_SECRET, or read from the file
@@ -90,6 +96,11 @@ class Settings:
     @property
     def token_mode(self) -> bool:
         return bool(self.token_secret or self.token_public_key_pem or self.token_jwks_url)
+
+    @property
+    def logs_requests(self) -> bool:
+        """The access log: as set, else on with JSON logs (a terminal is not flooded by a line per file)."""
+        return self.access_log if self.access_log is not None else self.log_format != "console"
 
     @property
     def uses_redis(self) -> bool:
@@ -171,6 +182,16 @@ def _log_format(name: str, raw: Any) -> str:
     if raw not in ("json", "console", ""):
         raise SettingsError(f"{name} must be 'json' or 'console', got {raw!r}")
     return str(raw)
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _log_level(name: str, raw: Any) -> str:
+    text = str(raw).strip().lower()
+    if text not in _LOG_LEVELS:
+        raise SettingsError(f"{name} must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    return text
 
 
 def _event_loop(name: str, raw: Any) -> str:
@@ -259,9 +280,14 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "node_id": (_text, "stable name of this process in the cluster"),
     "history": (_non_negative_int, "messages replayed on join; 0: none"),
     "retention": (_positive_int, "messages kept per room, at least"),
-    "rate_limit": (_non_negative_float, "messages per second per connection; 0 turns it off"),
-    "rate_burst": (_positive_int, "burst of the per-connection rate limit"),
+    "rate_limit": (
+        _non_negative_float,
+        "messages per second a user may send in a room, over all their connections to it; 0 turns it off",
+    ),
+    "rate_burst": (_positive_int, "burst of that per-user rate limit"),
     "log_format": (_log_format, "json or console"),
+    "log_level": (_log_level, "least severe log lines written: debug, info, warning or error"),
+    "access_log": (_bool, "a log line per HTTP request (pages, static files, health checks)"),
     "event_loop": (_event_loop, "uvloop (libuv's loop: a tenth less CPU per message) or asyncio (Python's)"),
     "log_message_text": (_bool, "include message text in the traffic log"),
     "cookie_secret": (_secret, "refused here: set CHAT_COOKIE_SECRET or cookie_secret in a config file"),
@@ -305,6 +331,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "api_keys": (_api_keys, "refused here: set CHAT_API_KEYS (comma-separated) or api_keys in a config file"),
     "api_rate_limit": (_non_negative_float, "server API requests per second per key; 0 turns it off"),
     "api_rate_burst": (_positive_int, "burst of the server API's per-key rate limit"),
+    "data_file": (_text, "SQLite file where the in-process bus keeps every room's history across restarts"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
 # Settings that never come from a command line: any user can read one (ps,
@@ -333,6 +360,10 @@ _DEFAULT_WORDS = {
     "token_refresh_url": "none: the page cannot renew its token",
     "api_port": "none: no server API",
     "api_keys": "none",
+    "data_file": "none: the in-process bus's history is lost at restart",
+    "access_log": "on with JSON logs, off with console logs",
+    "allowed_hosts": "none: loopback names on a loopback host, any otherwise",
+    "run_as": "none: stay who started it",
 }
 
 _DESCRIPTION = """\
@@ -349,15 +380,53 @@ commands:
 
 Every setting is also CHAT_<NAME> in the environment (shown with each flag;
 REDIS_URL works too) and a key in the TOML file given with --config.
-A flag wins over the environment, which wins over the files. Pass the cookie
-secret in the environment, not as a flag: a command line is visible to every
-user of the machine."""
+A flag wins over the environment, which wins over the files. The cookie
+secret has no flag: set CHAT_COOKIE_SECRET in the environment or cookie_secret
+in a config file (a command line is visible to every user of the machine)."""
+
+
+VERSION = "1.0.0"
+
+
+def version_text() -> str:
+    """What ``--version`` prints: this server's version and what it runs on."""
+    try:
+        tornado = importlib.metadata.version("tornado")
+    except importlib.metadata.PackageNotFoundError:
+        tornado = "not installed"
+    return f"room chat {VERSION} (Python {platform.python_version()}, Tornado {tornado})"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, except that a mistake is one line naming the flag (with a guess at the one meant), not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {self._explain(message)}\n")
+
+    def _explain(self, message: str) -> str:
+        hint = f"{self.prog} --help lists them all"
+        if message.startswith("unrecognized arguments: "):
+            unknown = message.split()[2].split("=")[0]
+            if not unknown.startswith("-"):
+                return f"unexpected argument {unknown!r} (flags start with --); {hint}"
+            known = [option for action in self._actions for option in action.option_strings]
+            guess = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
+            return f"unknown flag {unknown}" + (f" (did you mean {guess[0]}?)" if guess else "") + f"; {hint}"
+        found = re.match(r"argument ([^:]+): expected one argument", message)
+        if found:
+            return f"{found.group(1).split('/')[0]} needs a value"
+        return f"{message.replace('argument ', '', 1)}; {hint}"
 
 
 def build_arg_parser(prog: str = "server.py") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=_DESCRIPTION, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = OneLineParser(
+        prog=prog,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --po is not --port: a typo says so
     )
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument(
         "--config", metavar="FILE", help="TOML file with settings, over config/chat.toml (env CHAT_CONFIG)"
     )
@@ -370,21 +439,48 @@ def _help(name: str, text: str) -> str:
     if name in _DEFAULT_WORDS:
         default = _DEFAULT_WORDS[name]
     else:
-        value = Settings.__dataclass_fields__[name].default
-        default = "off" if value is False else str(value).lower() if isinstance(value, bool) else str(value)
+        default = _shown(Settings.__dataclass_fields__[name].default)
     env = "CHAT_" + name.upper() + (" or REDIS_URL" if name == "redis_url" else "")
     # argparse formats help with %: a literal percent sign must be doubled.
     return f"{text} (default: {default}; env {env})".replace("%", "%%")
 
 
+_METAVARS = {
+    "history": "MESSAGES",
+    "retention": "MESSAGES",
+    "run_as": "USER",
+    "max_connections_per_client": "CONNECTIONS",
+}
+
+
+def _shown(value: Any) -> str:
+    """A default as a person reads it: on/off, 20 rather than 20.0, none rather than () or nothing."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if value in ((), "", None):
+        return "none"
+    return str(value)
+
+
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, (_, help_text) in _PARSERS.items():
-        if name in _BOOL_FLAGS:
+        if name in _NOT_ON_ARGV:
+            continue  # no flag at all: the epilog says where it goes
+        if name == "access_log":
+            parser.add_argument(
+                _flag(name), dest=name, action=argparse.BooleanOptionalAction, help=_help(name, help_text)
+            )
+        elif name in _BOOL_FLAGS:
             parser.add_argument(_flag(name), dest=name, action="store_const", const=True, help=_help(name, help_text))
         else:
-            parser.add_argument(
-                _flag(name), dest=name, metavar=name.split("_")[-1].upper(), help=_help(name, help_text)
-            )
+            metavar = _METAVARS.get(name, name.split("_")[-1].upper())
+            parser.add_argument(_flag(name), dest=name, metavar=metavar, help=_help(name, help_text))
+
+
+def _label_toml(path: Path, data: Mapping[str, Any]) -> dict[str, str]:
+    return {name: f"{name} in {path}" for name in data}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -415,28 +511,49 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
 def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Parse flags, environment and config files into Settings; raise SettingsError."""
     environ = os.environ if environ is None else environ
-    args = build_arg_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    refuse_secrets_on_argv(arguments)
+    args = build_arg_parser().parse_args(arguments)
     return settings_from(vars(args), environ)
+
+
+def refuse_secrets_on_argv(arguments: Sequence[str]) -> None:
+    """A secret on a command line is readable by every user (ps): stop before it is used."""
+    for argument in arguments:
+        for name in _NOT_ON_ARGV:
+            if argument == _flag(name) or argument.startswith(_flag(name) + "="):
+                raise SettingsError(
+                    f"{_flag(name)} is not a flag: a command line is visible to every user of the machine; "
+                    f"set CHAT_{name.upper()} in the environment or {name} in a config file"
+                )
 
 
 def settings_from(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
     """Merge already-parsed flags with the environment and the config files."""
     raw: dict[str, Any] = {}
-    if DEFAULT_FILE.exists():
-        raw.update(_read_toml(DEFAULT_FILE))
+    labels: dict[str, str] = {}  # how each value's source names it in an error: --flag, CHAT_X, key in file
+    files = [DEFAULT_FILE] if DEFAULT_FILE.exists() else []
     extra_file = flags.get("config") or environ.get("CHAT_CONFIG")
     if extra_file:
-        raw.update(_read_toml(Path(extra_file)))
-    raw.update(_from_environ(environ))
-    on_argv = sorted(name for name in _NOT_ON_ARGV if flags.get(name) is not None)
-    if on_argv:
-        raise SettingsError(
-            f"{_flag(on_argv[0])} is refused: a command line is visible to every user; "
-            f"set it in the environment (CHAT_{on_argv[0].upper()}) or a config file"
-        )
-    raw.update({name: value for name, value in flags.items() if name in _PARSERS and value is not None})
-    values = {name: _PARSERS[name][0](name, value) for name, value in raw.items()}
+        files.append(Path(extra_file))
+    for path in files:
+        data = _read_toml(path)
+        raw.update(data)
+        labels.update(_label_toml(path, data))
+    from_env = _from_environ(environ)
+    raw.update(from_env)
+    labels.update({name: _env_name(name, environ) for name in from_env})
+    refuse_secrets_on_argv([_flag(name) for name in _NOT_ON_ARGV if flags.get(name) is not None])
+    from_flags = {name: value for name, value in flags.items() if name in _PARSERS and value is not None}
+    raw.update(from_flags)
+    labels.update({name: _flag(name) for name in from_flags})
+    values = {name: _PARSERS[name][0](labels[name], value) for name, value in raw.items()}
     return _fill_derived(Settings(**values))
+
+
+def _env_name(name: str, environ: Mapping[str, str]) -> str:
+    key = "CHAT_" + name.upper()
+    return key if key in environ or name != "redis_url" else "REDIS_URL"
 
 
 def _token_keys(settings: Settings) -> dict[str, Any]:
@@ -445,7 +562,9 @@ def _token_keys(settings: Settings) -> dict[str, Any]:
     if settings.token_secret_file:
         if settings.token_secret:
             raise SettingsError("set the token secret once: CHAT_TOKEN_SECRET or --token-secret-file, not both")
-        changes["token_secret"] = _secret("token_secret_file", _read_key_file(settings.token_secret_file).strip())
+        changes["token_secret"] = _secret(
+            "the key in --token-secret-file", _read_key_file(settings.token_secret_file).strip()
+        )
     if settings.token_public_key:
         pem = _read_key_file(settings.token_public_key)
         _check_public_key(settings.token_public_key, pem)
@@ -479,6 +598,8 @@ def _check_public_key(path: str, pem: str) -> None:
 
 
 def _fill_derived(settings: Settings) -> Settings:
+    if settings.data_file and settings.redis_url:
+        raise SettingsError("--data-file is for the in-process bus: with --redis-url the history is kept in Redis")
     changes: dict[str, Any] = _token_keys(settings)
     if settings.api_port is not None and not settings.api_keys:
         raise SettingsError("--api-port needs at least one key: set CHAT_API_KEYS or api_keys in a config file")
@@ -489,4 +610,6 @@ def _fill_derived(settings: Settings) -> Settings:
         changes["cookie_secret_generated"] = True
     if not settings.log_format:
         changes["log_format"] = "console" if sys.stdout.isatty() else "json"
+    if settings.access_log is None:
+        changes["access_log"] = changes.get("log_format", settings.log_format) == "json"
     return dataclasses.replace(settings, **changes)

@@ -226,6 +226,7 @@ class Cluster:
         if os.geteuid() != 0:
             return
         self.run_as = RunAs.lookup(self.user)
+        self._check_checkout_readable(self.run_as)
         self.run_dir.chmod(0o711)
         if not self.run_as.can_run(["test", "-x", str(self.run_dir)]):
             # A run dir under a private parent (root's home, pytest's temp): the
@@ -238,8 +239,24 @@ class Cluster:
         else:
             self.warnings.append(
                 f"chat processes start as {pwd.getpwuid(os.geteuid()).pw_name} and become {self.user} once "
-                f"listening: {self.user} cannot run {self.python} (install it where {self.user} can read it)"
+                f"listening, because {self.user} cannot run {self.python}. To start them as {self.user}, make "
+                f"the virtualenv readable by it (chmod -R o+rX on it, o+x on each directory above it), or make "
+                f"one where it can read it (python3 -m venv /opt/chat-venv; /opt/chat-venv/bin/pip install "
+                f"-r requirements.txt) and run the launcher with that Python"
             )
+
+    def _check_checkout_readable(self, run_as: RunAs) -> None:
+        """Redis reads config/redis.conf, nginx's workers static/, as ``run_as``: refuse at once if they cannot."""
+        needed = [REDIS_CONF, ROOT / "static" / "chat.css"]
+        if all(run_as.can_run(["test", "-r", str(path)]) for path in needed):
+            return
+        private = next((p for p in [ROOT, *ROOT.parents] if not p.stat().st_mode & 0o001), ROOT)
+        raise ClusterError(
+            f"user {run_as.name} cannot read this checkout ({private} is mode "
+            f"{private.stat().st_mode & 0o777:04o}), and Redis and nginx run as {run_as.name}: clone it where "
+            f"{run_as.name} can read it (e.g. under /srv or /opt), or give that directory o+x "
+            f"(chmod o+x {private}), or name a user who can read it with --user"
+        )
 
     def _start_redis(self) -> None:
         if self.redis_url:
@@ -446,6 +463,9 @@ def print_started(cluster: Cluster) -> None:
     print(f"  run dir {cluster.run_dir}", flush=True)
     for part, path in log_files(cluster):
         print(f"  {part + ' log':<12} {path}", flush=True)
+    for node in cluster.nodes:  # each process on its own: /metrics is not served through nginx
+        address = f"http://127.0.0.1:{node.port}/"
+        print(f"  {node.service.name:<12} {address}  metrics {address}metrics", flush=True)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -60,6 +60,8 @@ NODE_MARKS = {
     "bus.error": "lost its bus",
     "bus.recovered": "bus back",
 }
+CRASHED = "crashed; started again"  # a start with no stop since the process's previous start
+SECONDS_KEPT = 3600  # a timeline per second while the log spans no more seconds with traffic than this
 
 
 class DurationMedian:
@@ -165,6 +167,7 @@ class RoomStats:
     close_codes: Counter[str] = field(default_factory=Counter)
     durations: DurationMedian = field(default_factory=DurationMedian)
     per_minute: Counter[str] = field(default_factory=Counter)
+    served_by: dict[str, Counter[str]] = field(default_factory=dict)  # user -> process -> connections
 
     def busiest_minute(self) -> dict[str, Any] | None:
         if not self.per_minute:
@@ -253,6 +256,9 @@ class TrafficReport:
         self.rooms: dict[str, RoomStats] = {}
         self.lines = LineCounts()
         self.timeline: dict[str, MinuteCounts] = {}  # "YYYY-MM-DDTHH:MM" (UTC) -> counts
+        # The same per second, for a short log's chart; None once the log spans too many seconds.
+        self.seconds: dict[str, MinuteCounts] | None = {}
+        self.lifecycle: dict[str, list[tuple[str, str]]] = {}  # process -> (time, started/stopped), for crashes
         self.first: str | None = None  # earliest and latest timestamp read (UTC, ISO 8601)
         self.last: str | None = None
 
@@ -295,15 +301,56 @@ class TrafficReport:
 
     def _mark(self, event: dict[str, Any]) -> None:
         mark = NODE_MARKS.get(str(event.get("event")))
-        minute = minute_of(str(event.get("timestamp", "")))
-        if mark is not None and minute is not None:
-            self._minute(minute).marks[f"{event.get('node', '?')} {mark}"] += 1
+        stamp = utc_stamp(event.get("timestamp"))
+        if mark is None or stamp is None:
+            return
+        node = str(event.get("node", "?"))
+        for counts in self._slots(stamp):
+            counts.marks[f"{node} {mark}"] += 1
+        if mark in ("started", "stopped"):
+            self.lifecycle.setdefault(node, []).append((stamp, mark))
 
     def _minute(self, minute: str) -> MinuteCounts:
         counts = self.timeline.get(minute)
         if counts is None:
             counts = self.timeline[minute] = MinuteCounts()
         return counts
+
+    def _slots(self, stamp: str | None) -> list[MinuteCounts]:
+        """The counts of the minute and (while kept) of the second ``stamp`` falls in."""
+        if stamp is None:
+            return []
+        slots = [self._minute(stamp[:16])]
+        if self.seconds is not None:
+            second = self.seconds.get(stamp[:19])
+            if second is None:
+                if len(self.seconds) >= SECONDS_KEPT:
+                    self.seconds = None  # a long log: its chart is drawn per minute
+                    return slots
+                second = self.seconds[stamp[:19]] = MinuteCounts()
+            slots.append(second)
+        return slots
+
+    def crashes(self) -> set[tuple[str, str]]:
+        """(process, time) of every start that came with no stop since that process's previous start."""
+        found = set()
+        for node, events in self.lifecycle.items():
+            previous = None
+            for stamp, kind in sorted(events):
+                if kind == "started" and previous == "started":
+                    found.add((node, stamp))
+                previous = kind
+        return found
+
+    def _with_crashes(self, timeline: dict[str, MinuteCounts], width: int) -> dict[str, list[str]]:
+        """Each slot's event texts, a start after a crash told as such."""
+        marks = {key: Counter(counts.marks) for key, counts in timeline.items()}
+        for node, stamp in self.crashes():
+            slot = marks.get(stamp[:width])
+            if slot is not None and slot[f"{node} started"] > 0:
+                slot[f"{node} started"] -= 1
+                slot[f"{node} {CRASHED}"] += 1
+        return {key: mark_texts(+counter) for key, counter in marks.items()}
 
     def _in_window(self, event: dict[str, Any]) -> bool:
         if self.room is not None and event["room"] != self.room:
@@ -327,24 +374,40 @@ class TrafficReport:
         counts = UserCounts()  # counts of a line without a user go nowhere
         if isinstance(user, str):
             counts = stats.users.setdefault(user, counts)
-        minute = minute_of(str(event.get("timestamp", "")))
-        now = self._minute(minute) if minute is not None else MinuteCounts()
+        stamp = utc_stamp(event.get("timestamp"))
+        minute = stamp[:16] if stamp is not None else None
+        slots = self._slots(stamp)
         kind = event["event"]
         if kind == "message.accepted":
             if _accepted(stats, event, minute):
                 counts.messages += 1
-                now.messages += 1
+                for now in slots:
+                    now.messages += 1
         elif kind == "message.rejected":
             stats.rejected[str(event.get("reason"))] += 1
             counts.rejected += 1
-            now.rejected += 1
+            for now in slots:
+                now.rejected += 1
         elif kind == "ws.connect":
             stats.connections += 1
             counts.connections += 1
-            now.joins += 1
+            if isinstance(user, str):
+                stats.served_by.setdefault(user, Counter())[str(event.get("node", "?"))] += 1
+            for now in slots:
+                now.joins += 1
         else:
             _disconnected(stats, event)
-            now.leaves += 1
+            for now in slots:
+                now.leaves += 1
+
+    def _room_dict(self, name: str) -> dict[str, Any]:
+        room = self.rooms[name].as_dict()
+        if self.room is not None:  # one room's view: which process served each user's connections
+            served = self.rooms[name].served_by
+            room["processes"] = {
+                user: dict(sorted(served[user].items())) for user in room["per_user"] if user in served
+            }
+        return room
 
     def span(self) -> dict[str, Any]:
         """The first and last timestamp read, and the seconds between them."""
@@ -355,12 +418,20 @@ class TrafficReport:
 
     def by_minute(self) -> list[dict[str, Any]]:
         """The timeline, oldest minute first; minutes with nothing in them are left out."""
-        return [self.timeline[minute].as_dict(minute) for minute in sorted(self.timeline)]
+        events = self._with_crashes(self.timeline, 16)
+        return [{**self.timeline[m].as_dict(m), "events": events[m]} for m in sorted(self.timeline)]
+
+    def by_second(self) -> list[dict[str, Any]] | None:
+        """The timeline per second (``minute`` holds the second), or None for a log spanning too long."""
+        if self.seconds is None:
+            return None
+        events = self._with_crashes(self.seconds, 19)
+        return [{**self.seconds[s].as_dict(s), "events": events[s]} for s in sorted(self.seconds)]
 
     def as_dict(self, by_minute: bool = False) -> dict[str, Any]:
         result: dict[str, Any] = {
             "span": self.span(),
-            "rooms": {name: self.rooms[name].as_dict() for name in sorted(self.rooms)},
+            "rooms": {name: self._room_dict(name) for name in sorted(self.rooms)},
             "lines": vars(self.lines).copy(),
             "filters": {
                 "room": self.room,
@@ -477,18 +548,27 @@ USERS_SHOWN = 10  # per room in the table; --format json has them all
 
 
 def _user_rows(rooms: dict[str, dict[str, Any]]) -> list[str]:
-    rows = [["  room", "user", "messages", "rejected", "connections"]]
+    one_room = any("processes" in room for room in rooms.values())  # --room: who served whom
+    rows = [["  room", "user", "messages", "rejected", "connections"] + (["processes"] if one_room else [])]
     more: dict[int, int] = {}
     for name, room in rooms.items():
         users = list(room["per_user"].items())
         for user, counts in users[:USERS_SHOWN]:
-            rows.append([f"  {name}", user, str(counts.messages), str(counts.rejected), str(counts.connections)])
+            row = [f"  {name}", user, str(counts.messages), str(counts.rejected), str(counts.connections)]
+            if one_room:
+                row.append(processes_text(room["processes"].get(user, {})))
+            rows.append(row)
         if len(users) > USERS_SHOWN:
             more[len(rows)] = len(users) - USERS_SHOWN
     table = _table(rows, text_columns=2)
     for offset, (at, hidden) in enumerate(sorted(more.items())):
         table.insert(at + offset, f"    ... and {hidden} more")
     return table
+
+
+def processes_text(served: dict[str, int]) -> str:
+    """``node-a 2, node-b 1``: the processes that served a user's connections, and how many each."""
+    return ", ".join(f"{node} {count}" for node, count in served.items()) or "-"
 
 
 def minute_rows(minutes: list[dict[str, Any]]) -> list[str]:

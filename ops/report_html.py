@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-from ops.report import NODE_MARKS, TrafficReport, parse_time, span_text
+from ops.report import NODE_MARKS, TrafficReport, parse_time, processes_text, span_text
 
 MAX_BARS = 240  # longer timelines are drawn in buckets of several minutes
 WIDTH, HEIGHT = 760, 200  # the plot area of one chart, in SVG units
@@ -42,39 +42,68 @@ td { font-variant-numeric: tabular-nums; }
 
 @dataclass(frozen=True)
 class Bucket:
-    """One bar of the charts: ``minutes`` minutes from ``start`` (``YYYY-MM-DDTHH:MM``, UTC)."""
+    """One bar of the charts: ``seconds`` seconds from ``start`` (UTC, to the minute or to the second)."""
 
     start: str
-    minutes: int
+    seconds: int
     messages: int
     joins: int
     leaves: int
     rejected: int
     events: tuple[str, ...]
 
+    @property
+    def end(self) -> datetime:
+        return parse_time(self.start) + timedelta(seconds=self.seconds)
 
-def buckets(timeline: Sequence[dict[str, Any]]) -> list[Bucket]:
-    """Every minute from the first to the last (quiet ones too, so time runs evenly
-    along the axis), merged into at most MAX_BARS buckets."""
+
+PER_SECOND_UP_TO = 15 * 60  # a log spanning no longer than this is drawn per second (or a few)
+SECOND_SIZES = (1, 2, 5, 10, 15, 30)
+
+
+def buckets(timeline: Sequence[dict[str, Any]], unit: int = 60) -> list[Bucket]:
+    """Every ``unit`` (60: minute, 1: second) from the first to the last, quiet ones too (so
+    time runs evenly along the axis), merged into at most MAX_BARS buckets of a round size."""
     if not timeline:
         return []
     first = parse_time(timeline[0]["minute"][:-1])
     last = parse_time(timeline[-1]["minute"][:-1])
-    span = int((last - first).total_seconds() // 60) + 1
+    span = int((last - first).total_seconds() // unit) + 1
     size = math.ceil(span / MAX_BARS)
+    if unit == 1:
+        size = next((s for s in SECOND_SIZES if s >= size), 60)
     by_index: dict[int, list[dict[str, Any]]] = {}
     for entry in timeline:
-        index = int((parse_time(entry["minute"][:-1]) - first).total_seconds() // 60) // size
+        index = int((parse_time(entry["minute"][:-1]) - first).total_seconds() // unit) // size
         by_index.setdefault(index, []).append(entry)
+    shape = "%Y-%m-%dT%H:%M:%S" if unit == 1 else "%Y-%m-%dT%H:%M"
     result = []
     for index in range(math.ceil(span / size)):
         entries = by_index.get(index, [])
-        start = (first + timedelta(minutes=index * size)).strftime("%Y-%m-%dT%H:%M")
+        start = (first + timedelta(seconds=index * size * unit)).strftime(shape)
         counts = {key: sum(e[key] for e in entries) for key in ("messages", "joins", "leaves", "rejected")}
         result.append(
-            Bucket(start=start, minutes=size, events=tuple(ev for e in entries for ev in e["events"]), **counts)
+            Bucket(start=start, seconds=size * unit, events=tuple(ev for e in entries for ev in e["events"]), **counts)
         )
     return result
+
+
+def timeline_bars(report: TrafficReport, by_minute: Sequence[dict[str, Any]]) -> list[Bucket]:
+    """Bars that fit the span: seconds for a few minutes, minutes (or several) for hours and days."""
+    per_second = report.by_second()
+    if per_second:
+        first = parse_time(per_second[0]["minute"][:-1])
+        if (parse_time(per_second[-1]["minute"][:-1]) - first).total_seconds() <= PER_SECOND_UP_TO:
+            return buckets(per_second, unit=1)
+    return buckets(by_minute)
+
+
+def per_text(bars: list[Bucket]) -> str:
+    """``second``, ``5 seconds``, ``minute``, ``10 minutes``: what one bar counts."""
+    size = bars[0].seconds if bars else 60
+    if size % 60 == 0:
+        return "minute" if size == 60 else f"{size // 60} minutes"
+    return "second" if size == 1 else f"{size} seconds"
 
 
 def _e(value: Any) -> str:
@@ -83,12 +112,20 @@ def _e(value: Any) -> str:
 
 MAX_BAR = 40.0  # a short timeline still looks like a timeline, not one block
 EVENT_LABELS = 12  # more marked buckets than this: the labels only on hover
+LABEL_ROW = 14  # SVG units per row of event labels, above the plot
+CHAR_WIDTH = 6.2  # about one character at font-size 11, to keep labels apart
 
 
 def chart(title: str, bars: list[Bucket], series: Sequence[str]) -> str:
-    """A bar chart of ``series`` (side by side per bucket) with the events as marked lines."""
+    """A bar chart of ``series`` (side by side per bucket) with the events as marked lines.
+
+    The events' labels go in rows above the plot, each in the first row where
+    it overlaps no other label: they never cover a bar or each other.
+    """
     peak = max([1] + [getattr(bar, name) for bar in bars for name in series])
     step = WIDTH / max(1, len(bars))
+    labels = _label_rows(bars, step)
+    top = TOP + LABEL_ROW * (1 + max((row for _, _, row, _ in labels), default=-1))
     width = min(MAX_BAR, max(1.0, step * 0.8 / len(series)))
     shapes: list[str] = []
     for i, bar in enumerate(bars):
@@ -97,36 +134,64 @@ def chart(title: str, bars: list[Bucket], series: Sequence[str]) -> str:
             value = getattr(bar, name)
             height = HEIGHT * value / peak
             shapes.append(
-                f'<rect class="bar {name}" x="{x0 + j * width:.1f}" y="{TOP + HEIGHT - height:.1f}" '
+                f'<rect class="bar {name}" x="{x0 + j * width:.1f}" y="{top + HEIGHT - height:.1f}" '
                 f'width="{width:.1f}" height="{height:.1f}" fill="{COLOURS[name]}">'
                 f"<title>{_e(bar.start)}Z: {value} {name}</title></rect>"
             )
-    shapes += _event_marks(bars, step)
-    return _figure(title, bars, series, peak, shapes)
+    shapes += _event_marks(bars, step, top, labels)
+    return _figure(title, bars, series, peak, shapes, top)
 
 
-def _event_marks(bars: list[Bucket], step: float) -> list[str]:
-    """A dashed line through each bucket with events, on top of the bars, labelled when few."""
+def _label_rows(bars: list[Bucket], step: float) -> list[tuple[int, float, int, str]]:
+    """(bar, x where the label starts, row, anchor) of each marked bar's label, when they are few enough."""
     marked = [(i, bar) for i, bar in enumerate(bars) if bar.events]
-    marks = _outages(bars, step)
-    for k, (i, bar) in enumerate(marked):
+    if len(marked) > EVENT_LABELS:
+        return []
+    rows: list[list[tuple[float, float]]] = []
+    placed = []
+    for i, bar in marked:
+        x = LEFT + i * step + step / 2
+        length = CHAR_WIDTH * len("; ".join(bar.events))
+        # Towards the right when it fits, else ending at the line (towards the left).
+        start, anchor = (x + 4, "start") if x + 4 + length <= LEFT + WIDTH + 8 else (x - 4, "end")
+        span = (start, start + length) if anchor == "start" else (start - length, start)
+        row = next(
+            (r for r, taken in enumerate(rows) if all(span[1] + 6 < a or span[0] > b + 6 for a, b in taken)), None
+        )
+        if row is None:
+            row = len(rows)
+            rows.append([])
+        rows[row].append(span)
+        placed.append((i, start, row, anchor))
+    return placed
+
+
+def _event_marks(bars: list[Bucket], step: float, top: float, labels: list[tuple[int, float, int, str]]) -> list[str]:
+    """A dashed line through each bucket with events, from its label (above the plot) down."""
+    marks = _outages(bars, step, top)
+    where = {i: (start, row, anchor) for i, start, row, anchor in labels}
+    for i, bar in enumerate(bars):
+        if not bar.events:
+            continue
         x = LEFT + i * step + step / 2
         text = "; ".join(bar.events)
-        y = TOP + 10 + 13 * (k % 3)  # staggered, so that close marks do not print over each other
-        label = (
-            f'<text x="{x + 4:.1f}" y="{y}" fill="#6a4fb5" stroke="#fff" stroke-width="3" '
-            f'paint-order="stroke">{_e(text)}</text>'
-            if len(marked) <= EVENT_LABELS
-            else ""
-        )
+        label, line_top = "", top
+        if i in where:
+            start, row, anchor = where[i]
+            y = TOP + 10 + LABEL_ROW * row
+            label = (
+                f'<text class="event-label" x="{start:.1f}" y="{y}" text-anchor="{anchor}" fill="#6a4fb5">'
+                f"{_e(text)}</text>"
+            )
+            line_top = y - 10
         marks.append(
-            f'<g class="event"><line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + HEIGHT}" stroke="#6a4fb5" '
+            f'<g class="event"><line x1="{x:.1f}" x2="{x:.1f}" y1="{line_top}" y2="{top + HEIGHT}" stroke="#6a4fb5" '
             f'stroke-width="2" stroke-dasharray="5 3"/>{label}<title>{_e(bar.start)}Z: {_e(text)}</title></g>'
         )
     return marks
 
 
-def _outages(bars: list[Bucket], step: float) -> list[str]:
+def _outages(bars: list[Bucket], step: float, top: float) -> list[str]:
     """A shaded band from each "lost its bus" to that process's next "bus back"."""
     lost: dict[str, int] = {}
     bands = []
@@ -139,35 +204,35 @@ def _outages(bars: list[Bucket], step: float) -> list[str]:
             elif what == NODE_MARKS["bus.recovered"] and node in lost:
                 start = lost.pop(node)
                 bands.append(
-                    f'<rect class="outage" x="{LEFT + start * step + step / 2:.1f}" y="{TOP}" '
+                    f'<rect class="outage" x="{LEFT + start * step + step / 2:.1f}" y="{top}" '
                     f'width="{(i - start) * step:.1f}" height="{HEIGHT}" fill="#b42318" fill-opacity="0.08">'
                     f"<title>{_e(node)} without its bus</title></rect>"
                 )
     return bands
 
 
-def _figure(title: str, bars: list[Bucket], series: Sequence[str], peak: int, shapes: list[str]) -> str:
+def _figure(title: str, bars: list[Bucket], series: Sequence[str], peak: int, shapes: list[str], top: float) -> str:
+    shape = "%Y-%m-%d %H:%M:%S" if bars and bars[0].seconds < 60 else "%Y-%m-%d %H:%M"
     axis = [
-        f'<line x1="{LEFT}" x2="{LEFT + WIDTH}" y1="{TOP + HEIGHT}" y2="{TOP + HEIGHT}" stroke="#5f6670"/>',
-        f'<text x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end">{peak}</text>',
-        f'<text x="{LEFT - 6}" y="{TOP + HEIGHT}" text-anchor="end">0</text>',
+        f'<line x1="{LEFT}" x2="{LEFT + WIDTH}" y1="{top + HEIGHT}" y2="{top + HEIGHT}" stroke="#5f6670"/>',
+        f'<text x="{LEFT - 6}" y="{top + 10}" text-anchor="end">{peak}</text>',
+        f'<text x="{LEFT - 6}" y="{top + HEIGHT}" text-anchor="end">0</text>',
     ]
     if bars:
-        axis.append(f'<text x="{LEFT}" y="{TOP + HEIGHT + 18}">{_e(bars[0].start.replace("T", " "))}</text>')
+        first = parse_time(bars[0].start).strftime(shape)
+        axis.append(f'<text x="{LEFT}" y="{top + HEIGHT + 18}">{_e(first)}</text>')
     if len(bars) > 1:
-        end = datetime.strptime(bars[-1].start, "%Y-%m-%dT%H:%M") + timedelta(minutes=bars[-1].minutes)
         axis.append(
-            f'<text x="{LEFT + WIDTH}" y="{TOP + HEIGHT + 18}" text-anchor="end">'
-            f"{end.strftime('%Y-%m-%d %H:%M')}</text>"
+            f'<text x="{LEFT + WIDTH}" y="{top + HEIGHT + 18}" text-anchor="end">{bars[-1].end.strftime(shape)}</text>'
         )
     legend = "".join(f'<span><i style="background:{COLOURS[name]}"></i>{name}</span>' for name in series)
     total = {name: sum(getattr(bar, name) for bar in bars) for name in series}
     summary = ", ".join(f"{total[name]} {name}" for name in series)
     return (
         f"<figure><figcaption>{_e(title)}</figcaption>"
-        f'<svg viewBox="0 0 {LEFT + WIDTH + 8} {TOP + HEIGHT + BOTTOM}" role="img" font-size="11" fill="#1f2328" '
+        f'<svg viewBox="0 0 {LEFT + WIDTH + 8} {top + HEIGHT + BOTTOM}" role="img" font-size="11" fill="#1f2328" '
         f'aria-label="{_e(title)}: {_e(summary)}">{"".join(axis)}{"".join(shapes)}</svg>'
-        f'<div class="legend">{legend}<span>dashed line: a process started or stopped, or lost its bus '
+        f'<div class="legend">{legend}<span>dashed line: a process started, stopped, crashed, or lost its bus '
         f"or got it back; shaded: a bus outage</span></div></figure>"
     )
 
@@ -218,12 +283,15 @@ def _rooms_table(rooms: dict[str, dict[str, Any]]) -> str:
 
 
 def _users_table(rooms: dict[str, dict[str, Any]]) -> str:
+    one_room = any("processes" in room for room in rooms.values())  # --room: which process served whom
     rows = [
         [name, user, c.messages, c.rejected, c.connections]
+        + ([processes_text(room["processes"].get(user, {}))] if one_room else [])
         for name, room in rooms.items()
         for user, c in room["per_user"].items()
     ]
-    return _table(["room", "user", "messages", "rejected", "connections"], rows, text_columns=2)
+    header = ["room", "user", "messages", "rejected", "connections"] + (["processes"] if one_room else [])
+    return _table(header, rows, text_columns=2)
 
 
 def _events_table(timeline: Sequence[dict[str, Any]]) -> str:
@@ -237,8 +305,8 @@ def render_html(report: TrafficReport) -> str:
     data = report.as_dict(by_minute=True)
     filters = data["filters"]
     scope = f"room {filters['room']}" if filters["room"] else "all rooms"
-    bars = buckets(data["by_minute"])
-    per = "minute" if not bars or bars[0].minutes == 1 else f"{bars[0].minutes} minutes"
+    bars = timeline_bars(report, data["by_minute"])
+    per = per_text(bars)
     lines = data["lines"]
     return "".join(
         [

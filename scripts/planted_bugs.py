@@ -49,8 +49,8 @@ BUGS = [
     Bug(
         "a slow client closed with 1000 instead of 1008",
         "handlers/room_socket.py",
-        "self._close_by_server(CLOSE_POLICY,",
-        "self._close_by_server(1000,",
+        'self._close_by_server(CLOSE_POLICY, "too slow',
+        'self._close_by_server(1000, "too slow',
         ("tests/test_protocol.py::test_a_client_that_stops_reading_is_dropped_with_1008_without_slowing_the_room",),
     ),
     Bug(
@@ -83,10 +83,30 @@ BUGS = [
     ),
     Bug(
         "a client_id's resend window never expires (Redis bus)",
-        "bus/streams.py",
-        "self._resend_ms = int(settings.resend_window * 1000)",
+        "bus/redis/publish.py",
+        "self._resend_ms = int(options.resend_window * 1000)",
         "self._resend_ms = 10**12",
         ("tests/unit/test_resend_window.py::test_a_client_id_is_remembered_for_the_resend_window_then_forgotten",),
+    ),
+    Bug(
+        "a per-address connection slot never given back",
+        "handlers/limits.py",
+        "        self._per_client[client] -= 1\n",
+        "",
+        (
+            "tests/unit/test_connection_limits.py::test_a_released_slot_can_be_taken_again_by_the_same_address",
+            "tests/test_limits.py::test_a_closed_connection_gives_its_slot_back",
+        ),
+    ),
+    Bug(
+        "a ping timeout compared the wrong way",
+        "handlers/pings.py",
+        "if self.timeout > 0 and not socket.pong_received():",
+        "if self.timeout < 0 and not socket.pong_received():",
+        (
+            "tests/unit/test_pings.py::"
+            "test_on_a_fake_clock_a_silent_socket_is_closed_just_after_its_timeout_and_an_answering_one_never",
+        ),
     ),
 ]
 

@@ -274,11 +274,11 @@ window.ChatLog = (function () {
       scrollToNewest();           // the sender wants to see what they sent
       return item;
     }
-    function addNotice(text) {
+    function addNotice(text, kind) {   // kind "info": news, not a problem (not shown as one)
       const last = lastShown();
       if (last && last.classList.contains("notice") && last.textContent === text) return false;  // no repeats
       const item = document.createElement("li");
-      item.className = "notice";
+      item.className = kind ? "notice " + kind : "notice";
       item.textContent = text;
       insert(item);
       added(false, true);         // a notice is about what the reader just did: show it

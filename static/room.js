@@ -70,11 +70,25 @@
     statusEl.textContent = text;
     retryButton.hidden = state !== "closed";
   }
+  // The server is up but cannot store messages (its Redis is unreachable):
+  // one state that says so, instead of "reconnecting" for ever and a
+  // "Not sent" beside every queued message. Typed messages wait for it.
+  const CANNOT_STORE = "the chat cannot store messages right now";
+  let cannotStore = false;
+  function storeDown() {
+    cannotStore = true;
+    if (!countdown) setStatus("unavailable", CANNOT_STORE + " · your messages wait here");
+  }
+  function storeUp() {
+    if (!cannotStore) return;
+    cannotStore = false;
+    if (ready) setStatus("open", "connected");
+  }
   function startCountdown(delay) {
     const retryAt = Date.now() + delay;
     function tick() {
       const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-      setStatus("closed", "disconnected · retrying in " + seconds + " s");
+      setStatus("closed", (cannotStore ? CANNOT_STORE : "disconnected") + " · retrying in " + seconds + " s");
     }
     tick();
     countdown = setInterval(tick, 250);
@@ -87,6 +101,16 @@
   // ---- the log ---------------------------------------------------------------
   function showNotice(text) {
     if (view.addNotice(text)) announce(text);
+  }
+  // A resume the server cannot vouch for: messages sent while this page was
+  // away were lost (a server restarted without its history, or trimmed past).
+  // Said once per page, as information: nothing the reader can or must do.
+  let gapShown = false;
+  function showGap() {
+    if (gapShown) return;
+    gapShown = true;
+    const text = "Some messages sent while you were disconnected may be missing: the chat server no longer has them.";
+    if (view.addNotice(text, "info")) announce(text);
   }
   function showMessage(frame) {
     if (!newer(frame.id, lastId)) return;   // already shown: a replay overlap
@@ -217,9 +241,10 @@
       ready = true;
       attempt = 0;
       if (frame.last_id && newer(frame.last_id, lastId)) lastId = frame.last_id;
+      cannotStore = false;
       setStatus("open", "connected");
       if (frame.user && frame.user !== userName) nameChanged(frame.user);
-      if (!frame.complete && resumed) showNotice("Some earlier messages are no longer available.");
+      if (!frame.complete && resumed) showGap();
       dropShown();
       view.showHintIfEmpty();
       resendOutbox(0);
@@ -229,10 +254,16 @@
     },
     refreshed: function () {},
     older: function (frame) { olderPages.answer(frame); },
-    edited: function (frame) { view.editMessage(frame); edits.edited(frame.id); },
-    deleted: function (frame) { view.removeMessage(frame.id); edits.removed(frame.id); },
-    ack: function (frame) { accepted(frame.client_id, frame.id); },
+    edited: function (frame) { storeUp(); view.editMessage(frame); edits.edited(frame.id); },
+    deleted: function (frame) { storeUp(); view.removeMessage(frame.id); edits.removed(frame.id); },
+    ack: function (frame) { storeUp(); accepted(frame.client_id, frame.id); },
     error: function (frame) {
+      if (frame.error === "unavailable" && (!frame.client_id || outbox.has(frame.client_id))) {
+        storeDown();   // said by the status; the message stays in the outbox and is retried
+        // An edit is not queued: it goes back into the composer, said once.
+        if (!frame.client_id && edits.refused(frame)) showNotice("Not saved: " + frame.detail);
+        return;
+      }
       // Unavailable or rate limited: the message stays in the outbox and is retried.
       const retried = frame.client_id && outbox.has(frame.client_id) &&
         (frame.error === "unavailable" || frame.error === "rate_limited");
@@ -250,7 +281,7 @@
     retryTimer = null;
     stopCountdown();
     ready = false;
-    setStatus("connecting", attempt ? "reconnecting…" : "connecting…");
+    setStatus("connecting", cannotStore ? CANNOT_STORE + " · retrying…" : attempt ? "reconnecting…" : "connecting…");
     if (!tokens) return openSocket(null);
     tokens.token().then(openSocket, function (error) {
       if (!tokenTrouble) showNotice("Could not renew your sign-in (" + error.message + "); trying again.");

@@ -11,6 +11,7 @@ a deadline.
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import os
 import pty
 import re
@@ -98,10 +99,59 @@ def test_help_names_the_subcommands_the_defaults_and_the_environment_variables()
         "(default: 8888; env CHAT_PORT)",
         "(default: 50; env CHAT_HISTORY)",
         "env CHAT_REDIS_URL or REDIS_URL",
-        "env CHAT_COOKIE_SECRET",
-        "(default: 20.0; env CHAT_RATE_LIMIT)",
+        "The cookie secret has no flag: set CHAT_COOKIE_SECRET",
+        "(default: 20; env CHAT_RATE_LIMIT)",
+        "per second a user may send in a room, over all their connections to it",
     ):
         assert expected in text, expected
+
+
+def test_version_says_which_server_and_what_it_runs_on() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and re.fullmatch(
+        r"room chat \d+\.\d+\.\d+ \(Python 3\.\d+\.\d+, Tornado \d[\d.]*\)\n", result.stdout
+    )
+
+
+def test_a_mistake_on_the_command_line_is_one_line_naming_the_flag() -> None:
+    for argv, line in (
+        (["--prot", "9000"], "server.py: unknown flag --prot (did you mean --port?); server.py --help lists them all"),
+        (["--po", "9000"], "server.py: unknown flag --po (did you mean --port?); server.py --help lists them all"),
+        (["--port"], "server.py: --port needs a value"),
+        (["--log-format", "xml"], "server.py: --log-format must be 'json' or 'console', got 'xml'"),
+        (
+            ["--cookie-secret", "s" * 40],
+            "server.py: --cookie-secret is not a flag: a command line is visible to every user of the machine; "
+            "set CHAT_COOKIE_SECRET in the environment or cookie_secret in a config file",
+        ),
+    ):
+        result = run(*argv, env=SECRET_ENV)
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", line + "\n"), argv
+
+
+def test_without_an_access_log_a_static_file_writes_no_line_and_warnings_still_go_out(tmp_path: Path) -> None:
+    port = free_port()
+    with (tmp_path / "out.log").open("wb") as out:
+        process = subprocess.Popen(
+            [*SERVER, "--port", str(port), "--log-format", "json", "--no-access-log", "--log-level", "warning"],
+            env={k: v for k, v in os.environ.items() if not k.startswith("CHAT_")},  # no secret: a warning
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    try:
+        wait_healthy(port, process)
+        for path in ("/static/chat.css", "/chat/", "/healthz"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                assert response.status == 200
+        assert stop(process) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    events = [json.loads(line)["event"] for line in (tmp_path / "out.log").read_text().splitlines()]
+    assert "http.request" not in events and "server.started" not in events  # info is below warning
+    assert "settings.cookie_secret_generated" in events  # a warning
 
 
 def test_the_subcommands_have_help_of_their_own_in_plain_text() -> None:
@@ -245,6 +295,10 @@ def test_the_launcher_prints_each_log_file_and_stopped(tmp_path: Path) -> None:
         assert set(logs) == {"redis", "node-1", "nginx"}, lines
         for path in logs.values():
             assert Path(path).is_file() and Path(path).parent == tmp_path, path
+        node = launcher.stdout.readline().split()  # then each process's own address and its /metrics
+        assert node[0] == "node-1" and node[2] == "metrics" and node[3] == node[1] + "metrics", node
+        with urllib.request.urlopen(node[3], timeout=5) as response:
+            assert b"chat_connections" in response.read()
         launcher.send_signal(signal.SIGTERM)
         rest = launcher.stdout.read()
         assert launcher.wait(30) == 0

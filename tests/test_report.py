@@ -228,7 +228,7 @@ def test_one_room_by_minute_answers_what_happened_in_that_room() -> None:
     result = run_report("--room", "café", "--by-minute", str(TRAFFIC_LOG))
     text = result.stdout.decode("utf-8")
     assert text.endswith("2026-11-24 16:09         2      2       2         0  node-a started; node-a stopped\n")
-    assert re.search(r"^  café +ann +1 +0 +1$", text, re.M) and "lobby" not in text
+    assert re.search(r"^  café +ann +1 +0 +1 +node-a 1$", text, re.M) and "lobby" not in text  # who served whom
 
 
 def test_the_html_report_of_the_frozen_run_is_exactly_the_frozen_page() -> None:
@@ -247,15 +247,18 @@ def test_the_html_report_opens_in_chromium_and_shows_its_charts(tmp_path: Path) 
     page_file.write_bytes(run_report("--format", "html", str(TRAFFIC_LOG)).stdout)
     shown = asyncio.run(asyncio.wait_for(look_at(page_file, tmp_path / "report.png"), 60))
     assert shown["errors"] == []
-    assert shown["charts"] == [
-        "Messages accepted per minute",
-        "Connections opened (joins) and closed (leaves) per minute",
-        "Messages rejected per minute",
+    assert shown["charts"] == [  # the run took 0.2 s: a bar per second, not per minute
+        "Messages accepted per second",
+        "Connections opened (joins) and closed (leaves) per second",
+        "Messages rejected per second",
     ]
     # Every chart is drawn and on the page: bars with a height, one per series, and the marked events.
-    assert shown["bars"] == [["messages", 11], ["joins", 7], ["leaves", 7], ["rejected", 5]]
+    totals: dict[str, int] = {}
+    for series, value in shown["bars"]:  # two bars each: the run spans second :37 and second :38
+        totals[series] = totals.get(series, 0) + value
+    assert totals == {"messages": 11, "joins": 7, "leaves": 7, "rejected": 5}
     assert all(width > 300 and height > 150 for width, height in shown["sizes"]), shown["sizes"]
-    assert shown["events"] == 3 and shown["screenshot"] > 10_000
+    assert shown["events"] == 6 and shown["screenshot"] > 10_000  # started and stopped, a second apart, in 3 charts
 
 
 async def look_at(page_file: Path, screenshot: Path) -> dict[str, Any]:
@@ -340,3 +343,100 @@ def test_small_medians_by_hand(values: list[float], median: float | None) -> Non
     for value in values:
         durations.add(value)
     assert durations.median() == median and len(durations) == len(values)
+
+
+def short_and_long_logs() -> tuple[list[str], list[str]]:
+    """Five minutes of two processes (an outage each, a crash, a restart), and three hours of one."""
+    short = [
+        log_line("2026-11-24T09:00:00.000000Z", "server.started"),
+        log_line("2026-11-24T09:00:00.5Z", "server.started", node="node-2"),
+    ]
+    for second in range(300):
+        stamp = f"2026-11-24T09:{second // 60:02d}:{second % 60:02d}.000000Z"
+        short.append(log_line(stamp, "message.accepted", room="r", user="ann", node=("node-1", "node-2")[second % 2]))
+    for stamp, event, node in (
+        ("09:01:02", "bus.error", "node-2"),
+        ("09:01:04", "bus.error", "node-1"),
+        ("09:01:10", "bus.recovered", "node-2"),
+        ("09:01:11", "bus.recovered", "node-1"),
+        ("09:02:30", "server.started", "node-1"),  # no stop before it: a crash
+        ("09:03:20", "server.stopped", "node-2"),
+        ("09:03:23", "server.started", "node-2"),
+    ):
+        short.append(log_line(f"2026-11-24T{stamp}.000000Z", event, node=node))
+    long = [log_line("2026-11-24T09:00:00.000000Z", "server.started")]
+    for minute in range(180):
+        long.append(
+            log_line(
+                f"2026-11-24T{9 + minute // 60:02d}:{minute % 60:02d}:30.000000Z",
+                "message.accepted",
+                room="r",
+                user="ann",
+            )
+        )
+    return short, long
+
+
+def test_a_process_that_started_again_without_a_stop_is_shown_as_a_crash() -> None:
+    short, _ = short_and_long_logs()
+    minutes = TrafficReport().feed_all(short).by_minute()
+    events = {entry["minute"]: entry["events"] for entry in minutes}
+    assert events["2026-11-24T09:02Z"] == ["node-1 crashed; started again"]
+    assert events["2026-11-24T09:03Z"] == ["node-2 stopped", "node-2 started"]  # a restart, not a crash
+    assert events["2026-11-24T09:00Z"] == ["node-1 started", "node-2 started"]
+
+
+def test_the_chart_bars_fit_the_span_seconds_for_minutes_minutes_for_hours() -> None:
+    from ops.report_html import per_text, timeline_bars
+
+    short, long = short_and_long_logs()
+    for lines, per, count in ((short, "2 seconds", 150), (long, "minute", 180)):
+        report = TrafficReport().feed_all(lines)
+        bars = timeline_bars(report, report.by_minute())
+        assert (per_text(bars), len(bars)) == (per, count)
+        assert sum(bar.messages for bar in bars) == len([line for line in lines if "message.accepted" in line])
+
+
+def test_one_rooms_json_says_which_process_served_each_users_connections() -> None:
+    lines = [
+        log_line("2026-11-24T09:00:00Z", "ws.connect", room="r", user="ann", node="node-1"),
+        log_line("2026-11-24T09:00:01Z", "ws.connect", room="r", user="ann", node="node-2"),
+        log_line("2026-11-24T09:00:02Z", "ws.connect", room="r", user="bob", node="node-2"),
+        log_line("2026-11-24T09:00:03Z", "ws.connect", room="other", user="cy", node="node-1"),
+    ]
+    one = TrafficReport(room="r").feed_all(lines).as_dict()
+    assert one["rooms"]["r"]["processes"] == {"ann": {"node-1": 1, "node-2": 1}, "bob": {"node-2": 1}}
+    assert "processes" not in TrafficReport().feed_all(lines).as_dict()["rooms"]["r"]  # the all-rooms view as before
+
+
+def test_event_labels_overlap_no_bar_and_no_other_label(tmp_path: Path) -> None:
+    from ops.report_html import render_html
+
+    short, _ = short_and_long_logs()
+    page_file = tmp_path / "report.html"
+    page_file.write_text(render_html(TrafficReport().feed_all(short)), encoding="utf-8")
+    boxes = asyncio.run(asyncio.wait_for(label_and_bar_boxes(page_file), 60))
+    for chart in boxes:
+        labels, bars = chart["labels"], chart["bars"]
+        assert len(labels) == 7  # the marked buckets of the log (2 s each), each labelled
+        for k, a in enumerate(labels):
+            assert not any(overlap(a, b) for b in labels[k + 1 :]), (a, labels)
+            assert not any(overlap(a, bar) for bar in bars), a
+
+
+def overlap(a: list[float], b: list[float]) -> bool:
+    """Two boxes (left, top, right, bottom) that share more than an edge."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+async def label_and_bar_boxes(page_file: Path) -> list[dict[str, list[list[float]]]]:
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1440, "height": 900})
+        await page.goto(page_file.as_uri())
+        return await page.locator("figure svg").evaluate_all(
+            """svgs => svgs.map(svg => {
+                const box = el => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+                return {labels: [...svg.querySelectorAll("text.event-label")].map(box),
+                        bars: [...svg.querySelectorAll("rect.bar")].filter(r => r.getBBox().height > 0).map(box)};
+            })"""
+        )

@@ -383,11 +383,29 @@ async def test_a_bad_room_name_gets_a_page_that_explains_room_names(make_server:
 # ---- acceptance 5: accessibility --------------------------------------------------
 
 
+def axe_script(path: Path = AXE) -> str:
+    """axe-core's source; a plain ``pytest`` without it fails saying which command installs it."""
+    if not path.exists():
+        pytest.fail(
+            f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} is missing: install it with "
+            "`make tests/a11y/node_modules/axe-core/axe.min.js` (npm ci in tests/a11y, pinned by its "
+            "package-lock.json); `make test` does it before the tests",
+            pytrace=False,
+        )
+    return path.read_text(encoding="utf-8")
+
+
+def test_without_axe_core_the_failure_says_which_command_installs_it(backend: str) -> None:
+    with pytest.raises(pytest.fail.Exception) as failed:
+        axe_script(ROOT / "tests" / "a11y" / "gone" / "axe.min.js")
+    assert "tests/a11y/gone/axe.min.js is missing" in str(failed.value)
+    assert "`make tests/a11y/node_modules/axe-core/axe.min.js`" in str(failed.value)
+
+
 async def axe_violations(page: Page) -> list[dict[str, Any]]:
     """Serious and critical violations axe-core finds on the page as it is now."""
-    assert AXE.exists(), f"{AXE} is missing: run `make test` (it runs npm ci in tests/a11y)"
     # Evaluated by the driver, not added as a <script>: the page's CSP rightly refuses inline scripts.
-    await page.evaluate(AXE.read_text(encoding="utf-8"))
+    await page.evaluate(axe_script())
     result = await page.evaluate("async () => JSON.stringify(await axe.run(document))")
     violations = json.loads(result)["violations"]
     return [

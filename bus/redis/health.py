@@ -31,7 +31,8 @@ class Health:
     @property
     def reason(self) -> str | None:
         """Why the bus cannot publish (for /readyz), or None."""
-        return next((why for part, why in self._failing.items() if part != PRESENCE), None)
+        failures = (why for part, why in self._failing.items() if part not in (PRESENCE, "start"))
+        return next(failures, self._failing.get("start"))  # a failure says more than "not yet"
 
     def failed(self, part: str, reason: str) -> None:
         if part == PRESENCE:

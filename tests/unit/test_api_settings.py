@@ -34,7 +34,7 @@ def test_keys_come_from_the_environment_or_a_file_several_at_once(tmp_path: Path
 
 
 def test_keys_are_refused_on_the_command_line_and_short_keys_anywhere() -> None:
-    with pytest.raises(SettingsError, match="--api-keys is refused"):
+    with pytest.raises(SettingsError, match="--api-keys is not a flag"):
         load_settings(["--api-keys", KEY_A], {})
     with pytest.raises(SettingsError) as short:
         load_settings(["--api-port", "0"], {"CHAT_API_KEYS": "short-key"})

@@ -88,3 +88,40 @@ def test_a_socket_gone_before_its_ping_leaves_the_wheel() -> None:
 def test_the_timeout_is_never_longer_than_the_interval_as_in_tornado() -> None:
     assert PingWheel(5, 20).timeout == 5 and PingWheel(20, 5).timeout == 5
     assert not PingWheel(0, 20).enabled
+
+
+class ClockedWheel(PingWheel):
+    """The wheel on a clock the test moves: its timer is never waited for, ``advance`` walks the due slots."""
+
+    def __init__(self, interval: float, timeout: float) -> None:
+        super().__init__(interval, timeout)
+        self.now = 0.0
+
+    def _now_slot(self) -> int:
+        return int(self.now // self.tick)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self._walk()
+
+
+def test_on_a_fake_clock_a_silent_socket_is_closed_just_after_its_timeout_and_an_answering_one_never() -> None:
+    async def scenario() -> None:
+        wheel = ClockedWheel(interval=20.0, timeout=10.0)  # the real timer (a tick of 1 s) never fires here
+        answering, silent = FakeSocket(answers=True), FakeSocket(answers=False)
+        wheel.add(answering)
+        wheel.add(silent)
+        wheel.advance(19.0)
+        assert silent.pings == answering.pings == 0  # never early
+        wheel.advance(3.0)  # the first ping, at most two ticks late
+        assert silent.pings == answering.pings == 1 and silent.timed_out == 0
+        wheel.advance(9.0)  # within the timeout: not yet
+        assert silent.timed_out == 0
+        wheel.advance(3.0)  # past it
+        assert silent.timed_out == 1 and answering.timed_out == 0
+        for _ in range(10):
+            wheel.advance(5.0)
+        assert answering.pings >= 3 and answering.timed_out == 0 and silent.pings == 1
+        wheel.stop()
+
+    asyncio.run(scenario())

@@ -59,9 +59,9 @@ def test_private_rooms_need_token_mode_and_room_patterns() -> None:
         settings({"private_rooms": "staff"})
     env = {"CHAT_TOKEN_SECRET": TOKEN_SECRET}
     assert settings({"private_rooms": "staff, team_*"}, env).private_rooms == ("staff", "team_*")
-    with pytest.raises(SettingsError, match="private_rooms"):
+    with pytest.raises(SettingsError, match="--private-rooms entries"):
         settings({"private_rooms": "a-b"}, env)
-    with pytest.raises(SettingsError, match="token_refresh_url"):
+    with pytest.raises(SettingsError, match="--token-refresh-url must"):
         settings({"token_refresh_url": "//elsewhere/x"}, env)
 
 
