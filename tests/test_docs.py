@@ -22,7 +22,19 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 # Folders (and files) whose comments must stand alone. bench/ is left out: its
 # harness really lives outside the repo, and its scripts say where to get it.
-COMMENTED = ("bus", "handlers", "api", "ops", "config", "clients", "scripts", "static", "templates", "tests", "server.py")
+COMMENTED = (
+    "bus",
+    "handlers",
+    "api",
+    "ops",
+    "config",
+    "clients",
+    "scripts",
+    "static",
+    "templates",
+    "tests",
+    "server.py",
+)
 # The packages whose every module the README's folder table names.
 MODULE_FOLDERS = ("bus", "bus/redis", "handlers", "api", "ops", "config", "clients", "scripts")
 
@@ -176,9 +188,11 @@ def test_the_protocol_page_names_every_error_code() -> None:
 
 
 def test_the_protocol_page_names_every_frame_type() -> None:
-    missing = [kind for kind in sorted(frame_types_in_code()) if f'"type": "{kind}"' not in PROTOCOL and (
-        f"| `{kind}` |" not in PROTOCOL
-    )]
+    missing = [
+        kind
+        for kind in sorted(frame_types_in_code())
+        if f'"type": "{kind}"' not in PROTOCOL and (f"| `{kind}` |" not in PROTOCOL)
+    ]
     assert missing == []
 
 
