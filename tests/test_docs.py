@@ -211,7 +211,7 @@ def folder_table() -> dict[str, str]:
 
 
 def test_the_readme_folder_table_names_every_module() -> None:
-    """Each module is named in its folder's row, or in a parent folder's (``websocket/reader.py`` under ``handlers/``)."""
+    """Each module is named in its folder's row or a parent's (``websocket/reader.py`` under ``handlers/``)."""
     rows = folder_table()
     missing = []
     for package in PACKAGES:
