@@ -1,7 +1,7 @@
 """The docs stand alone and keep up with the code.
 
 - Comments and docstrings point to docs/ or the README, never to documents a
-  clone does not have ("section 4b", "issue 9", the contract, ``../shared``).
+  clone does not have (numbered sections or issues of outside texts).
 - docs/protocol.md names every close code, error code and frame type the code
   has, found by scanning the code (so a new one fails here until documented).
 - The README's folder table names every module of the server's packages.
