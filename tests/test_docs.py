@@ -143,7 +143,9 @@ def close_codes_in_code() -> set[int]:
     """Close codes the server sends: ``CLOSE_* = N`` constants and literal codes passed to a close."""
     source = _sources("handlers", "bus", "api", "ops") + (ROOT / "server.py").read_text(encoding="utf-8")
     codes = {int(n) for n in re.findall(r"\bCLOSE_[A-Z_]+\s*(?::\s*\w+\s*)?=\s*(\d{4})\b", source)}
-    codes |= {int(n) for n in re.findall(r"\b(?:close|_close_by_server|close_all)\(\s*(?:code=)?(\d{4})\b", source)}
+    # A literal code as the first argument of anything that closes, refuses or fails a connection.
+    called = r"\b\w*(?:close|refuse|fail|abort)\w*\(\s*(?:[\w.]+,\s*)?(?:code=)?([1-4]\d{3})\b"
+    codes |= {int(n) for n in re.findall(called, source, re.IGNORECASE)}
     return codes
 
 
