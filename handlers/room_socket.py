@@ -26,7 +26,7 @@ from bus.room_bus import RoomBus
 from config.settings import Settings
 from handlers import room_requests
 from handlers.identity import Identity, cookie_user, guest_name, is_room_name
-from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
+from handlers.inbound import ChatRequest, EditRequest, FrameError, TypingRequest, parse_frame
 from handlers.limits import SocketLimits
 from handlers.moderated import CLOSE_MODERATED, banned, muted
 from handlers.rate_limit import TokenBucket
@@ -385,10 +385,13 @@ class RoomSocket(WebSocketHandler):
         if connection is None or connection.is_closing():
             return  # closed by us (junk, too slow): what the client sent meanwhile is not read
         gate = self._gate
+        charged: bool | None = None  # a frame the gate looks at and passes on is charged once, not twice
         if gate is not None and gate.wants(data):
-            if gate.grant is not None and not self._charge():  # a refresh costs a verification: charged
-                self._reject(FrameError("rate_limited", "too many frames, slow down"))
-                return
+            if gate.grant is not None:  # a refresh costs a verification: charged
+                charged = self._charge()
+                if not charged:
+                    self._reject(FrameError("rate_limited", "too many frames, slow down"))
+                    return
             taken = await gate.take(self, data)
             if isinstance(taken, Identity):
                 self._know(taken)
@@ -398,22 +401,24 @@ class RoomSocket(WebSocketHandler):
         # Every frame is charged, junk and typing included, to the user and to
         # the client address across all their connections: reconnecting buys
         # no fresh burst and a flood of bad frames is limited like any other.
-        within_rate = self._charge()
+        within_rate = self._charge() if charged is None else charged
         try:
             request = parse_frame(data, self._settings.max_message_chars)
             if isinstance(request, TypingRequest):
-                if within_rate:  # typing over the rate is dropped, it needs no answer
+                # Typing over the rate, or from a muted user, is dropped: it needs no answer.
+                if within_rate and not muted(self._moderation, self.identity, self.room):
                     await self._bus.typing(self.room, self)  # and throttled to 1/s by the bus
                 return
             if not within_rate:
                 raise FrameError("rate_limited", "too many messages, slow down", getattr(request, "client_id", None))
+            if isinstance(request, ChatRequest | EditRequest) and muted(self._moderation, self.identity, self.room):
+                # An edit speaks as much as a message; reading older history and deleting one's own stay open.
+                raise FrameError("muted", "you are muted in this room", getattr(request, "client_id", None))
             if not isinstance(request, ChatRequest):  # older, edit, delete
                 answer = await room_requests.serve(self._bus, self.room, self.user, self._settings, request)
                 if answer is not None:
                     self.send_frame(answer)
                 return
-            if muted(self._moderation, self.identity, self.room):
-                raise FrameError("muted", "you are muted in this room", request.client_id)
             await self._publish(request)
         except FrameError as error:
             self._reject(error)  # a bad frame keeps its own code; it used up a token all the same
