@@ -45,6 +45,7 @@ from handlers.hosts import HostCheckedApplication, host_policy
 from handlers.moderated import close_user
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
 from handlers.pings import PingWheel
+from handlers.proxies import policy as proxy_policy
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
 from handlers.tokens import TokenVerifier
 from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
@@ -241,6 +242,7 @@ class ChatServer:
         self.http = GuardedHTTPServer(
             self.app,
             xheaders=settings.behind_proxy,
+            trusts_peer=proxy_policy(settings.forwarded_allow_ips).trusts,
             # Tornado's defaults (100 MB bodies, an hour for headers) let a
             # few clients hold the memory and the sockets of the process.
             max_body_size=settings.max_body_bytes,

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import difflib
 import importlib.metadata
+import ipaddress
 import os
 import platform
 import re
@@ -49,6 +50,7 @@ class Settings:
     cookie_secret: str = field(default="", repr=False)  # random per process when empty (one process only)
     allowed_origins: tuple[str, ...] = ()
     behind_proxy: bool = False
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")  # peers whose forwarded headers are believed
     presence_timeout: float = 30.0
     max_message_chars: int = 4096
     max_frame_bytes: int = 64 * 1024
@@ -219,6 +221,17 @@ def _hosts(name: str, raw: Any) -> tuple[str, ...]:
     return hosts
 
 
+def _allow_ips(name: str, raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    entries = tuple(str(item).strip() for item in items if str(item).strip())
+    for entry in entries:
+        try:
+            entry == "*" or ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name} entries must be IP addresses, networks or *, got {entry!r}") from None
+    return entries
+
+
 def _room_patterns(name: str, raw: Any) -> tuple[str, ...]:
     items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
     patterns = tuple(str(item).strip() for item in items if str(item).strip())
@@ -292,7 +305,8 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "log_message_text": (_bool, "include message text in the traffic log"),
     "cookie_secret": (_secret, "refused here: set CHAT_COOKIE_SECRET or cookie_secret in a config file"),
     "allowed_origins": (_origins, "comma-separated scheme://host[:port] also allowed to connect"),
-    "behind_proxy": (_bool, "trust X-Forwarded-For/-Proto/-Host from the proxy"),
+    "behind_proxy": (_bool, "trust X-Forwarded-For/-Proto/-Host from the proxy (--forwarded-allow-ips)"),
+    "forwarded_allow_ips": (_allow_ips, "comma-separated addresses or networks of the proxy; * for any peer"),
     "presence_timeout": (_non_negative_float, "seconds before a dead process's members leave; 0: never"),
     "max_message_chars": (_positive_int, "longest message text, in code points"),
     "max_frame_bytes": (_positive_int, "larger frames close the connection with 1009"),

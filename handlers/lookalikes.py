@@ -1,10 +1,10 @@
 """Unicode's own data on text that looks like other text: default-ignorable code points and UTS #39 skeletons.
 
 The data files are Unicode's, vendored in handlers/unicode_data/ with their
-licence (see the README there): the Default_Ignorable_Code_Point property
+licence and provenance (its LICENSE file): the Default_Ignorable_Code_Point property
 (the standard library does not expose it) and confusables.txt, whose
 prototypes give the UTS #39 skeleton. Names and room names use them
-(handlers/names.py, handlers/rooms.py) so that a look-alike is decided by
+(handlers/names.py, handlers/identity.py) so that a look-alike is decided by
 Unicode's tables rather than a hand-made list.
 """
 

@@ -29,6 +29,7 @@ from handlers.identity import Identity, cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
 from handlers.limits import SocketLimits
 from handlers.moderated import CLOSE_MODERATED, banned, muted
+from handlers.proxies import forwarded_from_proxy
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
@@ -218,7 +219,8 @@ class RoomSocket(WebSocketHandler):
         if f"{parts.scheme}://{parts.netloc}".lower() in self._settings.allowed_origins:
             return True
         host = self.request.host
-        if self._settings.behind_proxy:
+        settings = self._settings
+        if forwarded_from_proxy(self.request, settings.behind_proxy, settings.forwarded_allow_ips):
             host = self.request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
         scheme = "https" if parts.scheme == "https" else "http"
         return _host_port(parts.netloc, scheme) == _host_port(host, scheme)

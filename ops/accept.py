@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 import structlog
 import tornado.httpserver
+from tornado.httputil import HTTPConnection, HTTPMessageDelegate
 from tornado.ioloop import IOLoop
 
 log = structlog.get_logger("chat.accept")
@@ -55,12 +56,31 @@ def connection_cap(max_connections: int, descriptors: int) -> int:
 
 
 class GuardedHTTPServer(tornado.httpserver.HTTPServer):
-    """Tornado's HTTPServer with an accept loop that pauses, rather than spins, when out of descriptors."""
+    """Tornado's HTTPServer with an accept loop that pauses, rather than spins, when out of descriptors.
+
+    With ``xheaders``, ``trusts_peer`` (given the TCP peer's address) says
+    whose forwarded headers are applied; any other peer's own address counts.
+    """
+
+    def initialize(self, *args: Any, trusts_peer: Callable[[str], bool] | None = None, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self.trusts_peer = trusts_peer
+
+    def start_request(self, server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
+        delegate = super().start_request(server_conn, request_conn)
+        if self.xheaders and self.trusts_peer is not None and not self.trusts_peer(_peer(request_conn)):
+            return delegate.delegate  # type: ignore[attr-defined]  # Tornado's proxy adapter, unwrapped
+        return delegate
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
             self._handlers[sock.fileno()] = accept_guarded(sock, self._handle_connection)
+
+
+def _peer(connection: HTTPConnection) -> str:
+    address = getattr(getattr(connection, "context", None), "address", None)
+    return str(address[0]) if isinstance(address, tuple) and address else ""
 
 
 class _Pauses:
