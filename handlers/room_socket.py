@@ -38,6 +38,7 @@ from handlers.tokens import TokenVerifier
 from handlers.tornado_frames import (
     HANDLER_SLOTS,
     PING_TIMED_OUT,
+    PING_TIMEOUT_CODE,
     Written,
     aborter,
     pong_received,
@@ -241,7 +242,7 @@ class RoomSocket(WebSocketHandler):
     def ping_timed_out(self) -> None:
         connection = self.ws_connection
         if connection is not None:
-            connection.close(reason=PING_TIMED_OUT)  # noted by watch_closes, as Tornado's own timeout
+            connection.close(PING_TIMEOUT_CODE, PING_TIMED_OUT)  # noted by watch_closes, as Tornado's own timeout
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         protocol = slotted_protocol(self)
@@ -255,7 +256,6 @@ class RoomSocket(WebSocketHandler):
         if code is not None and self._server_close_code is None:
             self._server_close_code = code
         if reason == PING_TIMED_OUT:
-            self._server_close_code = self._server_close_code or CLOSE_POLICY
             # A peer that answers no ping will not answer the close frame
             # either: end it now so its user leaves the room now, not in 5 s.
             asyncio.get_running_loop().call_soon(aborter(self))

@@ -1,0 +1,89 @@
+"""Close codes and client addresses (section 7): what a client is told is what is logged; who it counts as."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.client import TEST_SECRET, user_cookie
+from tests.helpers import eventually
+
+
+async def open_paused(port: int, room: str, user: str) -> tuple[socket.socket, bytes]:
+    """A WebSocket that completes the handshake and then answers nothing; the bytes read past the 101."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 5)
+    request = (
+        f"GET /ws/chat/{room}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\nCookie: {user_cookie(TEST_SECRET, user)}\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+        assert chunk, "closed during the handshake"
+        received += chunk
+    head, rest = received.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock, rest
+
+
+def next_frame(buffer: bytes) -> tuple[int, bytes, bytes] | None:
+    """(opcode, payload, the rest) of the first whole server frame (never masked) in ``buffer``, or None."""
+    if len(buffer) < 2:
+        return None
+    size, start = buffer[1] & 0x7F, 2
+    if size >= 126:
+        width = 2 if size == 126 else 8
+        if len(buffer) < 2 + width:
+            return None
+        size, start = int.from_bytes(buffer[2 : 2 + width], "big"), 2 + width
+    if len(buffer) < start + size:
+        return None
+    return buffer[0] & 0x0F, buffer[start : start + size], buffer[start + size :]
+
+
+async def read_close_code(sock: socket.socket, buffer: bytes, timeout: float) -> int | None:
+    """Read frames until a close frame; its code, or None if the socket ended without one."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = next_frame(buffer)
+        while frame is not None:
+            opcode, payload, buffer = frame
+            if opcode == 0x8:
+                return int(struct.unpack("!H", payload[:2])[0]) if len(payload) >= 2 else None
+            frame = next_frame(buffer)
+        left = deadline - time.monotonic()
+        assert left > 0, "no close frame within the timeout"
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), left)
+        if not chunk:
+            return None
+        buffer += chunk
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_ping_timeout_close_code_is_the_same_on_the_wire_and_in_the_log(make_server: Any) -> None:
+    server = await make_server(ping_interval=0.5, ping_timeout=0.5, history=0)
+    with capture_logs() as logs:
+        paused, buffered = await open_paused(server.port, "ping", "paused")
+        try:
+            on_the_wire = await read_close_code(paused, buffered, timeout=10)
+        finally:
+            paused.close()
+
+        async def logged() -> bool:
+            return any(line["event"] == "ws.disconnect" for line in logs)
+
+        await eventually(logged, 10, "the ws.disconnect line")
+    in_the_log = next(line["code"] for line in logs if line["event"] == "ws.disconnect")
+    assert on_the_wire == in_the_log == 1008  # the audit: 1000 on the wire, 1008 in the log
