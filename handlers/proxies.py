@@ -56,3 +56,21 @@ def policy(allowed: tuple[str, ...]) -> ForwardedPolicy:
 def forwarded_from_proxy(request: HTTPServerRequest, behind_proxy: bool, allowed: tuple[str, ...]) -> bool:
     """Whether this request's forwarded headers are believed: behind a proxy, and from one of its addresses."""
     return behind_proxy and policy(allowed).trusts(peer_address(request.connection))
+
+
+def address_key(address: str) -> str:
+    """The key an address's budgets and connection slots are kept under: IPv4 as it is, IPv6 by its /64.
+
+    One IPv6 subscriber gets a /64 (or more) and may pick any address in it,
+    so counting per /128 gave one client 2**64 budgets. An IPv4-mapped IPv6
+    address is its IPv4 address.
+    """
+    if ":" not in address:
+        return address  # IPv4, or no address: the common case, no parsing
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))

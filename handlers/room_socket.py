@@ -29,7 +29,7 @@ from handlers.identity import Identity, cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
 from handlers.limits import SocketLimits
 from handlers.moderated import CLOSE_MODERATED, banned, muted
-from handlers.proxies import forwarded_from_proxy
+from handlers.proxies import address_key, forwarded_from_proxy
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
@@ -111,6 +111,7 @@ class RoomSocket(WebSocketHandler):
         "_log_budget",
         "_unlogged",
         "_client",
+        "_client_key",
         "room",
         "user",
         "identity",
@@ -164,6 +165,7 @@ class RoomSocket(WebSocketHandler):
         self.conn = ""
         self._since: IdKey | None = None
         self._client = ""  # the client's address, kept once the request's headers are let go
+        self._client_key = ""  # what the address's budgets are kept under: its /64 for IPv6
         self.ping_slot = -1  # the registry's ping wheel keeps these
         self.ping_awaiting = False
 
@@ -179,7 +181,8 @@ class RoomSocket(WebSocketHandler):
                 self._since = id_key(since)
             except ValueError:
                 raise HTTPError(400, reason="since must be a message id") from None
-        client = self._client = self.request.remote_ip or ""
+        self._client = self.request.remote_ip or ""
+        client = self._client_key = address_key(self._client)
         if self._tokens is not None:  # token mode: refuses a token in the URL, reads the cookie's
             self._gate = await open_gate(self._tokens, self.request, room, self._settings)
         # A user known by the cookie's token has connection slots of its own, not its address's.
@@ -424,7 +427,7 @@ class RoomSocket(WebSocketHandler):
         # The user's bucket is per room: a room's pace is what --rate-limit
         # keeps; the address bucket bounds everything one client sends.
         identity = self.identity or Identity(self.user)
-        user, overall = identity.budgets(self._client)
+        user, overall = identity.budgets(self._client_key)
         per_user = self._limits.per_user.take(f"{self.room}\x00{user}")
         per_client = self._limits.per_client.take(overall)
         return per_user and per_client

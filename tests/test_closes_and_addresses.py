@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from handlers.proxies import address_key
 from tests.client import TEST_SECRET, user_cookie
 from tests.helpers import eventually
+from tests.test_limits import handshake_status
 
 
 async def open_paused(port: int, room: str, user: str) -> tuple[socket.socket, bytes]:
@@ -87,3 +89,28 @@ async def test_the_ping_timeout_close_code_is_the_same_on_the_wire_and_in_the_lo
         await eventually(logged, 10, "the ws.disconnect line")
     in_the_log = next(line["code"] for line in logs if line["event"] == "ws.disconnect")
     assert on_the_wire == in_the_log == 1008  # the audit: 1000 on the wire, 1008 in the log
+
+
+@pytest.mark.parametrize(
+    "address,key",
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("", ""),
+    ],
+)
+def test_an_ipv6_address_is_counted_by_its_64(address: str, key: str) -> None:
+    assert address_key(address) == key
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_two_addresses_in_one_ipv6_64_share_one_budget(make_server: Any) -> None:
+    # The addresses come from the (loopback, allowed) proxy's X-Real-Ip: this machine holds one /64 only.
+    server = await make_server(behind_proxy=True, max_connections_per_client=1)
+    first = await handshake_status(server.port, headers={"X-Real-Ip": "2001:db8:1:2::1"})
+    same_64 = await handshake_status(server.port, headers={"X-Real-Ip": "2001:db8:1:2:ffff:ffff:ffff:ffff"})
+    other_64 = await handshake_status(server.port, headers={"X-Real-Ip": "2001:db8:1:3::1"})
+    assert (first, same_64, other_64) == (101, 429, 101)  # the audit: every /128 had budgets of its own
