@@ -68,6 +68,8 @@ class Settings:
     ping_timeout: float = 20.0  # seconds a pinged WebSocket has to answer before it is closed
     max_connections: int = 10000  # WebSockets per process; the next handshake gets 503
     max_connections_per_client: int = 100  # WebSockets per client address; the next gets 429
+    # Open HTTP connections per address (not the proxy's); None: as max_connections_per_client; 0: no cap.
+    max_http_connections_per_client: int | None = None
     room_ttl: float = 604800.0  # seconds after a room's last message before it is freed; 0: never
     client_rate_limit: float = 100.0  # frames per second per client address, over all its connections
     client_rate_burst: int = 200
@@ -262,6 +264,12 @@ def _cookie_name(name: str, raw: Any) -> str:
     return text
 
 
+def _optional_count(name: str, raw: Any) -> int | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    return _non_negative_int(name, raw)
+
+
 def _optional_port(name: str, raw: Any) -> int | None:
     if raw is None or str(raw).strip() == "":
         return None
@@ -323,6 +331,10 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "ping_timeout": (_non_negative_float, "seconds a ping may go unanswered before the close"),
     "max_connections": (_positive_int, "WebSockets per process; beyond it a handshake gets 503"),
     "max_connections_per_client": (_positive_int, "WebSockets per client address; beyond it 429"),
+    "max_http_connections_per_client": (
+        _optional_count,
+        "open HTTP connections per client address (the proxy's not counted); beyond it closed at once; 0: no cap",
+    ),
     "room_ttl": (_non_negative_float, "seconds after a room's last message before it is freed (0: never)"),
     "client_rate_limit": (_non_negative_float, "frames per second per client address; 0 turns it off"),
     "client_rate_burst": (_positive_int, "burst of the per-address rate limit"),
@@ -378,6 +390,8 @@ _DEFAULT_WORDS = {
     "access_log": "on with JSON logs, off with console logs",
     "allowed_hosts": "none: loopback names on a loopback host, any otherwise",
     "run_as": "none: stay who started it",
+    "max_http_connections_per_client": "as --max-connections-per-client",
+    "forwarded_allow_ips": "127.0.0.1,::1 (the loopback addresses)",
 }
 
 _DESCRIPTION = """\
@@ -464,6 +478,7 @@ _METAVARS = {
     "retention": "MESSAGES",
     "run_as": "USER",
     "max_connections_per_client": "CONNECTIONS",
+    "max_http_connections_per_client": "CONNECTIONS",
 }
 
 

@@ -62,9 +62,16 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
     whose forwarded headers are applied; any other peer's own address counts.
     """
 
-    def initialize(self, *args: Any, trusts_peer: Callable[[str], bool] | None = None, **kwargs: Any) -> None:
+    def initialize(
+        self,
+        *args: Any,
+        trusts_peer: Callable[[str], bool] | None = None,
+        per_address: "AddressCap | None" = None,
+        **kwargs: Any,
+    ) -> None:
         super().initialize(*args, **kwargs)
         self.trusts_peer = trusts_peer
+        self.per_address = per_address
 
     def start_request(self, server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
         delegate = super().start_request(server_conn, request_conn)
@@ -75,12 +82,66 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
-            self._handlers[sock.fileno()] = accept_guarded(sock, self._handle_connection)
+            self._handlers[sock.fileno()] = accept_guarded(sock, self._admit)
+
+    def _admit(self, connection: socket.socket, address: Any) -> None:
+        """Serve a new connection, or close it at once when its address holds its share already."""
+        if self.per_address is not None and not self.per_address.admit(_host(address)):
+            connection.close()  # its descriptor is free again at once, for someone else
+            return
+        self._handle_connection(connection, address)
+
+    def on_close(self, server_conn: object) -> None:
+        """A connection ended, or became a WebSocket (counted by the WebSocket limits from then on)."""
+        super().on_close(server_conn)
+        if self.per_address is not None:
+            self.per_address.release(_host(getattr(getattr(server_conn, "context", None), "address", None)))
+
+
+class AddressCap:
+    """At most ``limit`` open HTTP connections per client address (``key``: how addresses are grouped).
+
+    Slow-header connections from one address would otherwise take every
+    descriptor, and a good handshake from anyone else would wait in the
+    listen backlog until they timed out. ``exempt`` addresses (the proxy,
+    which speaks for everyone) are not counted.
+    """
+
+    def __init__(self, limit: int, key: Callable[[str], str], exempt: Callable[[str], bool]) -> None:
+        self.limit = limit
+        self._key = key
+        self._exempt = exempt
+        self._open: dict[str, int] = {}
+        self.refused = 0
+
+    def admit(self, address: str) -> bool:
+        if self._exempt(address):
+            return True
+        key = self._key(address)
+        held = self._open.get(key, 0)
+        if held >= self.limit:
+            self.refused += 1
+            return False
+        self._open[key] = held + 1
+        return True
+
+    def release(self, address: str) -> None:
+        if self._exempt(address):
+            return
+        key = self._key(address)
+        held = self._open.get(key, 0) - 1
+        if held > 0:
+            self._open[key] = held
+        else:
+            self._open.pop(key, None)
+
+
+def _host(address: Any) -> str:
+    return str(address[0]) if isinstance(address, tuple) and address else ""
 
 
 def _peer(connection: HTTPConnection) -> str:
-    address = getattr(getattr(connection, "context", None), "address", None)
-    return str(address[0]) if isinstance(address, tuple) and address else ""
+    return _host(getattr(getattr(connection, "context", None), "address", None))
 
 
 class _Pauses:

@@ -6,7 +6,8 @@ import asyncio
 import socket
 import struct
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -14,13 +15,16 @@ from structlog.testing import capture_logs
 from handlers.proxies import address_key
 from tests.client import TEST_SECRET, user_cookie
 from tests.helpers import eventually
+from tests.test_hostile import RawProcess
 from tests.test_limits import handshake_status
 
 
-async def open_paused(port: int, room: str, user: str) -> tuple[socket.socket, bytes]:
+async def open_paused(port: int, room: str, user: str, source: str = "") -> tuple[socket.socket, bytes]:
     """A WebSocket that completes the handshake and then answers nothing; the bytes read past the 101."""
     loop = asyncio.get_running_loop()
     sock = socket.socket()
+    if source:
+        sock.bind((source, 0))
     sock.setblocking(False)
     await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 5)
     request = (
@@ -114,3 +118,44 @@ async def test_two_addresses_in_one_ipv6_64_share_one_budget(make_server: Any) -
     same_64 = await handshake_status(server.port, headers={"X-Real-Ip": "2001:db8:1:2:ffff:ffff:ffff:ffff"})
     other_64 = await handshake_status(server.port, headers={"X-Real-Ip": "2001:db8:1:3::1"})
     assert (first, same_64, other_64) == (101, 429, 101)  # the audit: every /128 had budgets of its own
+
+
+@pytest.fixture
+def raw_processes() -> Iterator[list[RawProcess]]:
+    started: list[RawProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_slow_headers_from_one_address_never_make_a_handshake_from_another_wait(
+    tmp_path: Path, raw_processes: list[RawProcess]
+) -> None:
+    """The audit: 2,500 slow-header connections from one address; a good handshake waited 9.9 s."""
+    with (tmp_path / "server.log").open("wb") as log:
+        server = RawProcess(log, "--header-timeout", "10", nofile=1024)
+    raw_processes.append(server)
+    await server.wait_healthy()
+    loop = asyncio.get_running_loop()
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(2500):  # a request line and half a header, then nothing: held until the header timeout
+            sock = socket.socket()
+            sock.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", server.port)), 5)
+                await loop.sock_sendall(sock, b"GET /chat/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            except (OSError, asyncio.TimeoutError):
+                sock.close()  # closed by the server, or the backlog is full: the flood goes on regardless
+                continue
+            slow.append(sock)
+        started = time.monotonic()
+        good, _ = await open_paused(server.port, "good", "bystander", source="127.0.0.2")
+        waited = time.monotonic() - started
+        good.close()
+    finally:
+        for sock in slow:
+            sock.close()
+    assert waited < 2.0, f"a handshake from another address waited {waited:.1f} s"
+    assert server.stop() == 0
