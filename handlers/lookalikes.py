@@ -82,4 +82,8 @@ def latin_reading(text: str) -> str | None:
     return read if read.isascii() or mixed else None
 
 
+# Read at import, before a process started as root gives up its privileges (server.drop_privileges).
+_ignorable()
+_prototypes()
+
 __all__ = ["ascii_reading", "is_ignorable", "latin_reading", "skeleton", "strip_ignorable"]
