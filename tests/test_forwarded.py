@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from config.settings import SettingsError, settings_from
 from handlers.proxies import ForwardedPolicy
 from tests.test_limits import handshake_status
 
@@ -39,3 +40,12 @@ def test_the_default_allow_list_is_the_loopback_addresses() -> None:
     assert policy.trusts("127.0.0.1") and policy.trusts("::1") and policy.trusts("::ffff:127.0.0.1")
     assert not policy.trusts("192.0.2.2") and not policy.trusts("fd00::2") and not policy.trusts("")
     assert ForwardedPolicy(["10.0.0.0/8"]).trusts("10.1.2.3") and ForwardedPolicy(["*"]).trusts("203.0.113.9")
+
+
+def test_the_allow_list_and_the_http_cap_are_settings_checked_at_start() -> None:
+    env = {"CHAT_FORWARDED_ALLOW_IPS": "10.0.0.0/8, ::1", "CHAT_MAX_HTTP_CONNECTIONS_PER_CLIENT": "0"}
+    settings = settings_from({}, env)
+    assert settings.forwarded_allow_ips == ("10.0.0.0/8", "::1") and settings.max_http_connections_per_client == 0
+    assert settings_from({}, {}).max_http_connections_per_client is None  # as --max-connections-per-client
+    with pytest.raises(SettingsError, match="CHAT_FORWARDED_ALLOW_IPS entries must be IP addresses"):
+        settings_from({}, {"CHAT_FORWARDED_ALLOW_IPS": "proxy.example"})
