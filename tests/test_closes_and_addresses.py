@@ -159,3 +159,12 @@ async def test_slow_headers_from_one_address_never_make_a_handshake_from_another
             sock.close()
     assert waited < 2.0, f"a handshake from another address waited {waited:.1f} s"
     assert server.stop() == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_http_cap_counts_connections_until_they_become_websockets(make_server: Any) -> None:
+    server = await make_server(max_http_connections_per_client=5, max_connections_per_client=50)
+    statuses = [await handshake_status(server.port, "cap") for _ in range(20)]  # each left open
+    assert statuses == [101] * 20  # a WebSocket no longer holds one of the address's HTTP slots
+    assert server.http is not None and server.http.per_address is not None
+    assert server.http.per_address.refused == 0
