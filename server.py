@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Sequence, TextIO, cast
+from typing import Callable, Sequence, TextIO, cast
 
 import structlog
 import tornado.httpserver
@@ -244,7 +244,7 @@ class ChatServer:
             self.app,
             xheaders=settings.behind_proxy,
             trusts_peer=proxy_policy(settings.forwarded_allow_ips).trusts,
-            per_address=http_connection_cap(settings),
+            per_address=http_connection_cap(settings, lambda: self.metrics.connection_refused("http_client_full")),
             # Tornado's defaults (100 MB bodies, an hour for headers) let a
             # few clients hold the memory and the sockets of the process.
             max_body_size=settings.max_body_bytes,
@@ -273,7 +273,7 @@ class ChatServer:
         log.info("server.stopped", open_sockets=len(self.registry.sockets))
 
 
-def http_connection_cap(settings: Settings) -> AddressCap | None:
+def http_connection_cap(settings: Settings, on_refused: Callable[[], None]) -> AddressCap | None:
     """The cap on one address's open HTTP connections; the proxy, which speaks for everyone, is not capped."""
     limit = settings.max_http_connections_per_client
     if limit is None:
@@ -282,7 +282,7 @@ def http_connection_cap(settings: Settings) -> AddressCap | None:
         return None
     trusted = proxy_policy(settings.forwarded_allow_ips).trusts
     exempt = trusted if settings.behind_proxy else lambda _address: False
-    return AddressCap(limit, address_key, exempt)
+    return AddressCap(limit, address_key, exempt, on_refused)
 
 
 class ListenError(RuntimeError):

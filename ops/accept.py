@@ -107,10 +107,17 @@ class AddressCap:
     which speaks for everyone) are not counted.
     """
 
-    def __init__(self, limit: int, key: Callable[[str], str], exempt: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        limit: int,
+        key: Callable[[str], str],
+        exempt: Callable[[str], bool],
+        on_refused: Callable[[], None] = lambda: None,
+    ) -> None:
         self.limit = limit
         self._key = key
         self._exempt = exempt
+        self._on_refused = on_refused  # the metric of refusals
         self._open: dict[str, int] = {}
         self.refused = 0
 
@@ -121,6 +128,7 @@ class AddressCap:
         held = self._open.get(key, 0)
         if held >= self.limit:
             self.refused += 1
+            self._on_refused()
             return False
         self._open[key] = held + 1
         return True

@@ -161,10 +161,40 @@ async def test_slow_headers_from_one_address_never_make_a_handshake_from_another
     assert server.stop() == 0
 
 
+async def http_get(port: int, path: str, source: str) -> bytes:
+    """One GET from the address ``source``; the whole answer (Connection: close), b"" when closed unanswered."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    answer = b""
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 5)
+        await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+            answer += chunk
+        return answer
+    except ConnectionResetError:
+        return answer
+    finally:
+        sock.close()
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_the_http_cap_counts_connections_until_they_become_websockets(make_server: Any) -> None:
     server = await make_server(max_http_connections_per_client=5, max_connections_per_client=50)
     statuses = [await handshake_status(server.port, "cap") for _ in range(20)]  # each left open
     assert statuses == [101] * 20  # a WebSocket no longer holds one of the address's HTTP slots
-    assert server.http is not None and server.http.per_address is not None
-    assert server.http.per_address.refused == 0
+    held = []
+    for _ in range(5):  # slow headers: each holds one of 127.0.0.1's HTTP slots
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        held.append(sock)
+    try:
+        assert await http_get(server.port, "/healthz", "127.0.0.1") == b""  # the sixth: closed unanswered
+        assert (await http_get(server.port, "/healthz", "127.0.0.2")).startswith(b"HTTP/1.1 200")  # another's
+        metrics = (await http_get(server.port, "/metrics", "127.0.0.2")).decode()
+        assert 'chat_connections_refused_total{reason="http_client_full"} 1.0' in metrics
+    finally:
+        for sock in held:
+            sock.close()
