@@ -68,3 +68,13 @@ def test_rooms_of_fillers_alone_are_refused(room: str) -> None:
 @pytest.mark.parametrize("room", ["lobby", "café", "日本語", "оса", "Room_42"])
 def test_rooms_of_one_script_are_rooms_of_their_own(room: str) -> None:
     assert is_room_name(room) and room_lookalike(room) is None
+
+
+def test_the_server_api_refuses_a_lookalike_room_naming_the_room() -> None:
+    from api.base import ApiError
+    from api.inputs import room
+
+    with pytest.raises(ApiError) as refused:
+        room("lоbby")
+    assert refused.value.status_code == 400 and refused.value.code == "bad_room"
+    assert "looks like the room 'lobby'" in refused.value.detail
