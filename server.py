@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Sequence, TextIO, cast
+from typing import Callable, Sequence, TextIO, cast
 
 import structlog
 import tornado.httpserver
@@ -45,9 +45,11 @@ from handlers.hosts import HostCheckedApplication, host_policy
 from handlers.moderated import close_user
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
 from handlers.pings import PingWheel
+from handlers.proxies import address_key
+from handlers.proxies import policy as proxy_policy
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
 from handlers.tokens import TokenVerifier
-from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
+from ops.accept import AddressCap, GuardedHTTPServer, connection_cap, raise_descriptor_limit
 from ops.metrics import Metrics, MetricsHandler
 
 ROOT = Path(__file__).resolve().parent
@@ -241,6 +243,8 @@ class ChatServer:
         self.http = GuardedHTTPServer(
             self.app,
             xheaders=settings.behind_proxy,
+            trusts_peer=proxy_policy(settings.forwarded_allow_ips).trusts,
+            per_address=http_connection_cap(settings, lambda: self.metrics.connection_refused("http_client_full")),
             # Tornado's defaults (100 MB bodies, an hour for headers) let a
             # few clients hold the memory and the sockets of the process.
             max_body_size=settings.max_body_bytes,
@@ -267,6 +271,18 @@ class ChatServer:
         await self.moderation.close()
         await self.bus.close(self.settings.shutdown_timeout)
         log.info("server.stopped", open_sockets=len(self.registry.sockets))
+
+
+def http_connection_cap(settings: Settings, on_refused: Callable[[], None]) -> AddressCap | None:
+    """The cap on one address's open HTTP connections; the proxy, which speaks for everyone, is not capped."""
+    limit = settings.max_http_connections_per_client
+    if limit is None:
+        limit = settings.max_connections_per_client  # a client's WebSockets each begin as an HTTP connection
+    if limit <= 0:
+        return None
+    trusted = proxy_policy(settings.forwarded_allow_ips).trusts
+    exempt = trusted if settings.behind_proxy else lambda _address: False
+    return AddressCap(limit, address_key, exempt, on_refused)
 
 
 class ListenError(RuntimeError):
