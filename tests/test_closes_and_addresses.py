@@ -1,4 +1,4 @@
-"""Close codes and client addresses (section 7): what a client is told is what is logged; who it counts as."""
+"""Close codes and client addresses: what a client is told is what is logged; who it counts as."""
 
 from __future__ import annotations
 

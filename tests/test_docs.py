@@ -205,7 +205,7 @@ def test_the_scans_find_what_the_code_is_known_to_have() -> None:
 
 
 def test_the_protocol_page_names_every_close_code() -> None:
-    codes = close_codes_in_code() | {1000, 1002, 1007, 1009}  # 1000, 1009: Tornado's, for pings and size
+    codes = close_codes_in_code() | {1000, 1002, 1007, 1009}  # 1000: a client's close echoed; 1009: Tornado's, for size
     missing = [code for code in sorted(codes) if not re.search(rf"^\| {code} \|", PROTOCOL, re.M)]
     assert missing == []
 

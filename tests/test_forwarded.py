@@ -1,4 +1,4 @@
-"""Forwarded headers and client addresses: who a connection is counted as (section 7).
+"""Forwarded headers and client addresses: who a connection is counted as (README, Security).
 
 A process behind a proxy believes ``X-Real-Ip`` and ``X-Forwarded-For`` only
 from ``--forwarded-allow-ips``; a client connecting to it straight, forging a
