@@ -169,6 +169,7 @@ SCHEMAS: dict[str, Any] = {
             "delivered_per_second": {"type": ["number", "null"]},
             "started_at": {"type": ["integer", "null"]},
             "heartbeat_age": {"type": "number"},
+            "record_age": {"type": ["number", "null"], "description": "seconds since its status record was written"},
             "lag": _object(
                 {
                     "behind": {"type": "integer"},

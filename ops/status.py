@@ -116,7 +116,7 @@ class StatusReporter:
     async def _alone(self, top: int) -> dict[str, Any]:
         """The in-process bus: this process is the cluster; its deliveries are in-process, never behind."""
         bus = self.facts.bus
-        view = ProcessView(f"{self.facts.node}/local", 0.0, self.record(), ProcessLag(rooms_held=bus.room_count()))
+        view = ProcessView(f"{self.facts.node}/local", 0.0, self.record(), 0.0, ProcessLag(rooms_held=bus.room_count()))
         rooms = []
         for room, connections in bus.busiest(top):
             users = len(await bus.members(room))
@@ -128,30 +128,29 @@ class StatusReporter:
 
 
 def state_of(view: ProcessView) -> str:
-    """ready, not ready (it says why), or silent (no record, or no heartbeat lately: stopped, or gone)."""
-    record = view.record
-    if record is None:
+    """ready, not ready (it says why), or silent (its record not rewritten lately: stopped, hung, or gone)."""
+    if view.silent or view.record is None:
         return "silent"
-    if view.heartbeat_age > 2 * float(record.get("interval", 2.0)) + 5:
-        return "silent"
-    return "ready" if record.get("ready") else "not ready"
+    return "ready" if view.record.get("ready") else "not ready"
 
 
 def process_json(view: ProcessView) -> dict[str, Any]:
-    record, lag = view.record or {}, view.lag
+    """A process as the page shows it; a silent one's rate is unknown (its last record's would mislead)."""
+    record, lag, state = view.record or {}, view.lag, state_of(view)
     return {
         "node": record.get("node") or view.incarnation.rpartition("/")[0],
         "incarnation": view.incarnation,
-        "state": state_of(view),
+        "state": state,
         "reason": record.get("reason"),
         "address": record.get("address"),
         "api": record.get("api"),
         "rooms": record.get("rooms"),
         "connections": record.get("connections"),
         "delivered": record.get("delivered"),
-        "delivered_per_second": record.get("delivered_per_second"),
+        "delivered_per_second": None if state == "silent" else record.get("delivered_per_second"),
         "started_at": record.get("started_at"),
         "heartbeat_age": round(view.heartbeat_age, 3),
+        "record_age": None if view.record_age is None else round(view.record_age, 3),
         "lag": {
             "behind": lag.behind,
             "seconds": round(lag.seconds, 3),
@@ -180,7 +179,7 @@ def cluster_json(bus: str, views: list[ProcessView], rooms: list[RoomView]) -> d
         "totals": {
             "delivered_per_second": round(sum(p["delivered_per_second"] or 0 for p in processes), 2),
             "lag_seconds": max((p["lag"]["seconds"] for p in processes), default=0.0),
-            "connections": sum(p["connections"] or 0 for p in processes),
+            "connections": sum(p["connections"] or 0 for p in processes if p["state"] != "silent"),
             "ready": sum(1 for p in processes if p["state"] == "ready"),
         },
     }

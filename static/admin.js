@@ -116,10 +116,11 @@
   }
 
   function processRow(process) {
-    const row = el("tr");
+    const row = el("tr", null, process.state === "silent" ? "stale" : "");
+    if (process.state === "silent") row.title = "No status record for a while: its numbers are the last it wrote";
     const name = el("td");
     name.appendChild(el("span", process.node, "node"));
-    name.title = process.incarnation;
+    name.firstChild.title = process.incarnation;
     row.appendChild(name);
     const state = el("td");
     const badge = el("span", process.state, "badge " + process.state.replace(" ", "-"));
@@ -127,9 +128,9 @@
     state.appendChild(badge);
     row.appendChild(state);
     cell(row, process.address, "wide mono");
-    cell(row, process.rooms, "num");
+    cell(row, process.rooms, "num wide");
     cell(row, process.connections, "num");
-    cell(row, process.delivered_per_second, "num");
+    cell(row, process.delivered_per_second === null ? null : process.delivered_per_second.toFixed(1), "num");
     cell(row, seconds(process.lag.seconds), "num" + (process.lag.seconds > 0 ? " late" : ""));
     cell(row, process.lag.behind, "num wide");
     return row;
@@ -144,8 +145,9 @@
     name.appendChild(button);
     row.appendChild(name);
     cell(row, entry.users, "num");
-    cell(row, entry.connections, "num");
-    cell(row, entry.last_message_age === null ? null : seconds(entry.last_message_age) + " ago", "num");
+    cell(row, entry.connections, "num wide");
+    const age = entry.last_message_age;
+    cell(row, age === null ? null : age < 1 ? "just now" : seconds(age) + " ago", "num");
     return row;
   }
 

@@ -1,10 +1,12 @@
 """The processes' status records in Redis, and the cluster's state read back (``server.py status``, the admin page).
 
 Each process writes a small JSON record under ``Keys.status(<incarnation>)``
-every few seconds, with a TTL of a few intervals (what it holds is the
-server's business: ops/status.py). A reader lists the processes from the
-heartbeat set (``Keys.alive``), so a process that stopped writing is still
-seen, as silent, until the janitor buries it.
+every few seconds (what it holds is the server's business: ops/status.py),
+kept for a minute. A reader lists the processes from the heartbeat set
+(``Keys.alive``) and tells how old each record is from its remaining TTL
+(Redis's clock alone, whatever the processes' clocks say): one not
+rewritten for a few intervals is *silent* (stopped, hung, cut off), and still
+shows where it was, until the janitor buries its process.
 
 A process's lag is read from Redis, never from its own record, so it is
 right when the process is stopped: its consumer group on each room's stream
@@ -33,7 +35,8 @@ from bus.redis.keys import Keys
 
 LAG_ROOMS = 200
 BEHIND_CAP = 100
-TTL_INTERVALS = 3  # a record outlives this many missed writes
+SILENT_INTERVALS = 3  # a record not rewritten for this many intervals (and a second) says its process is silent
+KEEP_SECONDS = 60.0  # a record is kept this long after its last write (at least 10 intervals): who went silent, where
 DEFAULT_INTERVAL = 2.0  # seconds, for a process whose record is gone
 _LAG_SCRIPT = (Path(__file__).resolve().parent / "scripts" / "status_lag.lua").read_text()
 
@@ -54,8 +57,16 @@ class ProcessLag:
 class ProcessView:
     incarnation: str
     heartbeat_age: float  # seconds since its last heartbeat (Redis clock)
-    record: dict[str, Any] | None  # None: its record expired (silent, stopped or gone)
+    record: dict[str, Any] | None  # None: its record expired (stopped, or gone, long ago)
+    record_age: float | None = None  # seconds since the record was written (from its TTL: Redis's clock alone)
     lag: ProcessLag = field(default_factory=ProcessLag)
+
+    @property
+    def silent(self) -> bool:
+        """No record, or one its process has not rewritten for a few intervals."""
+        if self.record is None or self.record_age is None:
+            return True
+        return self.record_age > SILENT_INTERVALS * float(self.record.get("interval", DEFAULT_INTERVAL)) + 1
 
 
 @dataclass
@@ -70,10 +81,14 @@ def id_ms(message_id: str) -> int:
     return int(message_id.partition("-")[0])
 
 
+def keep_ms(interval: float) -> int:
+    return int(max(KEEP_SECONDS, 10 * interval) * 1000)
+
+
 async def write_record(redis: Redis, keys: Keys, incarnation: str, record: dict[str, Any], interval: float) -> None:
-    key = keys.status(incarnation)
-    ttl_ms = max(1, int(interval * TTL_INTERVALS * 1000))
-    await redis.command(key, "SET", key, orjson.dumps(record), "PX", ttl_ms, what="status")
+    """The record, kept ``keep_ms``: its remaining TTL then says how long ago it was written."""
+    key, ttl_ms = keys.status(incarnation), keep_ms(interval)
+    await redis.command(key, "SET", key, orjson.dumps({**record, "keep_ms": ttl_ms}), "PX", ttl_ms, what="status")
 
 
 class ClusterReader:
@@ -97,10 +112,14 @@ class ClusterReader:
         beats = {str(name): float(score) for name, score in zip(flat[0::2], flat[1::2])}
         names = sorted(beats)
         raws = await self._redis.command(alive, "MGET", *map(self._keys.status, names), what="status") if names else []
-        views = [
-            ProcessView(name, max(0.0, (now - beats[name]) / 1000), orjson.loads(raw) if raw else None)
-            for name, raw in zip(names, raws)
-        ]
+        ttls = await asyncio.gather(
+            *(self._redis.command(alive, "PTTL", self._keys.status(n), what="status") for n in names)
+        )
+        views = []
+        for name, raw, ttl in zip(names, raws, ttls):
+            record = orjson.loads(raw) if raw else None
+            age = (int(record["keep_ms"]) - int(ttl)) / 1000 if record and int(ttl) >= 0 else None
+            views.append(ProcessView(name, max(0.0, (now - beats[name]) / 1000), record, age))
         lags = await asyncio.gather(*(self._lag(view) for view in views))
         for view, lag in zip(views, lags):
             view.lag = lag
