@@ -3,7 +3,8 @@
 The page is given the API key in its form; it then shows the processes, the
 busiest rooms, a room's members and last messages (put there by the test
 over real WebSockets), and a deliveries chart that moves while the test
-sends traffic. A refused key shows no data. Everything runs on the
+sends traffic, with no serious accessibility violation (axe-core). A
+refused key shows no data. Everything runs on the
 in-process bus (tests/test_status.py covers the Redis bus and its lag).
 """
 
@@ -21,6 +22,7 @@ from tests.api_kit import API_KEY, api_settings, call
 from tests.browser import TIMEOUT_MS, browser, io_loop  # noqa: F401  (fixtures)
 from tests.client import ChatClient
 from tests.helpers import fetch
+from tests.test_room_page import axe_violations
 
 pytestmark = pytest.mark.parametrize("backend", ["memory"])
 
@@ -89,6 +91,7 @@ async def test_the_page_shows_a_rooms_members_and_messages_and_a_chart_that_move
     await expect(last).to_have_text(["second message", "<b>not bold</b> & fine"])  # newest first, as text
     assert await page.locator("#messages b").count() == 0
     await expect(page.locator("#messages li .who")).to_have_text(["Bob", "Bob"])
+    assert await axe_violations(page) == []  # tests/a11y's axe-core: nothing serious or critical
 
     # Quiet now: the deliveries chart's newest point is zero; under traffic it rises.
     await expect(page.locator("#rate-chart")).to_have_attribute("data-values", re.compile(r"(^| )0$"))

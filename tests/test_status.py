@@ -133,7 +133,7 @@ async def test_status_with_no_process_is_not_ok(redis_db: str) -> None:
     assert code == 1 and "0 of 0 processes ready" in out, out
 
 
-@pytest.mark.parametrize("backend", ["redis"])
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
 @pytest.mark.gen_test(timeout=60)
 async def test_the_api_lists_every_process_of_the_redis_bus(make_server: Any) -> None:
     one = await make_server(**api_settings(node_id="one", status_interval=0.1))
@@ -151,4 +151,9 @@ async def test_the_api_lists_every_process_of_the_redis_bus(make_server: Any) ->
     assert nodes["two"]["address"] == f"127.0.0.1:{two.port}" and nodes["one"]["api"] == f"127.0.0.1:{one.api.port}"
     assert [room["room"] for room in body["rooms"]] == ["lobby"]
     assert (await call(one.api.port, "GET", "/api/cluster", key=None))[0] == 401
+    # server.py status reads the same from Redis (one Redis, or a Redis Cluster through any node)
+    settings = one.settings
+    flags = ["--redis-prefix", settings.redis_prefix] + (["--redis-cluster"] if settings.redis_cluster else [])
+    code, out, err = await status(settings.redis_url or "", "--json", *flags)
+    assert code == 0 and set(by_node(json.loads(out))) == {"one", "two"}, (out, err)
     member.close()
