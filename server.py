@@ -48,7 +48,7 @@ from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserN
 from handlers.pings import PingWheel
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
 from handlers.tokens import TokenVerifier
-from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
+from ops.accept import GuardedHTTPServer, connection_cap, log_descriptor_limit, raise_descriptor_limit
 from ops.metrics import Metrics, MetricsHandler
 from ops.status import ProcessFacts, StatusReporter
 
@@ -58,21 +58,6 @@ log = structlog.get_logger("chat.server")
 # pages reconnecting at once after a restart (nginx then sees refusals);
 # the kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 1024
-
-
-def log_descriptor_limit(max_connections: int, descriptors: int, cap: int) -> None:
-    """Say once what the open-file limit allows; warn when it, not --max-connections, bounds the WebSockets."""
-    if cap < max_connections:
-        log.warning(
-            "server.descriptor_limit",
-            descriptors=descriptors,
-            max_connections=max_connections,
-            websockets=cap,
-            detail="the hard open-file limit is too low for --max-connections: handshakes past "
-            f"{cap} get 503; raise it (ulimit -Hn, systemd LimitNOFILE=) to hold more",
-        )
-    else:
-        log.info("server.descriptor_limit", descriptors=descriptors, max_connections=max_connections, websockets=cap)
 
 
 def redis_options(settings: Settings) -> RedisOptions:
