@@ -101,6 +101,8 @@ class StatusReporter:
                 await broker.write_status(self.record(), self.interval)
             except BusUnavailable as exc:  # the bus says so itself; the record comes back with Redis
                 log.debug("status.write_failed", reason=str(exc))
+            except Exception:  # a bug must not end the records for good: the process would look silent
+                log.exception("status.failed")
 
     async def cluster(self, top: int = TOP_ROOMS) -> dict[str, Any]:
         """What ``/api/cluster`` answers: every process with its lag, and the busiest rooms."""

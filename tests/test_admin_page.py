@@ -28,6 +28,8 @@ pytestmark = pytest.mark.parametrize("backend", ["memory"])
 
 LAPTOP: ViewportSize = {"width": 1280, "height": 800}
 CHART_TIMEOUT_MS = 15_000  # a poll every 2 s: a few points
+# Chromium logs each refused request (a wrong key, a bad room name) itself; the page's own errors are what count.
+REFUSAL_LOGGED = re.compile(r"^Failed to load resource: the server responded with a status of 40[01] ")
 OpenAdmin = Callable[[ChatServer, str], Awaitable[Page]]
 
 
@@ -43,7 +45,7 @@ def open_admin(io_loop: Any, browser: Browser, make_server: Any) -> Iterator[Ope
         page = await context.new_page()
 
         def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error" and "401" not in message.text:  # a refused key is logged by Chromium
+            if message.type == "error" and not REFUSAL_LOGGED.search(message.text):
                 errors.append(message.text)
 
         page.on("console", on_console)
@@ -122,6 +124,11 @@ async def test_the_page_shows_a_rooms_members_and_messages_and_a_chart_that_move
     # A new message reaches the room view at the next poll.
     await ann.say("from ann")
     await expect(last.first).to_have_text("from ann", timeout=TIMEOUT_MS)
+    # A name that is no room: the API's refusal is shown, and the room view goes.
+    await page.fill("#room-name", "no such/room")
+    await page.click("#room-form button[type=submit]")
+    await expect(page.locator("#room-error")).to_contain_text("a room name is 1 to 100")
+    await expect(page.locator("#room-view")).to_be_hidden()
     ann.close()
     bob.close()
 
