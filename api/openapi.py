@@ -159,7 +159,7 @@ SCHEMAS: dict[str, Any] = {
         {
             "node": _STRING,
             "incarnation": _STRING,
-            "state": {"enum": ["ready", "not ready", "silent"]},
+            "state": {"enum": ["ready", "not ready", "stopped", "silent"]},
             "reason": _NULLABLE_STRING,
             "address": _NULLABLE_STRING,
             "api": _NULLABLE_STRING,

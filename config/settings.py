@@ -147,6 +147,7 @@ def _non_negative_float(name: str, raw: Any) -> float:
 
 
 def _positive_float(name: str, raw: Any) -> float:
+    """A period: 0.05 s at least (each tick costs Redis a write)."""
     value = _non_negative_float(name, raw)
     if value < 0.05:
         raise SettingsError(f"{name} must be at least 0.05, got {raw!r}")

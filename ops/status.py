@@ -11,6 +11,7 @@ message's path: the counters it reads are the ones /metrics serves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -86,9 +87,14 @@ class StatusReporter:
         self._task = asyncio.create_task(self._run(), name="status-reporter")
 
     async def stop(self) -> None:
+        """End the ticks; on Redis, a last record says the process stopped (not silent) until it is buried."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        broker = self.broker
+        if broker is not None and self._task is not None:
+            with contextlib.suppress(BusUnavailable):
+                await broker.write_status({**self.record(), "ready": False, "reason": "stopped", "stopped": True}, 1.0)
 
     async def _run(self) -> None:
         while True:
@@ -130,7 +136,9 @@ class StatusReporter:
 
 
 def state_of(view: ProcessView) -> str:
-    """ready, not ready (it says why), or silent (its record not rewritten lately: stopped, hung, or gone)."""
+    """ready, not ready (it says why), stopped (it said so) or silent (no record lately: hung, or cut off)."""
+    if view.record is not None and view.record.get("stopped"):
+        return "stopped"
     if view.silent or view.record is None:
         return "silent"
     return "ready" if view.record.get("ready") else "not ready"
@@ -149,7 +157,7 @@ def process_json(view: ProcessView) -> dict[str, Any]:
         "rooms": record.get("rooms"),
         "connections": record.get("connections"),
         "delivered": record.get("delivered"),
-        "delivered_per_second": None if state == "silent" else record.get("delivered_per_second"),
+        "delivered_per_second": record.get("delivered_per_second") if state in ("ready", "not ready") else None,
         "started_at": record.get("started_at"),
         "heartbeat_age": round(view.heartbeat_age, 3),
         "record_age": None if view.record_age is None else round(view.record_age, 3),
@@ -181,7 +189,7 @@ def cluster_json(bus: str, views: list[ProcessView], rooms: list[RoomView]) -> d
         "totals": {
             "delivered_per_second": round(sum(p["delivered_per_second"] or 0 for p in processes), 2),
             "lag_seconds": max((p["lag"]["seconds"] for p in processes), default=0.0),
-            "connections": sum(p["connections"] or 0 for p in processes if p["state"] != "silent"),
+            "connections": sum(p["connections"] or 0 for p in processes if p["state"] in ("ready", "not ready")),
             "ready": sum(1 for p in processes if p["state"] == "ready"),
         },
     }

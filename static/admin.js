@@ -116,8 +116,9 @@
   }
 
   function processRow(process) {
-    const row = el("tr", null, process.state === "silent" ? "stale" : "");
-    if (process.state === "silent") row.title = "No status record for a while: its numbers are the last it wrote";
+    const gone = process.state === "silent" || process.state === "stopped";
+    const row = el("tr", null, gone ? "stale" : "");
+    if (gone) row.title = "Not running: its numbers are the last it wrote";
     const name = el("td");
     name.appendChild(el("span", process.node, "node"));
     name.firstChild.title = process.incarnation;

@@ -3,7 +3,8 @@
 The processes write their status records every 0.2 s; the status command
 reads them and each process's lag from Redis. A process paused with SIGSTOP
 under traffic goes silent, its lag grows while the other's stays at zero,
-and the exit status says so; resumed, it catches up and the status is 0.
+and the exit status says so; resumed, it catches up and the status is 0;
+stopped with SIGTERM, it is shown as stopped.
 """
 
 from __future__ import annotations
@@ -119,6 +120,10 @@ async def test_status_shows_the_processes_and_a_paused_ones_lag(spawn: Spawn, re
     await status_until(redis_db, caught_up, "node-b caught up")
     for client in (ann, bob, zoe):
         client.close()
+    # Stopped on purpose (SIGTERM), a process says so, until the janitor forgets it.
+    assert await b.stop() == 0
+    code, view = await status_until(redis_db, lambda code, view: code == 1, "node-b stopped")
+    assert by_node(view)["node-b"]["state"] == "stopped" and by_node(view)["node-a"]["state"] == "ready"
 
 
 @pytest.mark.gen_test(timeout=60)

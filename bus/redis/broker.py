@@ -174,7 +174,7 @@ class RedisBroker:
     # ---- status records (bus/redis/status.py) --------------------------------------
 
     async def write_status(self, record: dict[str, Any], interval: float) -> None:
-        """Mark how far this process has delivered (its groups), and store its record until a few intervals pass."""
+        """Mark how far this process has delivered (its groups), and store its record (bus/redis/status.py)."""
         self._check_open()
         self._consumer.mark_positions()
         await write_record(self._redis, self.keys, self.identity.current, record, interval)
