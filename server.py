@@ -1,6 +1,7 @@
 """Room chat server: ``python server.py [flags]`` serves one process;
 ``python server.py report [...]`` summarises its logs (ops/report.py);
-``python server.py cluster [...]`` runs N processes behind nginx (ops/cluster.py).
+``python server.py cluster [...]`` runs N processes behind nginx (ops/cluster.py);
+``python server.py status [...]`` shows a running deployment's processes (ops/status_cli.py).
 
 Start-up reads the settings once, sets up logging, builds the bus (Redis
 streams when a Redis URL is set, else in-process), the Tornado application,
@@ -49,8 +50,9 @@ from handlers.proxies import address_key
 from handlers.proxies import policy as proxy_policy
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
 from handlers.tokens import TokenVerifier
-from ops.accept import AddressCap, GuardedHTTPServer, connection_cap, raise_descriptor_limit
+from ops.accept import AddressCap, GuardedHTTPServer, connection_cap, log_descriptor_limit, raise_descriptor_limit
 from ops.metrics import Metrics, MetricsHandler
+from ops.status import ProcessFacts, StatusReporter
 
 ROOT = Path(__file__).resolve().parent
 log = structlog.get_logger("chat.server")
@@ -58,21 +60,6 @@ log = structlog.get_logger("chat.server")
 # pages reconnecting at once after a restart (nginx then sees refusals);
 # the kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 1024
-
-
-def log_descriptor_limit(max_connections: int, descriptors: int, cap: int) -> None:
-    """Say once what the open-file limit allows; warn when it, not --max-connections, bounds the WebSockets."""
-    if cap < max_connections:
-        log.warning(
-            "server.descriptor_limit",
-            descriptors=descriptors,
-            max_connections=max_connections,
-            websockets=cap,
-            detail="the hard open-file limit is too low for --max-connections: handshakes past "
-            f"{cap} get 503; raise it (ulimit -Hn, systemd LimitNOFILE=) to hold more",
-        )
-    else:
-        log.info("server.descriptor_limit", descriptors=descriptors, max_connections=max_connections, websockets=cap)
 
 
 def redis_options(settings: Settings) -> RedisOptions:
@@ -209,6 +196,10 @@ class ChatServer:
         self.app = make_app(settings, self.bus, self.registry, self.metrics, self.limits, self.tokens, self.moderation)
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port = settings.port
+        facts = ProcessFacts(
+            settings.node_id, "", None, self.bus, lambda: len(self.registry.sockets), lambda: self.metrics.hot.delivered
+        )
+        self.status = StatusReporter(facts, settings.status_interval)
         self.api = self._api_server(settings)
 
     def _api_server(self, settings: Settings) -> ApiServer | None:
@@ -216,7 +207,7 @@ class ChatServer:
         if settings.api_port is None:
             return None
         keys = ApiKeys(settings.api_keys, settings.api_rate_limit, settings.api_rate_burst)
-        context = ApiContext(self.bus, self.moderation, settings, keys, self.metrics)
+        context = ApiContext(self.bus, self.moderation, settings, keys, self.metrics, self.status)
         app = make_api_app(context, settings.api_host, settings.allowed_hosts)
         return ApiServer(app, settings.api_host, settings.api_port, settings.header_timeout)
 
@@ -229,6 +220,9 @@ class ChatServer:
         self.listen()
         if self.api is not None:
             self.api.listen()
+        self.status.facts.address = f"{self.settings.host}:{self.port}"
+        self.status.facts.api = f"{self.api.host}:{self.api.port}" if self.api is not None else None
+        self.status.start()
         log.info(
             "server.started",
             host=self.settings.host,
@@ -260,6 +254,7 @@ class ChatServer:
         """Stop accepting, close sockets with 1001, wait for them, close the bus."""
         if self.http is not None:
             self.http.stop()
+        await self.status.stop()
         if self.api is not None:
             await self.api.stop()
         self.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
@@ -410,6 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.report import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["status"]:
+        from ops.status_cli import main as status_main
+
+        return status_main(argv[1:])
     if argv[:1] == ["cluster"]:
         from ops.cluster import main as cluster_main
 

@@ -96,6 +96,7 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # CHAT_API_KEYS or the config file, never argv
     api_rate_limit: float = 1000.0  # requests per second per key; 0 turns it off
     api_rate_burst: int = 2000
+    status_interval: float = 2.0  # seconds between this process's status records (server.py status, /admin/)
 
     @property
     def token_mode(self) -> bool:
@@ -146,6 +147,14 @@ def _non_negative_float(name: str, raw: Any) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if value < 0:
         raise SettingsError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _positive_float(name: str, raw: Any) -> float:
+    """A period: 0.05 s at least (each tick costs Redis a write)."""
+    value = _non_negative_float(name, raw)
+    if value < 0.05:
+        raise SettingsError(f"{name} must be at least 0.05, got {raw!r}")
     return value
 
 
@@ -357,6 +366,10 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "api_keys": (_api_keys, "refused here: set CHAT_API_KEYS (comma-separated) or api_keys in a config file"),
     "api_rate_limit": (_non_negative_float, "server API requests per second per key; 0 turns it off"),
     "api_rate_burst": (_positive_int, "burst of the server API's per-key rate limit"),
+    "status_interval": (
+        _positive_float,
+        "seconds between this process's status records (in Redis: server.py status, the admin page)",
+    ),
     "data_file": (_text, "SQLite file where the in-process bus keeps every room's history across restarts"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
@@ -405,6 +418,9 @@ commands:
                             nginx in front (server.py cluster --help)
   server.py report [...]    per-room traffic report of the server's JSON logs
                             (server.py report --help)
+  server.py status [...]    the processes of a running deployment, their lag
+                            and the busiest rooms, read from Redis
+                            (server.py status --help)
 
 Every setting is also CHAT_<NAME> in the environment (shown with each flag;
 REDIS_URL works too) and a key in the TOML file given with --config.

@@ -9,7 +9,7 @@ meanwhile, and the ones already open (``/healthz`` included) are served.
 
 ``connection_cap`` keeps WebSockets below the descriptor limit, so the last
 descriptors stay free for health checks and pages rather than for one more
-idle socket.
+idle socket; ``log_descriptor_limit`` says at start what the limit allows.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tornado.httputil import HTTPConnection, HTTPMessageDelegate
 from tornado.ioloop import IOLoop
 
 log = structlog.get_logger("chat.accept")
+_server_log = structlog.get_logger("chat.server")  # the start-up line is the server's
 
 PAUSE = 0.25  # seconds without accepting once descriptors (or kernel memory) run out
 LOG_EVERY = 10.0  # seconds between two accept.paused lines
@@ -53,6 +54,23 @@ def connection_cap(max_connections: int, descriptors: int) -> int:
     """
     reserve = max(32, descriptors // 8)
     return max(1, min(max_connections, descriptors - reserve))
+
+
+def log_descriptor_limit(max_connections: int, descriptors: int, cap: int) -> None:
+    """Say once what the open-file limit allows; warn when it, not --max-connections, bounds the WebSockets."""
+    if cap < max_connections:
+        _server_log.warning(
+            "server.descriptor_limit",
+            descriptors=descriptors,
+            max_connections=max_connections,
+            websockets=cap,
+            detail="the hard open-file limit is too low for --max-connections: handshakes past "
+            f"{cap} get 503; raise it (ulimit -Hn, systemd LimitNOFILE=) to hold more",
+        )
+    else:
+        _server_log.info(
+            "server.descriptor_limit", descriptors=descriptors, max_connections=max_connections, websockets=cap
+        )
 
 
 class GuardedHTTPServer(tornado.httpserver.HTTPServer):
