@@ -8,12 +8,16 @@ server (its timer commits a lone message: no later message is needed).
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from pathlib import Path
 
 import pytest
 
+from bus.memory import MemoryBackend
+from bus.memory_store import MessageStore
+from bus.message import Draft, Entry
 from tests.client import NOTICES, TEST_SECRET, ChatClient
 from tests.processes import ServerProcess
 
@@ -64,3 +68,24 @@ async def test_a_message_on_an_idle_server_is_acknowledged_within_50_ms(tmp_path
         assert statistics.median(waits) < IDLE_ACK_BOUND, waits
     finally:
         await server.stop()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_no_member_gets_a_message_before_the_file_holds_it(tmp_path: Path) -> None:
+    store = MessageStore(str(tmp_path / "chat.sqlite3"), window=0.2)  # wide: an early delivery cannot hide
+    seen: list[tuple[str, bool]] = []
+
+    def deliver(entries: list[Entry]) -> None:
+        db = store._db  # one connection (exclusive locking): what it has committed is what a restart reads
+        assert db is not None
+        for entry in entries:
+            rows = db.execute("SELECT count(*) FROM messages WHERE text = ?", (entry.text,)).fetchone()[0]
+            seen.append((entry.text, rows == 1 and not db.in_transaction))
+
+    backend = MemoryBackend(100, 600.0, 0.0, store)
+    await backend.start(deliver)
+    await backend.subscribe("room")
+    published = await asyncio.gather(*(backend.publish(Draft("room", "ann", f"m{i}")) for i in range(3)))
+    assert [p.message.text for p in published] == ["m0", "m1", "m2"]
+    assert seen == [("m0", True), ("m1", True), ("m2", True)]  # each delivered, each committed first
+    await backend.close()
