@@ -84,7 +84,7 @@ def redis_options(settings: Settings) -> RedisOptions:
 def build_backend(settings: Settings, metrics: Metrics) -> Backend:
     if settings.redis_url:
         return RedisBroker(redis_options(settings), on_recovered=metrics.bus_reconnected)
-    store = MessageStore(settings.data_file) if settings.data_file else None
+    store = MessageStore(settings.data_file, settings.commit_window / 1000) if settings.data_file else None
     return MemoryBackend(settings.retention, settings.resend_window, settings.room_ttl, store)
 
 

@@ -77,6 +77,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024  # largest HTTP request body; the name form is a few bytes
     allowed_hosts: tuple[str, ...] = ()  # Host names served; empty: loopback names on a loopback host
     data_file: str = ""  # SQLite file of the in-process bus's history; empty: history lives in memory only
+    commit_window: float = 5.0  # ms the data file gathers writes into one commit; each waits that long for its ack
     run_as: str = ""  # started as root: the user to become once listening (the cluster launcher sets it)
     # Token mode (identity from the host application): on when one key is set.
     token_secret: str = field(default="", repr=False)  # HS256 key: CHAT_TOKEN_SECRET, or read from the file
@@ -371,6 +372,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
         "seconds between this process's status records (in Redis: server.py status, the admin page)",
     ),
     "data_file": (_text, "SQLite file where the in-process bus keeps every room's history across restarts"),
+    "commit_window": (_non_negative_float, "ms --data-file gathers messages into one commit, each acked after it"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
 # Settings that never come from a command line: any user can read one (ps,
