@@ -31,6 +31,7 @@ from handlers.limits import SocketLimits
 from handlers.moderated import CLOSE_MODERATED, banned, muted
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
+from handlers.sampled_log import SampledLog
 from handlers.socket_metrics import SocketMetrics
 from handlers.token_gate import TokenGate, open_gate
 from handlers.tokens import TokenVerifier
@@ -72,6 +73,8 @@ OVER_RATE_PER_SECOND = 50.0
 # second, each saying how many were left out since the last.
 LOGGED_BURST = 20
 LOGGED_PER_SECOND = 1.0
+# One process's failed publishes: an outage fails every one (chat_messages_rejected counts them all).
+PUBLISH_FAILED = SampledLog(log, "bus.publish_failed")
 DEFAULT_REPLAY_STALL = 20.0  # seconds a replay waits on a client that reads nothing, when pings are off
 
 
@@ -433,7 +436,7 @@ class RoomSocket(WebSocketHandler):
         try:
             published = await self._bus.publish(draft)
         except BusUnavailable as exc:
-            log.warning("bus.publish_failed", reason=str(exc))
+            PUBLISH_FAILED.warning(reason=str(exc))
             raise FrameError("unavailable", "the message was not stored, try again", request.client_id) from None
         except RateLimited:  # the user's budget over every process; the local bucket passed it
             raise FrameError("rate_limited", "too many messages, slow down", request.client_id) from None
@@ -461,6 +464,11 @@ class RoomSocket(WebSocketHandler):
             log.info("message.rejected", reason=error.code, **extra)
         else:
             self._unlogged += 1
+        if error.code == "unavailable":
+            # The server's failure, not the client's: a client resending with its client_id
+            # through an outage is doing what it should (its frames were charged to the rate).
+            self.send_frame(error.frame())
+            return
         if error.code == "rate_limited":
             budget = self._over_rate = self._over_rate or TokenBucket(OVER_RATE_PER_SECOND, OVER_RATE_BURST)
         else:

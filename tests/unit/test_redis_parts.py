@@ -27,6 +27,7 @@ def test_every_room_key_starts_with_the_prefix_names_the_room_and_shares_one_slo
         keys.stream("café"),
         keys.born("café"),
         keys.trimmed("café"),
+        keys.size("café"),
         keys.users("café"),
         keys.members("café", "n1/ab"),
         keys.typing("café", "ann"),
