@@ -31,7 +31,7 @@ from handlers.limits import SocketLimits
 from handlers.moderated import CLOSE_MODERATED, banned, muted
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
-from handlers.sampled_log import SampledLog
+from handlers.sampled_log import PUBLISH_FAILED
 from handlers.socket_metrics import SocketMetrics
 from handlers.token_gate import TokenGate, open_gate
 from handlers.tokens import TokenVerifier
@@ -73,8 +73,6 @@ OVER_RATE_PER_SECOND = 50.0
 # second, each saying how many were left out since the last.
 LOGGED_BURST = 20
 LOGGED_PER_SECOND = 1.0
-# One process's failed publishes: an outage fails every one (chat_messages_rejected counts them all).
-PUBLISH_FAILED = SampledLog(log, "bus.publish_failed")
 DEFAULT_REPLAY_STALL = 20.0  # seconds a replay waits on a client that reads nothing, when pings are off
 
 
@@ -464,9 +462,7 @@ class RoomSocket(WebSocketHandler):
             log.info("message.rejected", reason=error.code, **extra)
         else:
             self._unlogged += 1
-        if error.code == "unavailable":
-            # The server's failure, not the client's: a client resending with its client_id
-            # through an outage is doing what it should (its frames were charged to the rate).
+        if error.code == "unavailable":  # the server's failure: a client resending through it is never junk
             self.send_frame(error.frame())
             return
         if error.code == "rate_limited":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from structlog.typing import FilteringBoundLogger
 
 from handlers.rate_limit import TokenBucket
@@ -33,3 +34,7 @@ class SampledLog:
             fields["suppressed"] = self._left_out
             self._left_out = 0
         self._log.warning(self._event, **fields)
+
+
+# One process's failed publishes: an outage fails every one (chat_messages_rejected counts them all).
+PUBLISH_FAILED = SampledLog(structlog.get_logger("chat.ws"), "bus.publish_failed")

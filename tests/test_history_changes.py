@@ -82,24 +82,6 @@ async def test_older_stops_at_retention_and_works_after_a_resume(make_server: An
     assert 26 <= len(retained) <= 32 and page["complete"] is True  # retention, trimmed in batches
 
 
-@pytest.mark.gen_test(timeout=60)
-async def test_a_room_keeps_history_bytes_of_text_and_a_resume_past_them_is_incomplete(make_server: Any) -> None:
-    """--history-bytes: long messages are trimmed by size, on every bus, the newest always kept."""
-    server = await make_server(rate_limit=0, history_bytes=40_000)
-    writer = await ChatClient.connect(server.port, "long", user="ann")
-    sent = await say_all(writer, [f"{k:02d}" + "\u00e9" * 4000 for k in range(10)])  # 8,002 bytes each
-    reader = await ChatClient.connect(server.port, "long", user="bob")
-    assert ids(reader.history) == ids(sent[-4:])  # 4 x 8,002 fit in 40,000, 5 do not
-    past = await ChatClient.connect(server.port, "long", user="bob", since=sent[4]["id"])
-    assert ids(past.history) == ids(sent[6:]) and past.ready is not None and past.ready["complete"] is False
-    page = await older(reader, sent[6]["id"], limit=200)
-    assert page["messages"] == [] and page["complete"] is True  # the older page ends where the bound did
-    await writer.say("\u00e9" * 4096)  # 8,192 bytes: the oldest of the four goes
-    [newest] = await writer.messages(1)
-    again = await ChatClient.connect(server.port, "long", user="bob")
-    assert ids(again.history) == ids(sent[-3:]) + [newest["id"]]
-
-
 @pytest.mark.gen_test(timeout=30)
 async def test_bad_older_requests_get_bad_request_and_the_connection_lives(make_server: Any) -> None:
     server = await make_server(rate_limit=0)

@@ -27,7 +27,7 @@ from bus.memory import MemoryBackend
 from bus.message import ChangeDraft, Draft, Message, id_key
 from bus.redis import RedisBroker, RedisOptions
 from bus.redis.keys import Keys
-from tests.client import TEST_SECRET, ChatClient
+from tests.client import NOTICES, TEST_SECRET, ChatClient, ids
 from tests.growth_attack import TEXT, Attack, rss_bytes, send
 from tests.processes import ServerProcess
 from tests.services import RedisServer
@@ -113,6 +113,27 @@ async def test_the_redis_size_counter_is_the_streams_text_and_is_rebuilt_when_lo
     finally:
         client.close()
         await bus.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_room_keeps_history_bytes_of_text_and_a_resume_past_them_is_incomplete(make_server: Any) -> None:
+    """--history-bytes: long messages are trimmed by size, on every bus (a cluster too), the newest always kept."""
+    server = await make_server(rate_limit=0, history_bytes=40_000)
+    writer = await ChatClient.connect(server.port, "long", user="ann")
+    for k in range(10):
+        await writer.say(f"{k:02d}" + "\u00e9" * 4000)  # 8,002 bytes each
+    sent = await writer.messages(10, timeout=30)
+    reader = await ChatClient.connect(server.port, "long", user="bob")
+    assert ids(reader.history) == ids(sent[-4:])  # 4 x 8,002 fit in 40,000, 5 do not
+    past = await ChatClient.connect(server.port, "long", user="bob", since=sent[4]["id"])
+    assert ids(past.history) == ids(sent[6:]) and past.ready is not None and past.ready["complete"] is False
+    reader.send({"type": "older", "before": sent[6]["id"], "limit": 200})
+    page = await reader.recv_type("older", skip=NOTICES + ("message",))
+    assert page["messages"] == [] and page["complete"] is True  # the older page ends where the bound did
+    await writer.say("\u00e9" * 4096)  # 8,192 bytes: the oldest of the four goes
+    [newest] = await writer.messages(1)
+    again = await ChatClient.connect(server.port, "long", user="bob")
+    assert ids(again.history) == ids(sent[-3:]) + [newest["id"]]
 
 
 # ---- --memory-budget: the in-process bus ------------------------------------------------------
