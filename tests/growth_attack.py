@@ -49,6 +49,8 @@ class Attack:
     refused_pause: float = 0.05  # seconds an attacker waits after an unavailable answer
     joins_refused: int = 0
     stop_after_refusals: int = 0  # stop once this many were refused (0: run for the whole duration)
+    stop_after_accepted: int = 0  # stop once this many were accepted (0: run for the whole duration)
+    accepted: int = 0
 
     async def run(self, seconds: float) -> None:
         self._stop = asyncio.Event()
@@ -94,6 +96,9 @@ class Attack:
                     answer = await send(client, text, client_id)
                     if answer["type"] == "ack":
                         self.acked.setdefault(room, []).append(answer["id"])
+                        self.accepted += 1
+                        if self.stop_after_accepted and self.accepted >= self.stop_after_accepted:
+                            self._stop.set()
                     else:
                         assert answer["error"] == "unavailable", answer
                         self._note_refused(Refused(room, user, client_id, text))
