@@ -1,13 +1,13 @@
 """Storing a message and reading a room's history: one script each, on the room's shard.
 
 Publish is ``publish.lua`` (check the resend key, then the user's message
-budget in the room shared by every process, ``XADD``, record the epoch,
-trim by count and by size (``trim.lua``), set the room TTL, ring the room's doorbell with the entry), on the
-shard's publish wire: the publishes of one loop turn, from every connection,
-leave in one write. With ``wait_replicas``, one ``WAIT`` follows them on the
-same connection and covers them all: a message counts as stored only once
-that many replicas hold it, so a failover cannot lose a message whose
-sender got an ``ack``.
+budget in the room shared by every process, ``XADD``, record the epoch, trim
+by count and by size (``trim.lua``), set the room TTL, ring the room's
+doorbell with the entry), on the shard's publish wire: the publishes of one
+loop turn, from every connection, leave in one write. With ``wait_replicas``,
+one ``WAIT`` follows them on the same connection and covers them all: a
+message counts as stored only once that many replicas hold it, so a failover
+cannot lose a message whose sender got an ``ack``.
 """
 
 from __future__ import annotations
