@@ -575,7 +575,8 @@ async def test_a_full_redis_refuses_new_messages_with_unavailable_and_evicts_non
     assert policy == ["noeviction"]
     full = RedisServer(tmp_path / "redis", ["--maxmemory", "4mb", "--maxmemory-policy", policy[0]])
     full.start()
-    server = ChatServer(base_settings(redis_url=full.url(), rate_limit=0, history=1000))
+    # --history-bytes 0: the room alone may fill Redis (by default it would keep 1 MiB of it)
+    server = ChatServer(base_settings(redis_url=full.url(), rate_limit=0, history=1000, history_bytes=0))
     try:
         await server.start()
         sender = await ChatClient.connect(server.port, "full")
