@@ -37,7 +37,7 @@ GROWTH_LIMIT = float(os.environ.get("GROWTH_LIMIT", "60"))
 MiB = 1 << 20
 
 
-# ---- --history-bytes: the same contract on both buses ----------------------------------------
+# ---- --history-bytes: the same behaviour on both buses ----------------------------------------
 
 
 @pytest.fixture(params=["memory", "redis"])
