@@ -16,7 +16,8 @@ import pytest
 import redis
 
 from config.settings import Settings
-from ops.cluster import Cluster, free_port
+from ops.cluster import Cluster
+from ops.process_runner import free_port
 from ops.redis_cluster import LocalRedisCluster, RedisClusterError
 from server import ChatServer
 from tests.client import TEST_SECRET

@@ -14,18 +14,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from tornado.httpclient import AsyncHTTPClient
-
-from tests.helpers import free_port
+from ops.process_runner import ROOT, Process, ProcessError, free_port, http_ok_async
 from tests.services import ServiceError
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+__all__ = ["ROOT", "ServerProcess"]
 
 
 class ServerProcess:
@@ -38,7 +35,7 @@ class ServerProcess:
         self.env = dict(env or {})  # CHAT_* settings that belong in the environment (secrets)
         self.log_path = Path(log_path)
         self.port = port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.runner: Process | None = None
 
     @property
     def stderr_path(self) -> Path:
@@ -53,33 +50,13 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_") and k != "REDIS_URL"}
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.env)
-        with self.log_path.open("ab") as log, self.stderr_path.open("ab") as errors:
-            # Popen returns as soon as the child is forked; the wait that follows is async.
-            self.process = subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *self.args],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=errors,
-            )
-        await self._wait_healthy(timeout)
+        argv = [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *self.args]
+        self.runner = Process("server.py", argv, env, log_path=self.log_path, stderr_path=self.stderr_path).start()
+        try:
+            await self.runner.wait_healthy_async(lambda: http_ok_async(f"{self.url}/healthz"), timeout)
+        except ProcessError as exc:
+            raise ServiceError(str(exc)) from None
         return self
-
-    async def _wait_healthy(self, timeout: float) -> None:
-        client = AsyncHTTPClient()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise ServiceError(f"server.py exited early: {self.log_tail()}")
-            try:
-                response = await client.fetch(f"{self.url}/healthz", raise_error=False, request_timeout=1.0)
-                if response.code == 200:
-                    return
-            except OSError:
-                pass  # not listening yet
-            await asyncio.sleep(0.05)  # polling the port, bounded by the deadline
-        self.kill()
-        raise ServiceError(f"server.py not healthy on port {self.port} within {timeout}s: {self.log_tail()}")
 
     async def restart(self) -> "ServerProcess":
         await self.stop()
@@ -87,32 +64,28 @@ class ServerProcess:
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM and wait for the exit; SIGKILL after ``timeout``. Returns the exit code."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return None if process is None else process.returncode
-        process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while process.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)  # waiting for the exit, bounded by the deadline
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout)
-        return process.returncode
+        if self.runner is None:
+            return None
+        # The wait runs in a thread: the test's own event loop may serve what the process talks to.
+        return await asyncio.to_thread(self.runner.stop, signal.SIGTERM, timeout)
 
     def kill(self) -> None:
         """SIGKILL, as in a crash; returns once the process is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT)
+        if self.runner is not None:
+            self.runner.kill()
 
     def pause(self) -> None:
         """SIGSTOP: the process holds its connections but does nothing."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGSTOP)
+        if self.runner is not None:
+            self.runner.pause()
 
     def resume(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)
+        if self.runner is not None:
+            self.runner.resume()
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.runner is None else self.runner.process
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join((self.lines() + self.stderr().decode(errors="replace").splitlines())[-lines:])

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from ops.cluster import ROOT, free_port
+from ops.process_runner import ROOT, free_port
 from ops.redis_cluster import LocalRedisCluster
 from tests.client import ChatClient, ids, strictly_increasing
 from tests.conftest import Spawn

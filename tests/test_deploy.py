@@ -23,7 +23,8 @@ from playwright.async_api import expect
 from tornado.httpclient import AsyncHTTPClient
 
 from bus.message import id_key
-from ops.cluster import ROOT, Cluster, free_port
+from ops.cluster import Cluster
+from ops.process_runner import ROOT, free_port
 from tests.client import ChatClient
 from tests.helpers import chromium, eventually, handshake_request
 from tests.processes import ServerProcess

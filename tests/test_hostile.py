@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,8 @@ from bus.memory import MemoryBackend
 from bus.message import Draft
 from config.settings import SettingsError, settings_from
 from handlers.identity import USER_COOKIE
-from ops.cluster import Cluster, free_port
+from ops.cluster import Cluster
+from ops.process_runner import Process, free_port
 from server import ChatServer
 from tests.client import ChatClient
 from tests.conftest import SECRET, base_settings
@@ -56,35 +56,17 @@ class RawProcess:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "server.py"),
-                "--port",
-                str(self.port),
-                "--node-id",
-                "hostile",
-                "--log-format",
-                "json",
-                *args,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=stdout,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=limit,
-        )
+        argv = [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), "--node-id", "hostile"]
+        argv += ["--log-format", "json", *args]
+        self.runner = Process("server.py", argv, env, stdout=stdout, stderr_path=Path(os.devnull), preexec=limit)
+        self.process = self.runner.start().process or _never_started()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def wait_healthy(self) -> None:
-        deadline = time.monotonic() + PROCESS_START
-        while not await self.healthy(1.0):
-            assert self.process.poll() is None, "server.py exited"
-            assert time.monotonic() < deadline, "server.py never answered /healthz"
-            await asyncio.sleep(0.05)  # polling the port, bounded by the deadline
+        await self.runner.wait_healthy_async(lambda: self.healthy(1.0), PROCESS_START)
 
     async def healthy(self, timeout: float) -> bool:
         try:
@@ -98,13 +80,13 @@ class RawProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(10)
+        code = self.runner.stop()
+        assert code is not None, "server.py was not started"
+        return code
+
+
+def _never_started() -> subprocess.Popen[bytes]:
+    raise AssertionError("server.py was not started")
 
 
 @pytest.fixture
@@ -112,9 +94,7 @@ def raw_processes() -> Iterator[list[RawProcess]]:
     started: list[RawProcess] = []
     yield started
     for process in started:
-        if process.process.poll() is None:
-            process.process.kill()
-            process.process.wait(10)
+        process.runner.kill()
 
 
 def log_events(path: Path, name: str) -> list[dict[str, Any]]:
