@@ -236,3 +236,34 @@ class Process:
             if path is not None and path.exists():
                 text += path.read_text(encoding="utf-8", errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+
+class RunsOneProcess:
+    """For a class that owns one ``Process`` in ``self.runner``: its controls, delegated (no-ops before a start)."""
+
+    runner: Process | None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.runner is None else self.runner.process
+
+    @property
+    def running(self) -> bool:
+        return self.runner is not None and self.runner.running
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash; returns once the process is gone."""
+        if self.runner is not None:
+            self.runner.kill()
+
+    def pause(self) -> None:
+        """SIGSTOP: it holds its connections but answers nothing (a hung process)."""
+        if self.runner is not None:
+            self.runner.pause()
+
+    def resume(self) -> None:
+        if self.runner is not None:
+            self.runner.resume()
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "" if self.runner is None else self.runner.log_tail(lines)

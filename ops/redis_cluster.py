@@ -25,13 +25,13 @@ from typing import Sequence
 
 import redis
 
-from ops.process_runner import Process, ProcessError, free_port
+from ops.process_runner import Process, ProcessError, RunsOneProcess, free_port
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 
-class RedisClusterError(RuntimeError):
+class RedisClusterError(ProcessError):
     """A node or the cluster did not come up; the message says what to do."""
 
 
@@ -49,7 +49,7 @@ def _client(port: int, password: str | None = None) -> redis.Redis:
 
 
 @dataclass
-class ClusterNode:
+class ClusterNode(RunsOneProcess):
     port: int
     directory: Path
     runner: Process | None = field(default=None, repr=False)
@@ -119,24 +119,9 @@ class ClusterNode:
                 return {k: str(v) for k, v in client.cluster("info").items()}
             return dict(client.info(section))
 
-    def kill(self) -> None:
-        if self.runner is not None:
-            self.runner.kill()
-
     def stop(self) -> None:
         if self.runner is not None:
             self.runner.stop()
-
-    @property
-    def running(self) -> bool:
-        return self.runner is not None and self.runner.running
-
-    @property
-    def process(self) -> subprocess.Popen[bytes] | None:
-        return None if self.runner is None else self.runner.process
-
-    def log_tail(self, lines: int = 15) -> str:
-        return self.runner.log_tail(lines) if self.runner is not None else ""
 
 
 @dataclass

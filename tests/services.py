@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 from typing import Sequence
 
 import redis
 
-from ops.process_runner import Process, ProcessError, ProcessExited, free_port
+from ops.process_runner import Process, ProcessError, ProcessExited, RunsOneProcess, free_port
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
-class ServiceError(RuntimeError):
+class ServiceError(ProcessError):
     """A service binary is missing or did not start; the message says what to do."""
 
 
@@ -35,7 +34,7 @@ def _serving(port: int, pid: int) -> bool:
         return False  # not listening yet, or still LOADING
 
 
-class RedisServer:
+class RedisServer(RunsOneProcess):
     """One redis-server process: start, stop (graceful), kill (SIGKILL), restart on the same port.
 
     By default nothing is persisted (``--save ""``, ``--appendonly no``), so a
@@ -93,39 +92,12 @@ class RedisServer:
             raise ServiceError(str(exc)) from None
         return True
 
-    def log_tail(self, lines: int = 20) -> str:
-        return self.runner.log_tail(lines) if self.runner is not None else ""
-
     def stop(self) -> None:
         """Graceful shutdown (SIGTERM): with append-only on, everything written is on disk."""
-        self._end(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies at once, as in a crash."""
-        self._end(signal.SIGKILL)
-
-    def pause(self) -> None:
-        """SIGSTOP: Redis keeps its connections open but answers nothing (a hung server)."""
         if self.runner is not None:
-            self.runner.pause()
-
-    def resume(self) -> None:
-        if self.runner is not None:
-            self.runner.resume()
+            self.runner.stop(signal.SIGTERM, STOP_TIMEOUT)
 
     def restart(self, args: Sequence[str] | None = None) -> None:
         """Stop gracefully and start again on the same port and directory."""
         self.stop()
         self.start(self.port, args)
-
-    def _end(self, signum: int) -> None:
-        if self.runner is not None:
-            self.runner.stop(signum, STOP_TIMEOUT)
-
-    @property
-    def process(self) -> subprocess.Popen[bytes] | None:
-        return None if self.runner is None else self.runner.process
-
-    @property
-    def running(self) -> bool:
-        return self.runner is not None and self.runner.running

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ops.process_runner import Process, free_port, http_ok
 from server import page_url
+from tests.processes import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = [sys.executable, str(ROOT / "server.py")]
@@ -232,29 +233,19 @@ def test_a_name_chosen_before_a_restart_of_make_run_is_still_the_name_after_it(t
 
 def test_the_launcher_prints_each_log_file_and_stopped(tmp_path: Path) -> None:
     port = free_port()
-    launcher = subprocess.Popen(
-        [*SERVER, "cluster", "--processes", "1", "--port", str(port), "--run-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert launcher.stdout is not None
-        lines = [launcher.stdout.readline() for _ in range(5)]  # the URL, the run dir, three logs
+    with launcher(port, "--processes", "1", "--run-dir", str(tmp_path)) as running:
+        assert running.stdout is not None
+        lines = [running.stdout.readline() for _ in range(5)]  # the URL, the run dir, three logs
         assert lines[0].startswith(f"chat cluster: open http://127.0.0.1:{port}/chat/"), lines
         logs = dict(line.split()[0:3:2] for line in lines[2:])
         assert set(logs) == {"redis", "node-1", "nginx"}, lines
         for path in logs.values():
             assert Path(path).is_file() and Path(path).parent == tmp_path, path
-        node = launcher.stdout.readline().split()  # then each process's own address and its /metrics
+        node = running.stdout.readline().split()  # then each process's own address and its /metrics
         assert node[0] == "node-1" and node[2] == "metrics" and node[3] == node[1] + "metrics", node
         with urllib.request.urlopen(node[3], timeout=5) as response:
             assert b"chat_connections" in response.read()
-        launcher.send_signal(signal.SIGTERM)
-        rest = launcher.stdout.read()
-        assert launcher.wait(30) == 0
+        running.send_signal(signal.SIGTERM)
+        rest = running.stdout.read()
+        assert running.wait(30) == 0
         assert rest.splitlines()[-2:] == ["chat cluster: stopping", "chat cluster: stopped"], rest
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
