@@ -55,7 +55,7 @@ def test_nothing_given_is_the_built_in_default() -> None:
     ):
         assert getattr(settings, name) == getattr(defaults, name), name
     assert not settings.uses_redis
-    assert (settings.history_bytes, settings.memory_budget) == (1 << 20, 256 << 20)  # the documented defaults (README, Memory)
+    assert (settings.history_bytes, settings.memory_budget) == (1 << 20, 256 << 20)  # README, Memory
 
 
 def test_the_shipped_file_is_read_below_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
