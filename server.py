@@ -47,7 +47,8 @@ from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserN
 from handlers.pings import PingWheel
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
 from handlers.tokens import TokenVerifier
-from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
+from handlers.websocket.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
+from handlers.websocket.guard import tornado_problems
 from ops.metrics import Metrics, MetricsHandler
 
 ROOT = Path(__file__).resolve().parent
@@ -402,6 +403,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(argv)
     except SettingsError as exc:
         print(f"server.py: {exc}", file=sys.stderr)
+        return 2
+    # The frame reader and writer use Tornado past its public API: refuse to
+    # serve on a release that changed what they use (handlers/websocket/guard.py).
+    if problems := tornado_problems():
+        print(f"server.py: Tornado {tornado.version} lacks what the WebSocket code uses: {problems}", file=sys.stderr)
         return 2
     # Logging never holds up serving: lines go out from a thread, and are
     # dropped (and counted) when nobody reads stdout.

@@ -34,19 +34,9 @@ from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
 from handlers.token_gate import TokenGate, open_gate
 from handlers.tokens import TokenVerifier
-from handlers.tornado_frames import (
-    HANDLER_SLOTS,
-    PING_TIMED_OUT,
-    Written,
-    aborter,
-    pong_received,
-    release_handshake,
-    send_ping,
-    slotted_protocol,
-    text_frame,
-    watch_closes,
-    write_text,
-)
+from handlers.websocket.control import PING_TIMED_OUT, aborter, pong_received, send_ping, watch_closes
+from handlers.websocket.slots import HANDLER_SLOTS, release_handshake, slotted_protocol
+from handlers.websocket.writer import Written, text_frame, write_text
 
 log = structlog.get_logger("chat.ws")
 
@@ -479,7 +469,7 @@ class RoomSocket(WebSocketHandler):
         The bytes not yet handed to the kernel are counted; past
         ``send_buffer_limit`` the client is not keeping up and is dropped with
         1008 so that it holds no memory and slows nobody. Frames go straight
-        to the stream (handlers/tornado_frames.py says why).
+        to the stream (handlers/websocket/writer.py says why).
         """
         size = len(frame)
         if self._unsent + size > self._settings.send_buffer_limit:
