@@ -234,8 +234,9 @@ class RoomSocket(WebSocketHandler):
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         protocol = slotted_protocol(self)
         if protocol is not None:
-            # Tornado closes a frame over the size limit with 1009, and an
-            # unanswered ping, by itself and keeps no note of either.
+            # The reader closes a frame over the size limit (1009) and a
+            # protocol violation (1002, 1007) through the protocol, and
+            # Tornado keeps no note of the code: it is noted here for the log.
             watch_closes(protocol, self._closed_by_protocol)
         return protocol
 

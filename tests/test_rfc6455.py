@@ -11,8 +11,10 @@ import struct
 from typing import Any, Iterator
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.client import ChatClient
+from tests.helpers import eventually
 from tests.raw_socket import CLOSE, CONTINUATION, TEXT, RawSocket, chat, client_frame, raw_rooms
 
 
@@ -38,6 +40,20 @@ def close_frame(code: int, reason: bytes = b"") -> bytes:
 @pytest.mark.gen_test(timeout=30)
 async def test_an_unmasked_client_frame_closes_with_1002(room: Any) -> None:
     await closes_alone_with(room, client_frame(TEXT, chat("bare", "u1"), masked=False), 1002)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_log_names_the_code_a_violation_was_closed_with(room: Any) -> None:
+    with capture_logs() as logs:
+        raw = await room()
+        await raw.send(client_frame(TEXT, chat("bare", "u2"), masked=False))
+        assert await raw.ended() == 1002
+
+        async def logged() -> bool:
+            return any(e["event"] == "ws.disconnect" for e in logs)
+
+        await eventually(logged, 5, "the disconnect logged")
+    assert [e["code"] for e in logs if e["event"] == "ws.disconnect"] == [1002]
 
 
 @pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
