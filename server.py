@@ -404,9 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"server.py: {exc}", file=sys.stderr)
         return 2
-    # The frame reader and writer use Tornado past its public API: refuse to
-    # serve on a release that changed what they use (handlers/websocket/guard.py).
-    if problems := tornado_problems():
+    if problems := tornado_problems():  # what handlers/websocket/ uses past Tornado's public API
         print(f"server.py: Tornado {tornado.version} lacks what the WebSocket code uses: {problems}", file=sys.stderr)
         return 2
     # Logging never holds up serving: lines go out from a thread, and are
