@@ -9,16 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import tornado
 import tornado.util
 from tornado.tcpserver import TCPServer
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 import server
-from handlers.websocket.guard import tornado_problems
+from handlers.websocket.guard import RELIED_ON, tornado_problems
 
 
-def test_this_tornado_offers_all_of_it() -> None:
-    assert tornado_problems() == []
+def test_this_tornado_offers_everything_the_package_relies_on() -> None:
+    assert tornado_problems() == [], (
+        f"Tornado {tornado.version} changed what handlers/websocket/ relies on:\n" + "\n".join(RELIED_ON)
+    )
 
 
 def test_a_changed_signature_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

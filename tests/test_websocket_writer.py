@@ -9,22 +9,14 @@ import socket
 from typing import Any
 
 import pytest
-import tornado
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketProtocol13
 
 from handlers.websocket.control import aborter
-from handlers.websocket.guard import RELIED_ON, tornado_problems
 from handlers.websocket.writer import Written, text_frame, write_text
 from tests.client import ChatClient
 from tests.helpers import ON_MEMORY
-
-
-def test_this_tornado_still_offers_everything_the_direct_frame_writer_relies_on() -> None:
-    assert tornado_problems() == [], (
-        f"Tornado {tornado.version} changed what handlers/websocket/ relies on:\n" + "\n".join(RELIED_ON)
-    )
 
 
 @pytest.mark.gen_test(timeout=30)
