@@ -24,12 +24,12 @@ for path in sys.argv[1:]:
         total += samples
         frames = stack.split(";")
         leaf = frames[-1]
-        if "/tornado/" in leaf:
+        if "(tornado/" in leaf:
             counts["tornado self time (all)"] += samples
         for name in ("write_text", "receive_frames", "send_frame", "_fan_out"):
             if any(f.startswith(name + " ") for f in frames):
                 counts[f"in {name}"] += samples
-                if "/tornado/" in leaf:
+                if "(tornado/" in leaf:
                     counts[f"  of which tornado self time, in {name}"] += samples
     print(path, "samples", total)
     for key, samples in sorted(counts.items(), key=lambda kv: -kv[1]):
