@@ -1,7 +1,7 @@
 """Reading a client's frames: the protocol's receive loop, taking whatever has arrived in one read.
 
-Tornado's own receive loop (``WebSocketProtocol13``, one frame at a time) reads a frame in three or
-four ``read_bytes`` calls (header, length, mask, payload). After the first,
+Tornado's own receive loop (``WebSocketProtocol13``'s) reads a frame in
+three or four ``read_bytes`` calls (header, length, mask, payload). After the first,
 the rest of the frame waits in the ``IOStream``'s buffer with no read
 pending, so the stream stops listening on the socket (``update_handler``,
 uvloop's ``remove_reader``), and starts again when the next frame is asked
