@@ -50,7 +50,14 @@ from handlers.proxies import address_key
 from handlers.proxies import policy as proxy_policy
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
 from handlers.tokens import TokenVerifier
-from ops.accept import AddressCap, GuardedHTTPServer, connection_cap, log_descriptor_limit, raise_descriptor_limit
+from handlers.websocket.accept import (
+    AddressCap,
+    GuardedHTTPServer,
+    connection_cap,
+    log_descriptor_limit,
+    raise_descriptor_limit,
+)
+from handlers.websocket.guard import tornado_problems
 from ops.metrics import Metrics, MetricsHandler
 from ops.status import ProcessFacts, StatusReporter
 
@@ -427,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(argv)
     except SettingsError as exc:
         print(f"server.py: {exc}", file=sys.stderr)
+        return 2
+    if problems := tornado_problems():  # what handlers/websocket/ uses past Tornado's public API
+        print(f"server.py: Tornado {tornado.version} lacks what the WebSocket code uses: {problems}", file=sys.stderr)
         return 2
     # Logging never holds up serving: lines go out from a thread, and are
     # dropped (and counted) when nobody reads stdout.

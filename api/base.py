@@ -15,6 +15,7 @@ from typing import Any, Callable, Protocol
 
 import orjson
 import structlog
+from tornado.httputil import responses
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from api.keys import ApiKeys
@@ -162,7 +163,8 @@ class ApiHandler(RequestHandler):
         elif status_code >= 500:
             code, detail = "internal", "the server failed to answer this request"
         else:
-            code, detail = _STATUS_CODES.get(status_code, "bad_request"), self._reason
+            reason = getattr(error, "reason", None) or responses.get(status_code, "Unknown")  # as send_error sets it
+            code, detail = _STATUS_CODES.get(status_code, "bad_request"), reason
         self.set_header("Content-Type", "application/json")
         self.finish(orjson.dumps({"error": code, "detail": detail}))
 

@@ -6,6 +6,7 @@ import re
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from tornado.httputil import responses
 from tornado.web import HTTPError, RequestHandler
 
 from handlers.identity import cookie_user, guest_name, is_room_name, is_user_name, remember_user, room_lookalike
@@ -61,7 +62,9 @@ class PageHandler(RequestHandler):
         if status_code == 404:
             heading, paragraphs = "No such page", self._not_found_text()
         else:
-            heading = f"{status_code}: {self._reason}"
+            error = kwargs.get("exc_info", (None, None, None))[1]
+            reason = getattr(error, "reason", None) or responses.get(status_code, "Unknown")  # as send_error sets it
+            heading = f"{status_code}: {reason}"
             paragraphs = ["The server could not answer this request. Try again, or start from the lobby."]
         suggestion = suggest_room(self.request.path) if status_code == 404 else None
         self.render(

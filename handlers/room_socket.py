@@ -36,20 +36,16 @@ from handlers.sampled_log import PUBLISH_FAILED
 from handlers.socket_metrics import SocketMetrics
 from handlers.token_gate import TokenGate, open_gate
 from handlers.tokens import TokenVerifier
-from handlers.tornado_frames import (
-    HANDLER_SLOTS,
+from handlers.websocket.control import (
     PING_TIMED_OUT,
     PING_TIMEOUT_CODE,
-    Written,
     aborter,
     pong_received,
-    release_handshake,
     send_ping,
-    slotted_protocol,
-    text_frame,
     watch_closes,
-    write_text,
 )
+from handlers.websocket.slots import HANDLER_SLOTS, release_handshake, slotted_protocol
+from handlers.websocket.writer import Written, text_frame, write_text
 
 log = structlog.get_logger("chat.ws")
 
@@ -251,8 +247,9 @@ class RoomSocket(WebSocketHandler):
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         protocol = slotted_protocol(self)
         if protocol is not None:
-            # Tornado closes a frame over the size limit with 1009, and an
-            # unanswered ping, by itself and keeps no note of either.
+            # The reader closes a frame over the size limit (1009) and a
+            # protocol violation (1002, 1007) through the protocol, and
+            # Tornado keeps no note of the code: it is noted here for the log.
             watch_closes(protocol, self._closed_by_protocol)
         return protocol
 
@@ -493,7 +490,7 @@ class RoomSocket(WebSocketHandler):
         The bytes not yet handed to the kernel are counted; past
         ``send_buffer_limit`` the client is not keeping up and is dropped with
         1008 so that it holds no memory and slows nobody. Frames go straight
-        to the stream (handlers/tornado_frames.py says why).
+        to the stream (handlers/websocket/writer.py says why).
         """
         size = len(frame)
         if self._unsent + size > self._settings.send_buffer_limit:

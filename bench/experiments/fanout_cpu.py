@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bus.message import Message  # noqa: E402
 from config.settings import load_settings  # noqa: E402
-from handlers.tornado_frames import text_frame  # noqa: E402
+from handlers.websocket.writer import text_frame  # noqa: E402
 from server import ChatServer  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "bench"

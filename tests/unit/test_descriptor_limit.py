@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ops.accept import connection_cap
+from handlers.websocket.accept import connection_cap
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import resource
-from ops.accept import raise_descriptor_limit
+from handlers.websocket.accept import raise_descriptor_limit
 print(raise_descriptor_limit(), *resource.getrlimit(resource.RLIMIT_NOFILE))
 """
 

@@ -1,10 +1,4 @@
-"""handlers/frame_reader.py: client frames cut out of whatever has arrived, with Tornado's checks.
-
-A raw socket sends hand-made frames (RFC 6455 section 5) so that the tests
-choose how they are split across reads: several in one write, one byte at a
-time, a message in fragments with a ping between them, a length over the
-limit before any payload, and each protocol violation Tornado aborts for.
-"""
+"""A WebSocket client as raw bytes, for tests that choose every byte a client sends (RFC 6455 section 5)."""
 
 from __future__ import annotations
 
@@ -13,26 +7,29 @@ import json
 import os
 import socket
 import struct
-from typing import Any
+from typing import Any, Iterator
 
-import pytest
-
-from tests.client import TIMEOUT, ChatClient
+from tests.client import TIMEOUT
 from tests.helpers import handshake_request, status_of
 
 TEXT, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x8, 0x9, 0xA, 0x0
 
 
-def client_frame(opcode: int, payload: bytes, *, final: bool = True, rsv: int = 0, length: int | None = None) -> bytes:
-    """A masked client frame; ``length`` overrides the length field (its payload is then what is given)."""
+def client_frame(
+    opcode: int, payload: bytes, *, final: bool = True, rsv: int = 0, length: int | None = None, masked: bool = True
+) -> bytes:
+    """A client frame, masked unless told; ``length`` overrides the length field (its payload is then what is given)."""
     length = len(payload) if length is None else length
     head = bytes([(0x80 if final else 0) | rsv | opcode])
+    bit = 0x80 if masked else 0
     if length < 126:
-        head += bytes([0x80 | length])
+        head += bytes([bit | length])
     elif length <= 0xFFFF:
-        head += bytes([0x80 | 126]) + struct.pack("!H", length)
+        head += bytes([bit | 126]) + struct.pack("!H", length)
     else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", length)
+        head += bytes([bit | 127]) + struct.pack("!Q", length)
+    if not masked:
+        return head + payload
     mask = os.urandom(4)
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
@@ -46,11 +43,11 @@ class RawSocket:
 
     def __init__(self, sock: socket.socket, received: bytes) -> None:
         self.sock = sock
-        self.buffer = received.split(b"\r\n\r\n", 1)[1]  # frames that came with the 101
+        self.head, self.buffer = received.split(b"\r\n\r\n", 1)  # the 101, and frames that came with it
         self.loop = asyncio.get_running_loop()
 
     @classmethod
-    async def open(cls, port: int, room: str) -> "RawSocket":
+    async def open(cls, port: int, room: str, headers: dict[str, str] | None = None) -> "RawSocket":
         sock = socket.socket()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each write its own segment
         sock.setblocking(False)
@@ -58,7 +55,7 @@ class RawSocket:
         received = b""
         try:
             await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), TIMEOUT)
-            await loop.sock_sendall(sock, handshake_request(f"/ws/chat/{room}/", f"127.0.0.1:{port}"))
+            await loop.sock_sendall(sock, handshake_request(f"/ws/chat/{room}/", f"127.0.0.1:{port}", headers))
             while b"\r\n\r\n" not in received:  # the 101, and perhaps the first frames after it
                 chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), TIMEOUT)
                 assert chunk, "closed during the handshake"
@@ -125,9 +122,8 @@ class RawSocket:
         return None
 
 
-@pytest.fixture
-def room(make_server: Any) -> Any:
-    """``await room()``: a raw socket joined to a room of a fresh server (``room.port``); closed at the end."""
+def raw_rooms(make_server: Any) -> Iterator[Any]:
+    """For a ``room`` fixture: ``await room()``, a raw socket joined to a room of a fresh server (``room.port``)."""
     sockets: list[RawSocket] = []
 
     async def open_one() -> RawSocket:
@@ -141,61 +137,3 @@ def room(make_server: Any) -> Any:
     yield open_one
     for raw in sockets:
         raw.sock.close()
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_frames_that_arrive_together_or_a_byte_at_a_time_are_each_handled_in_order(room: Any) -> None:
-    raw = await room()
-    together = b"".join(client_frame(TEXT, chat(f"m{k}", f"c{k}")) for k in range(3))
-    await raw.send(together)
-    for byte in client_frame(TEXT, chat("slow", "c3")):
-        await raw.send(bytes([byte]))
-    assert [(await raw.json("ack"))["client_id"] for _ in range(4)] == ["c0", "c1", "c2", "c3"]
-    watcher = await ChatClient.connect(room.port, "frames")
-    assert [m["message"] for m in watcher.history[-4:]] == ["m0", "m1", "m2", "slow"]
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_a_message_in_fragments_is_one_message_and_a_ping_between_them_is_answered(room: Any) -> None:
-    raw = await room()
-    body = chat("in three parts", "f1")
-    await raw.send(
-        client_frame(TEXT, body[:10], final=False)
-        + client_frame(PING, b"between")
-        + client_frame(CONTINUATION, body[10:20], final=False)
-    )
-    assert await raw.pong() == b"between"
-    await raw.send(client_frame(CONTINUATION, body[20:]))
-    got: dict[str, dict[str, Any]] = {}
-    while len(got) < 2:  # through Redis the message may come before its ack
-        body = await raw.json_any()
-        if body["type"] in ("ack", "message"):
-            got[body["type"]] = body
-    assert got["ack"]["client_id"] == "f1" and got["message"]["message"] == "in three parts"
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_a_length_over_the_limit_closes_with_1009_before_any_payload(room: Any) -> None:
-    raw = await room()
-    await raw.send(client_frame(TEXT, b"", length=1 << 20))  # the header alone announces 1 MiB
-    assert await raw.ended() == 1009
-
-
-@pytest.mark.parametrize(
-    "frames",
-    [
-        pytest.param(client_frame(TEXT, chat("x", "r"), rsv=0x40), id="reserved-bit"),
-        pytest.param(client_frame(PING, b"p" * 126), id="control-over-125"),
-        pytest.param(client_frame(PING, b"p", final=False), id="fragmented-control"),
-        pytest.param(client_frame(CONTINUATION, b"{}"), id="continuation-of-nothing"),
-        pytest.param(client_frame(TEXT, b"{", final=False) + client_frame(TEXT, b"{}"), id="new-before-end"),
-    ],
-)
-@pytest.mark.gen_test(timeout=30)
-async def test_a_protocol_violation_ends_that_connection_only(room: Any, frames: bytes) -> None:
-    raw = await room()
-    bystander = await ChatClient.connect(room.port, "frames")
-    await raw.send(frames)
-    assert await raw.ended() is None  # aborted, as Tornado does: no close handshake
-    await bystander.say("still here")
-    assert (await bystander.messages(1))[0]["message"] == "still here"

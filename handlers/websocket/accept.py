@@ -10,6 +10,11 @@ meanwhile, and the ones already open (``/healthz`` included) are served.
 ``connection_cap`` keeps WebSockets below the descriptor limit, so the last
 descriptors stay free for health checks and pages rather than for one more
 idle socket; ``log_descriptor_limit`` says at start what the limit allows.
+
+The accept loop takes the place of ``TCPServer``'s: it fills the server's
+``_sockets`` and ``_handlers`` as ``TCPServer.add_sockets`` does (so ``stop``
+works unchanged) and hands each connection to ``_handle_connection``; guard.py
+checks all three.
 """
 
 from __future__ import annotations
