@@ -49,6 +49,7 @@ from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, Soc
 from handlers.tokens import TokenVerifier
 from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
 from ops.metrics import Metrics, MetricsHandler
+from ops.metrics_sampler import MetricsSampler
 
 ROOT = Path(__file__).resolve().parent
 log = structlog.get_logger("chat.server")
@@ -192,11 +193,12 @@ class ChatServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # One registry per server: several servers in one process count apart.
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.metrics_top_rooms)
         backend = build_backend(settings, self.metrics)
         self.bus = RoomBus(backend, settings.history, observer=self.metrics)
         self.moderation = build_moderation(backend)
         self.metrics.count_rooms_with(self.bus.room_count)
+        self.sampler = MetricsSampler(self.metrics, self.bus, settings.metrics_interval)
         self.registry = SocketRegistry(PingWheel(settings.ping_interval, settings.ping_timeout))
         descriptors = raise_descriptor_limit()
         cap = connection_cap(settings.max_connections, descriptors)
@@ -227,6 +229,7 @@ class ChatServer:
         self.listen()
         if self.api is not None:
             self.api.listen()
+        self.sampler.start()
         log.info(
             "server.started",
             host=self.settings.host,
@@ -258,6 +261,7 @@ class ChatServer:
             self.http.stop()
         if self.api is not None:
             await self.api.stop()
+        await self.sampler.stop()
         self.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
         await self.registry.wait_empty(self.settings.shutdown_timeout)
         if self.registry.pings is not None:

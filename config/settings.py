@@ -92,6 +92,8 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # CHAT_API_KEYS or the config file, never argv
     api_rate_limit: float = 1000.0  # requests per second per key; 0 turns it off
     api_rate_burst: int = 2000
+    metrics_interval: float = 5.0  # seconds between samples of reader lag and the busiest rooms; 0: never
+    metrics_top_rooms: int = 10  # rooms with figures of their own (a room label) in /metrics
 
     @property
     def token_mode(self) -> bool:
@@ -332,6 +334,11 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "api_rate_limit": (_non_negative_float, "server API requests per second per key; 0 turns it off"),
     "api_rate_burst": (_positive_int, "burst of the server API's per-key rate limit"),
     "data_file": (_text, "SQLite file where the in-process bus keeps every room's history across restarts"),
+    "metrics_interval": (
+        _non_negative_float,
+        "seconds between samples of reader lag (from Redis) and the busiest rooms for /metrics; 0: never",
+    ),
+    "metrics_top_rooms": (_non_negative_int, "busiest rooms given figures of their own (a room label) in /metrics"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
 # Settings that never come from a command line: any user can read one (ps,
