@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ops.redis_cluster import LocalRedisCluster, RedisClusterError
+from ops.scrape_targets import TARGETS_FILE, write_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_TEMPLATE = ROOT / "config" / "nginx.conf"
@@ -204,6 +205,7 @@ class Cluster:
     local_cluster: LocalRedisCluster | None = None
     nodes: list[ChatNode] = field(default_factory=list)
     nginx: Service | None = None
+    targets_file: Path | None = None  # Prometheus file_sd targets: every chat process's /metrics
 
     def start(self) -> None:
         """Start Redis, the chat processes and nginx; on any failure stop what started."""
@@ -213,6 +215,8 @@ class Cluster:
             for index in range(1, self.processes + 1):
                 self._start_node(index)
             self._start_nginx()
+            processes = [(node.service.name, node.port) for node in self.nodes]
+            self.targets_file = write_targets(self.run_dir / TARGETS_FILE, processes)
         except BaseException:
             self.stop()
             raise
@@ -466,6 +470,7 @@ def print_started(cluster: Cluster) -> None:
     for node in cluster.nodes:  # each process on its own: /metrics is not served through nginx
         address = f"http://127.0.0.1:{node.port}/"
         print(f"  {node.service.name:<12} {address}  metrics {address}metrics", flush=True)
+    print(f"  {'prometheus':<12} file_sd targets {cluster.targets_file}  (deploy/prometheus.yml)", flush=True)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -299,6 +299,10 @@ def test_the_launcher_prints_each_log_file_and_stopped(tmp_path: Path) -> None:
         assert node[0] == "node-1" and node[2] == "metrics" and node[3] == node[1] + "metrics", node
         with urllib.request.urlopen(node[3], timeout=5) as response:
             assert b"chat_connections" in response.read()
+        prometheus = launcher.stdout.readline().split()  # then the Prometheus file_sd targets of them all
+        assert prometheus[:3] == ["prometheus", "file_sd", "targets"], prometheus
+        host_port = node[1].removeprefix("http://").rstrip("/")
+        assert json.loads(Path(prometheus[3]).read_text()) == [{"targets": [host_port], "labels": {"node": "node-1"}}]
         launcher.send_signal(signal.SIGTERM)
         rest = launcher.stdout.read()
         assert launcher.wait(30) == 0
