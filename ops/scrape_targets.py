@@ -17,8 +17,12 @@ TARGETS_FILE = "prometheus-targets.json"
 
 
 def targets(processes: Sequence[tuple[str, int]], host: str = "127.0.0.1") -> list[dict[str, object]]:
-    """One target group per process, labelled with its node id (the ``node`` label of the lag metrics)."""
-    return [{"targets": [f"{host}:{port}"], "labels": {"node": node}} for node, port in processes]
+    """One target group per process, labelled ``process`` with its node id.
+
+    Not ``node``: the lag metrics have a label of that name, and a target
+    label would push theirs aside (to ``exported_node``).
+    """
+    return [{"targets": [f"{host}:{port}"], "labels": {"process": node}} for node, port in processes]
 
 
 def write_targets(path: Path, processes: Sequence[tuple[str, int]], host: str = "127.0.0.1") -> Path:

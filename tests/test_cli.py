@@ -302,7 +302,8 @@ def test_the_launcher_prints_each_log_file_and_stopped(tmp_path: Path) -> None:
         prometheus = launcher.stdout.readline().split()  # then the Prometheus file_sd targets of them all
         assert prometheus[:3] == ["prometheus", "file_sd", "targets"], prometheus
         host_port = node[1].removeprefix("http://").rstrip("/")
-        assert json.loads(Path(prometheus[3]).read_text()) == [{"targets": [host_port], "labels": {"node": "node-1"}}]
+        expected = [{"targets": [host_port], "labels": {"process": "node-1"}}]
+        assert json.loads(Path(prometheus[3]).read_text()) == expected
         launcher.send_signal(signal.SIGTERM)
         rest = launcher.stdout.read()
         assert launcher.wait(30) == 0
