@@ -349,12 +349,12 @@ async def _say_when_ready(settings: Settings, server: "ChatServer") -> None:
     print(start_line(settings, server.port, None), file=sys.stderr, flush=True)
 
 
-# Python's cycle collector at its defaults (700, 10, 10) ran 9 full collections
-# during a burst of 3,000 joins, the longest 0.35 s, 1.7 s of 4.8 s in all:
-# every object of every connection is scanned again each time the heap grows
-# by a quarter. Young collections every 10,000 allocations, full ones 100
-# times rarer than by default, and everything made at start-up frozen out of
-# them: no full collection in the burst (bench/RESULTS.md, "The collector").
+# Python's cycle collector at its defaults (700, 10, 10) runs full collections
+# again and again during a burst of joins, each scanning every object of every
+# connection each time the heap grows by a quarter. Young collections every
+# 10,000 allocations, full ones 100 times rarer than by default, and
+# everything made at start-up frozen out of them: no full collection in a
+# burst (bench/RESULTS.md, "Measurements formerly in code comments").
 # Cycles are still collected, later.
 GC_THRESHOLDS = (10_000, 10, 1000)
 

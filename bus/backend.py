@@ -2,7 +2,7 @@
 
 A backend stores each room's messages as an ordered log and delivers new
 entries of the rooms this node subscribed to through one callback. Two
-implementations pass the same contract tests: ``memory.MemoryBackend`` (one
+implementations pass the same protocol tests (tests/test_protocol.py and others): ``memory.MemoryBackend`` (one
 process, the embedded default) and ``bus.redis.RedisBroker`` (Redis streams,
 one consumer group per node).
 
@@ -17,7 +17,7 @@ Delivery semantics, which the RoomBus relies on:
   RoomBus drops anything not newer than what a member already has.
 - Everything published after ``subscribe(room)`` returns is delivered.
 
-Presence (contract section 4b) is best-effort and apart from that order:
+Presence (docs/protocol.md, "Joining" and "Server to client") is best-effort and apart from that order:
 
 - ``set_connections`` records how many connections a user has to a room
   through this node; the backend sums them over nodes. When a user's total

@@ -1,4 +1,4 @@
-"""Every frame the server sends (contract sections 4 and 4b), as UTF-8 JSON bytes: pure, no I/O.
+"""Every frame the server sends (docs/protocol.md lists them), as UTF-8 JSON bytes: pure, no I/O.
 
 The hub encodes a message or notice frame once and hands the same bytes to
 every member; the handler builds a connection's own frames (ready, ack,
@@ -22,8 +22,9 @@ def _dumps(body: Any) -> bytes:
     orjson 3.12+ returns bytes whose allocation is at least 4 KiB, however
     short the JSON. A frame kept a while (a notice buffered in every seat
     still joining, a write waiting in a stream) held 4 KiB, and a burst of
-    joins left the C heap grown and fragmented by them: ~2.5 KiB more per
-    idle connection through Redis (issue 9, goal 4). The copy costs ~70 ns.
+    joins left the C heap grown and fragmented by them, costing memory on
+    every idle connection; the copy costs far less than that saves
+    (bench/RESULTS.md, "Measurements formerly in code comments").
     """
     return _EMPTY.join((orjson.dumps(body), _EMPTY))
 

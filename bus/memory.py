@@ -104,7 +104,7 @@ class MemoryBackend:
         if self._store is not None:
             await self._store.close()
 
-    # ---- room lifetimes (contract section 7, --room-ttl) --------------------
+    # ---- room lifetimes (--room-ttl) ------------------------------------------
 
     def _schedule_sweep(self) -> None:
         if self._room_ttl > 0 and self._loop is not None and self._deliver is not None:

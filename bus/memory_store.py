@@ -12,8 +12,8 @@ to the journal without waiting for the disk, and survives the process dying
 (a power cut may lose the last commits). The one step that waits for the
 disk, copying the journal into the file (a checkpoint, with fsync), runs in a
 worker thread every ``CHECKPOINT_EVERY`` commits. A commit through a thread
-instead cost twice as much CPU per message (112 against 47 µs a publish, with
-nothing else running; bench/results/issue-23-data-file.md).
+instead costs far more CPU per message, handing each one over to the thread
+(bench/RESULTS.md, "Measurements formerly in code comments").
 ``save`` returns, or its future is done, only once its message is committed,
 so an accepted message is in the file before anyone is told of it.
 """

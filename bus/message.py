@@ -66,7 +66,7 @@ class Message:
         return self.key.ms
 
     def frame(self, replay: bool = False) -> bytes:
-        """Section 4's message frame; callers encode once per message."""
+        """The ``message`` frame (docs/protocol.md); callers encode once per message."""
         return frames.message(self.id, self.room, self.user, self.text, self.ts, replay, self.edited_ts)
 
 
@@ -193,7 +193,7 @@ NOTICE_KINDS = ("join", "leave", "typing")
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """An ephemeral room event of section 4b: not stored, not replayed, not ordered with messages.
+    """An ephemeral room event (presence, join, leave, typing): not stored, not replayed, not ordered with messages.
 
     ``kind`` is ``join``, ``leave`` or ``typing`` (about ``user``; that user's
     own connections do not get it), or ``presence``: the whole member list,

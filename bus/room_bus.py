@@ -19,7 +19,7 @@ What it guarantees to each member of a room:
   and handed to every member's non-blocking ``send_frame``; a member that
   cannot keep up drops itself.
 
-Presence (section 4b) rides beside the messages and never holds them up:
+Presence (who is in the room, join, leave, typing) rides beside the messages and never holds them up:
 ``go_live`` sends a ``presence`` frame (everyone in the room, on every node)
 right after the caller's ``ready``; ``join``/``leave``/``typing`` notices
 follow. The snapshot is read after this node hears the room's notices, and

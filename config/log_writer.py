@@ -4,8 +4,8 @@ Log lines are handed to a thread that writes them to the file descriptor;
 the caller only appends to a queue. The thread is woken by the first line
 after a quiet spell and then lets lines gather for ``LINGER`` seconds (or
 until ``FLUSH_BYTES`` are queued) before one write: every wake-up of the
-thread costs the event loop a hand-over of the GIL, and at one traffic line
-per message that was a tenth of the server's CPU (bench/RESULTS.md).
+thread costs the event loop a hand-over of the GIL, and there is one traffic
+line per message (bench/RESULTS.md, "Measurements formerly in code comments").
 
 When nobody reads stdout (a pipe whose reader is stuck) the queue fills to
 ``max_pending`` bytes and further lines are dropped and counted; when the

@@ -11,8 +11,8 @@ standard library's loggers (Tornado's error logs, asyncio) reach the same
 stream through a ``ProcessorFormatter`` running the same processors and
 renderer, so their lines are JSON too. Both write whole lines and flush, so
 lines never mix. In the server, the stream is ``stdout_writer()``: lines go
-out from a thread of their own, so logging never holds up serving (contract
-section 7). An exception is rendered once, as the ``exception`` field
+out from a thread of their own, so logging never holds up serving (a stuck
+reader of stdout must not stop the chat). An exception is rendered once, as the ``exception`` field
 (a list of frames, without locals).
 """
 

@@ -56,7 +56,7 @@ class Settings:
     resend_window: float = 600.0  # seconds a client_id is remembered for safe resends
     edit_window: float = 900.0  # seconds after sending during which its author may edit a message; 0: always
     redis_timeout: float = 1.0  # seconds; a publish to an unreachable Redis fails after this
-    redis_cluster: bool = False  # redis_url names one node of a Redis Cluster (contract 5b)
+    redis_cluster: bool = False  # redis_url names one node of a Redis Cluster (README, "A Redis Cluster")
     redis_prefix: str = "chat"  # every Redis key starts with "<prefix>:"
     redis_wait_replicas: int = 0  # replicas that must hold a message before it is accepted
     redis_wait_timeout: int = 500  # ms to wait for them

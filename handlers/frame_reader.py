@@ -5,8 +5,9 @@ four ``read_bytes`` calls (header, length, mask, payload). After the first,
 the rest of the frame waits in the ``IOStream``'s buffer with no read
 pending, so the stream stops listening on the socket (``update_handler``,
 uvloop's ``remove_reader``), and starts again when the next frame is asked
-for (``add_reader``): about 14 µs of CPU each, twice per message, measured
-(bench/RESULTS.md, "The inbound path"). Here the stream is asked for whatever has arrived
+for (``add_reader``): two changes of the loop's interest in the socket per
+message, each a system call
+(bench/RESULTS.md, "Measurements formerly in code comments"). Here the stream is asked for whatever has arrived
 (``partial=True``): its buffer is empty after every read, so it keeps
 listening, and frames are cut out of what was read.
 

@@ -3,7 +3,7 @@
 ``parse_frame`` turns one WebSocket frame into a ``ChatRequest``, a
 ``TypingRequest``, or (a frame whose ``type`` is ``older``, ``edit`` or
 ``delete``) an ``OlderRequest``, ``EditRequest`` or ``DeleteRequest``, or
-raises ``FrameError`` carrying the contract's error code, so the handler
+raises ``FrameError`` carrying an error code (docs/protocol.md, "Errors"), so the handler
 never sees unvalidated input.
 """
 
@@ -32,7 +32,7 @@ del _INVISIBLE[0x0A], _INVISIBLE[0x09]
 
 
 class FrameError(Exception):
-    """A frame the server refuses: ``code`` is the contract's error code."""
+    """A frame the server refuses: ``code`` is the ``error`` frame's code (docs/protocol.md, "Errors")."""
 
     def __init__(self, code: str, detail: str, client_id: str | None = None) -> None:
         super().__init__(detail)
@@ -41,7 +41,7 @@ class FrameError(Exception):
         self.client_id = client_id
 
     def frame(self) -> bytes:
-        """The error frame of section 4 (with the rejected message's client_id, if it had one)."""
+        """The ``error`` frame (with the rejected message's client_id, if it had one)."""
         return frames.error(self.code, self.detail, self.client_id)
 
 

@@ -1,4 +1,4 @@
-"""Limits that span connections (contract sections 4 and 7).
+"""Limits that span connections (docs/protocol.md, "Limits and timeouts").
 
 ``ConnectionLimits`` counts open WebSockets per process and per client
 address, so a handshake beyond either bound is refused before it costs a

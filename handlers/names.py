@@ -1,4 +1,4 @@
-"""Display names of contract section 3: normalised, visible, and not lookalikes of one another.
+"""Display names (README, "Using it"): normalised, visible, and not lookalikes of one another.
 
 A name is NFKC-normalised (full-width and other compatibility forms become
 their plain letters, so ``ａｄｍｉｎ`` is ``admin``), its blanks collapsed, and

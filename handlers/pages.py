@@ -1,4 +1,4 @@
-"""The HTML pages of section 2: lobby, name choice, room page, and styled error pages."""
+"""The HTML pages: lobby, name choice, room page, and styled error pages."""
 
 from __future__ import annotations
 

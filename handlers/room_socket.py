@@ -1,4 +1,4 @@
-"""The room WebSocket of sections 4 and 4b: open -> join, on_message -> publish or typing, on_close -> leave.
+"""The room WebSocket (docs/protocol.md): open -> join, on_message -> publish or typing, on_close -> leave.
 
 The handler speaks WebSocket and JSON; everything about storing, ordering
 and fanning out messages is the RoomBus's. It never writes to another
@@ -88,7 +88,7 @@ def _host_port(netloc: str, scheme: str) -> str:
 class RoomSocket(WebSocketHandler):
     # Our state and Tornado's live in slots, not in the instance dict: with
     # both, the dict passed CPython's 30 shared keys and became a full dict of
-    # its own, about 1.5 KiB per idle connection (bench/RESULTS.md).
+    # its own on every idle connection (bench/RESULTS.md, "Measurements formerly in code comments").
     __slots__ = (
         "_bus",
         "_limits",

@@ -1,11 +1,12 @@
 """The one place that writes WebSocket frames past Tornado's public API.
 
 ``write_message`` wraps every write in a coroutine Task; one Task per
-recipient per message was the largest cost of fan-out we control
+recipient per message is the largest cost of fan-out we control
 (bench/RESULTS.md, "Prototype"). So frames go straight to the connection,
 valid because server frames are unmasked and this server offers no
 compression: to its socket when Tornado has nothing queued for it (the
-common case, and a third of a write's cost saved: no Future, no buffer),
+common case, and a good part of a write's cost saved: no Future, no buffer;
+bench/RESULTS.md, "Measurements formerly in code comments"),
 else behind what is queued, through its ``IOStream``. This module also watches the protocol's ``close`` to
 learn close codes Tornado keeps no note of (1009 for an oversized frame, a
 ping timeout).
@@ -57,9 +58,10 @@ RELIED_ON = (
 
 # Tornado's per-connection attributes, kept in slots by our subclasses rather
 # than in instance dicts: with 20 to 30 keys each, Tornado's handler and
-# protocol dicts cost about 0.9 and 1.5 KiB per idle connection, slots 8 bytes
-# an attribute. A name Tornado stops using costs 8 bytes; one it adds lands
-# in the dict as before. Method names (Tornado replaces ``write``, ``finish``
+# protocol dicts are the largest part of an idle connection, a slot one
+# pointer (bench/RESULTS.md, "Measurements formerly in code comments"). A
+# name Tornado stops using costs a pointer; one it adds lands in the dict as
+# before. Method names (Tornado replaces ``write``, ``finish``
 # ... on an open socket's instance) must not be here: a slot would hide them.
 HANDLER_SLOTS = (
     "_auto_finish",

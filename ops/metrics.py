@@ -13,8 +13,8 @@ is scraped target by target and summed across ``instance`` (README, "Metrics").
 The four instruments touched on every message (published, delivered, publish
 time, fan-out age) are plain numbers on the event loop's thread, read by a
 collector at scrape time: prometheus_client's own take a lock per update, six
-a message, a few per cent of the server's CPU at 8,000 deliveries/s
-(bench/RESULTS.md). Everything else uses prometheus_client's classes.
+a message, a cost on the hot path for nothing (bench/RESULTS.md, "Measurements formerly in code comments").
+Everything else uses prometheus_client's classes.
 
 The registry also holds prometheus_client's process, platform and GC
 collectors (``process_*``: memory, CPU, descriptors, start time), and the
@@ -47,7 +47,7 @@ from ops.operator_metrics import OperatorView
 # it to compute rates. The switch is prometheus_client's, process-wide.
 disable_created_metrics()
 
-# The error codes of contract section 4; listed so every series exists at 0
+# The error codes of docs/protocol.md ("Errors"); listed so every series exists at 0
 # from the start and a rate() over it does not miss the first rejection.
 REJECT_REASONS = (
     "bad_json",
@@ -59,7 +59,7 @@ REJECT_REASONS = (
     "not_allowed",
     "muted",
 )
-REFUSE_REASONS = ("server_full", "client_full")  # 503 and 429 of contract section 7
+REFUSE_REASONS = ("server_full", "client_full")  # the handshake's 503 and 429 (docs/protocol.md)
 # The close codes this server sends or sees (README, "Metrics"); 1006 stands
 # for a connection that ended with no close frame. Anything else is "other",
 # so a client choosing codes cannot make series without bound.
@@ -137,7 +137,7 @@ class _HotPath:
 
 
 class Metrics:
-    """The instruments of contract section 1, registered in a registry of their own."""
+    """The instruments of the README's "Metrics" table, registered in a registry of their own."""
 
     def __init__(self, top_rooms: int = 10) -> None:
         self.registry = CollectorRegistry()

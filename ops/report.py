@@ -1,4 +1,4 @@
-"""The traffic report of contract section 6: ``python server.py report``.
+"""The traffic report (README, "The traffic report"): ``python server.py report``.
 
     python server.py report [--room R] [--since T] [--until T] [--by-minute]
                             [--format table|json|html] [FILE ...]

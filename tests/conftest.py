@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", message="make_current is deprecated", category
 
 SECRET = TEST_SECRET
 BACKENDS = ["memory", "redis", "cluster"]
-# The contract suites that also run on a local Redis Cluster (issue 8); every
+# The protocol suites that also run on a local Redis Cluster; every
 # other suite runs on the in-process bus and one Redis.
 CLUSTER_SUITES = {"test_protocol.py", "test_presence.py", "test_history_changes.py", "test_api.py"}
 REDIS_DATABASES = 1000  # one per test, reused round-robin after FLUSHDB

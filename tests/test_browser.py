@@ -1,4 +1,4 @@
-"""Section 2 in a real browser: the lobby and the room page in headless Chromium.
+"""The pages in a real browser: the lobby and the room page in headless Chromium.
 
 How it runs, and why
 --------------------

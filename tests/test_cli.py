@@ -1,4 +1,4 @@
-"""Section 1 from the command line, as a person uses it (issue 11).
+"""Running the server from the command line, as a person uses it.
 
 ``server.py`` says where to go when a person started it, answers a taken
 port with one line and a non-zero status, and ``--help`` names the
@@ -31,7 +31,7 @@ from server import page_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = [sys.executable, str(ROOT / "server.py")]
-# The cookie secret comes from the environment, never the command line (contract 3, issue 10).
+# The cookie secret comes from the environment, never the command line (every local user can read one).
 SECRET_ENV = {**os.environ, "CHAT_COOKIE_SECRET": "cli-test-secret-at-least-32-bytes-long"}
 START_TIMEOUT = 30.0
 

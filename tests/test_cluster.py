@@ -1,4 +1,4 @@
-"""Issue 8, contract 5b: the Redis bus on a real local Redis Cluster (3 masters, 3 replicas).
+"""The Redis bus on a real local Redis Cluster (3 masters, 3 replicas).
 
 The protocol and presence suites also run on the session's cluster (the
 ``cluster`` backend of conftest). Here: rooms spread over the masters through

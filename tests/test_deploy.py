@@ -1,4 +1,4 @@
-"""Sections 1 (SIGTERM) and 5: many processes on one Redis behind real nginx.
+"""SIGTERM, and many processes on one Redis behind real nginx.
 
 The clusters here are ``ops.cluster.Cluster``, the launcher's own code: a
 redis-server from config/redis.conf, chat processes with distinct node ids,

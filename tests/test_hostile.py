@@ -1,4 +1,4 @@
-"""The hostile-client audit of issue 10: each finding, tried again at the audit's scale (in seconds).
+"""The hostile-client audit (README, "Threat model"): each finding, tried again at the audit's scale (in seconds).
 
 Real server.py processes where the finding is about the process (descriptors,
 stdout, logs), real nginx and Redis through the launcher where it is about

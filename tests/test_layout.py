@@ -1,4 +1,4 @@
-"""The layout's rules, checked on the source (issue 8): who may import whom, and how big a bus module gets.
+"""The layout's rules, checked on the source: who may import whom, and how big a bus module gets.
 
 The data path is the spine: handlers speak WebSocket and HTTP and see the bus
 only through its interface; the bus knows nothing of Tornado, the handlers,
@@ -99,7 +99,7 @@ def test_no_bus_module_is_over_about_300_lines() -> None:
 
 
 def test_one_liveness_loop_and_one_retry_policy() -> None:
-    """Issue 8: one heartbeat, one janitor, one call policy, one runner, in the Redis package."""
+    """One heartbeat, one janitor, one call policy, one runner, in the Redis package."""
     sources = {str(p.relative_to(ROOT)): p.read_text() for p in python_files("bus/redis")}
     assert [name for name, text in sources.items() if "scripts.beat(" in text] == ["bus/redis/liveness.py"]
     assert [name for name, text in sources.items() if "async def call(" in text] == ["bus/redis/client.py"]

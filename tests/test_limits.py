@@ -1,6 +1,6 @@
-"""Section 7, limits and lifetimes: each bullet against a real server, on every bus backend.
+"""Limits and lifetimes (docs/protocol.md, "Limits and timeouts"): each against a real server, on every bus backend.
 
-The numbers are the audit's (issue 10) where they fit in seconds: a history
+The numbers are the hostile-client audit's where they fit in seconds: a history
 of 1.6 MB, 300 handshakes from one address, a paused client.
 """
 

@@ -1,4 +1,4 @@
-"""Section 6 logs, from a real ``server.py`` process: JSON lines, event fields, no message text."""
+"""The logs (README, "Logs"), from a real ``server.py`` process: JSON lines, event fields, no message text."""
 
 from __future__ import annotations
 

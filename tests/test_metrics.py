@@ -1,4 +1,4 @@
-"""Section 1: ``/metrics`` in the Prometheus text format, one registry per server."""
+"""``/metrics`` in the Prometheus text format, one registry per server."""
 
 from __future__ import annotations
 

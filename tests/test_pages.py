@@ -1,4 +1,4 @@
-"""Section 2 and 3: pages, room names, the name cookie, health."""
+"""Pages, room names, the name cookie, health."""
 
 from __future__ import annotations
 

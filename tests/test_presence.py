@@ -1,4 +1,4 @@
-"""Section 4b, presence and typing: on every bus backend, then across real processes on one Redis.
+"""Presence and typing (docs/protocol.md): on every bus backend, then across real processes on one Redis.
 
 A negative ("no join for a second tab") is shown by order, never by waiting
 a while: something that must produce a notice happens after the thing that
@@ -153,7 +153,7 @@ async def test_typing_reaches_the_other_users_at_most_once_a_second(make_server:
             continue
         if frame["type"] == "typing" and frame["user"] == "ann":
             arrivals.append(time.monotonic())
-    # At most one a second (the contract); the upper bound only shows typing is not held up for long.
+    # At most one a second (docs/protocol.md); the upper bound only shows typing is not held up for long.
     assert 0.9 <= arrivals[1] - arrivals[0] <= 3.0, arrivals
 
     # Not stored, not replayed: someone joining now hears of no typing.

@@ -1,4 +1,4 @@
-"""Section 4 of the contract, the room WebSocket, on every bus backend."""
+"""The room WebSocket (docs/protocol.md), on every bus backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""README.md stands alone: a clone has no ``../shared``, and its commands run as written in a fresh clone."""
+"""README.md stands alone: it sends no reader out of the repo, and its commands run as written in a fresh clone."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Section 1: ``/readyz`` follows the bus (503 with the reason while it cannot publish).
+"""``/readyz`` follows the bus (503 with the reason while it cannot publish).
 
 On the in-process bus the one state that cannot publish is a closed bus; on
 the Redis bus, a real redis-server of the test's own is killed and started again.

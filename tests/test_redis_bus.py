@@ -1,4 +1,4 @@
-"""Issue 3, the Redis Streams bus: several processes, failures, persistence, consumer groups.
+"""The Redis Streams bus: several processes, failures, persistence, consumer groups.
 
 Everything runs against real redis-server processes: the session's (a fresh
 database per test) when Redis stays up, one of the test's own when the test

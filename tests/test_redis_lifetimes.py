@@ -1,4 +1,4 @@
-"""Issue 10 on the Redis bus: room lifetimes, groups that a failed join leaves, and input that is no outage.
+"""On the Redis bus: room lifetimes, groups that a failed join leaves, and input that is no outage.
 
 Against a real redis-server (the session's, a database per test). The bus is
 driven directly, as the RoomBus drives it; where a lost reply is needed, the

@@ -1,4 +1,4 @@
-"""Section 6: ``server.py report`` on the frozen log of a real run (tests/data/traffic.log).
+"""``server.py report`` on the frozen log of a real run (tests/data/traffic.log).
 
 The log was written by server.py itself, driven by tests/traffic.py
 (tests/data/make_traffic_log.py); ``EXPECTED`` there says what the script did,
@@ -189,7 +189,7 @@ def test_median_is_exact_up_to_the_limit_then_within_one_percent() -> None:
     assert abs(large.median() - true_median) / true_median < 0.01  # type: ignore[operator]
 
 
-# ---- issue 11: what happened in room X: span, per user, by minute, HTML --------------
+# ---- what happened in room X: span, per user, by minute, HTML ------------------------
 
 
 def test_by_minute_on_the_frozen_run_reads_exactly() -> None:

@@ -1,4 +1,4 @@
-"""Section 2, the room page as people use it all day (issue 11), in headless Chromium.
+"""The room page as people use it all day, in headless Chromium.
 
 Where the newest message is (on join, as messages arrive, on a phone), the
 "new messages" marker for a reader who scrolled up, own messages, the

@@ -1,4 +1,4 @@
-"""Every Redis key and channel name of the bus, under one prefix (contract section 7, ``--redis-prefix``).
+"""Every Redis key and channel name of the bus, under one prefix (``--redis-prefix``).
 
 Keys of one room share the hash tag ``{<room>}``: they live in one Redis
 Cluster slot, so one script may touch them all, and an operator finds them

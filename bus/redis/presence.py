@@ -14,8 +14,8 @@ next write carries all their counts (the script takes any number). One
 write at a time per room still, but not one per user: a burst of 100 joins
 into a room was 100 writes in a row, each join waiting for all before it
 with its coroutines, futures and buffered notices held the while, and the
-heap they took stayed fragmented after the burst (2,000 idle connections
-through Redis: 19.1 -> 16.4 KiB each; issue 9, goal 4).
+heap they took stayed fragmented after the burst, costing memory on every
+idle connection (bench/RESULTS.md, "Measurements formerly in code comments").
 
 Failures stay here: they are reported to the health's ``presence`` part,
 never make the bus unready, and never fail a join or a message. The calls

@@ -2,8 +2,8 @@
 
 redis-py's asyncio client takes a connection from a pool for each command,
 wraps it in coroutines and a timeout, and awaits each reply on its own; at
-thousands of messages a second that was most of the server's CPU
-(bench/RESULTS.md, "The Redis path"). A ``Wire`` is one connection with many
+thousands of messages a second that is most of the server's CPU
+(bench/RESULTS.md, "Redis pool"). A ``Wire`` is one connection with many
 commands in flight: the commands queued during one turn of the event loop
 leave in one write, hiredis parses replies as they arrive, and Redis answers
 in order, so each reply goes to the oldest waiting future. A subscribed
@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 Push = Callable[[Any], None]
 
 
-# A command in RESP, an array of bulk strings: hiredis's encoder, in C (a third of a Python one's cost).
+# A command in RESP, an array of bulk strings: hiredis's encoder, in C (cheaper than one in Python).
 encode: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
 

@@ -1,4 +1,4 @@
-"""Start-up lifts the open-file limit so one process can hold 10,000 idle WebSockets (issue 9, goal 4)."""
+"""Start-up lifts the open-file limit so one process can hold 10,000 idle WebSockets."""
 
 from __future__ import annotations
 

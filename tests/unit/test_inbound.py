@@ -1,4 +1,4 @@
-"""handlers/inbound.py: one client frame in, a request or the contract's error code out."""
+"""handlers/inbound.py: one client frame in, a request or an error code (docs/protocol.md) out."""
 
 from __future__ import annotations
 

@@ -185,7 +185,7 @@ BAD = [
     (["--port", "65536"], "port", "65536"),
     (["--port", "-1"], "port", "-1"),
     (["--port", "http"], "port", "http"),
-    (["--history", "-1"], "history", "-1"),  # 0 replays nothing (contract 7); below that, nothing means anything
+    (["--history", "-1"], "history", "-1"),  # 0 replays nothing; below that, nothing means anything
     (["--history", "1.5"], "history", "1.5"),
     (["--retention", "-3"], "retention", "-3"),
     (["--rate-limit", "-1"], "rate_limit", "-1"),
@@ -290,7 +290,7 @@ def test_an_empty_log_format_means_choose_by_terminal() -> None:
     assert load_settings([], {"CHAT_LOG_FORMAT": ""}).log_format == "json"  # stdout is not a terminal here
 
 
-# ---- the help of each flag, the secret's rules (issues 10 and 11) -------------------
+# ---- the help of each flag, the secret's rules ----------------------------------------
 
 
 @pytest.mark.parametrize(

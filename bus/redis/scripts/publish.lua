@@ -16,7 +16,7 @@ local rate = tonumber(table.remove(ARGV))
 -- times too much. Once the stream holds a tenth more than retention, the
 -- newest id about to go is recorded and the stream trimmed exactly.
 -- With a room TTL, every key of the room expires once its last message is
--- that old (contract section 7, --room-ttl).
+-- that old (--room-ttl).
 -- KEYS: stream, born, trimmed, channel[, resend].
 -- ARGV: retention, ttl_ms (0: never), user, text[, client_id, window_ms].
 -- Returns {id, 0} for a new message, {id, 1, fields or false} for a resend.
