@@ -7,7 +7,8 @@ busiest rooms are sampled off the message path every ``--metrics-interval``.
 Three measures, each printed as medians over alternated rounds:
 
 1. micro: ``Metrics.delivered`` as it is, beside the same method without the
-   per-room count (the code before), ns per call;
+   per-room count (the code before), ns per call; and per connection, a close
+   with and without its count by code, and a join's two histograms;
 2. fan-out: a server in this process on the in-process bus, ``--clients``
    real WebSocket clients in one room (Tornado's, in a child process of
    this script, reading and dropping), messages handed to the fan-out in paced bursts; this
@@ -76,6 +77,19 @@ def micro(rounds: int, calls: int = 200_000) -> tuple[float, float]:
             times[name].append(seconds / calls * 1e9)
             metrics.hot.take_room_messages()
     return statistics.median(times["before"]), statistics.median(times["now"])
+
+
+def per_connection(calls: int = 200_000) -> tuple[float, float, float]:
+    """ns per close before (the gauge alone) and now (plus the count by code), and per join's two histograms."""
+    metrics = Metrics()
+
+    def best(fn: Callable[[], object]) -> float:
+        return min(timeit.repeat(fn, number=calls, repeat=5)) / calls * 1e9
+
+    before = best(metrics.connections.dec)
+    now = best(lambda: metrics.connection_closed(1000))
+    joins = best(lambda: (metrics.join_took(0.002), metrics.replay_took(0.0003)))
+    return before, now, joins
 
 
 async def held(server: ChatServer, room: str, clients: int, deadline: float) -> None:
@@ -211,6 +225,12 @@ def main() -> None:
 
     before, now = micro(args.rounds)
     print(f"micro: delivered() before {before:.1f} ns, now {now:.1f} ns: +{now - before:.1f} ns per message")
+
+    close_before, close_now, joins = per_connection()
+    print(
+        f"per connection: close before {close_before:.0f} ns, now {close_now:.0f} ns "
+        f"(+{close_now - close_before:.0f}); join and replay histograms {joins:.0f} ns"
+    )
 
     a, b = asyncio.run(fan_out(args.clients, args.messages, args.rounds))
     ma, mb = statistics.median(a), statistics.median(b)
