@@ -13,8 +13,8 @@ Three measures, each printed as medians over alternated rounds:
    real WebSocket clients in one room (Tornado's, in a child process of
    this script, reading and dropping), messages handed to the fan-out in paced bursts; this
    thread's CPU per delivery with the fan-out observer as it is (A) and with
-   the observer's ``delivered`` put back to the code before (B), rounds
-   alternated A B B A ...;
+   the observer's ``delivered`` put back to the code before (B), bursts
+   alternated A B B A ... within each round;
 3. sampler: a server on a Redis of its own (redis-server on a free port, a
    temporary directory) holding ``--rooms`` rooms, CPU of one sample (lag
    script over every room, top rooms), as a share of one core at the default
@@ -101,20 +101,36 @@ async def held(server: ChatServer, room: str, clients: int, deadline: float) -> 
     raise TimeoutError(f"{clients} clients did not join {room}")
 
 
-async def fan_out_cpu(server: ChatServer, messages: int, seq: list[int]) -> float:
-    """This thread's CPU seconds to fan ``messages`` out, in paced bursts."""
-    spent = 0.0
-    text = "x" * 100
-    for _ in range(messages // BURST):
-        batch = []
-        for _ in range(BURST):
-            seq[0] += 1
-            batch.append(Message(f"{1_700_000_000_000 + seq[0]}-0", "bench0", "bench", text))
-        started = time.thread_time()
-        for message in batch:
-            server.bus._fan_out([message])
-        spent += time.thread_time() - started
-        await asyncio.sleep(0.02)  # the clients read what was sent: the next burst finds empty buffers
+def burst(seq: list[int]) -> list[Message]:
+    batch = []
+    for _ in range(BURST):
+        seq[0] += 1
+        batch.append(Message(f"{1_700_000_000_000 + seq[0]}-0", "bench0", "bench", "x" * 100))
+    return batch
+
+
+async def fan_out_cpu(
+    server: ChatServer, messages: int, seq: list[int], before: Callable[..., None]
+) -> dict[str, float]:
+    """This thread's CPU seconds to fan ``messages`` out with each observer, burst by burst in turn (A B B A ...).
+
+    Alternating bursts, not whole runs, puts both variants under the same
+    load from the rest of the machine (it is shared): the drift between runs
+    was larger than the difference measured.
+    """
+    metrics: Any = server.metrics
+    spent = {"A": 0.0, "B": 0.0}
+    for k in range(messages // BURST):
+        for name in ("A", "B") if k % 2 == 0 else ("B", "A"):
+            if name == "B":
+                metrics.delivered = before  # the instance attribute shadows the method
+            batch = burst(seq)
+            started = time.thread_time()
+            for message in batch:
+                server.bus._fan_out([message])
+            spent[name] += time.thread_time() - started
+            metrics.__dict__.pop("delivered", None)
+            await asyncio.sleep(0.02)  # the clients read what was sent: the next burst finds empty buffers
     return spent
 
 
@@ -129,20 +145,16 @@ async def fan_out(clients: int, messages: int, rounds: int) -> tuple[list[float]
         sys.executable, __file__, "--hold", url, "--clients", str(clients), cwd=ROOT, stdout=subprocess.DEVNULL
     )
     results: dict[str, list[float]] = {"A": [], "B": []}
-    metrics: Any = server.metrics
     before = delivered_before(server.metrics)
     try:
         await held(server, "bench0", clients, time.monotonic() + 30)
         seq = [0]
-        await fan_out_cpu(server, messages // 4, seq)  # warm-up
+        await fan_out_cpu(server, messages // 4, seq, before)  # warm-up
         for round_ in range(rounds):
-            for name in ("A", "B") if round_ % 2 == 0 else ("B", "A"):
-                if name == "B":
-                    metrics.delivered = before  # the instance attribute shadows the method
-                spent = await fan_out_cpu(server, messages, seq)
-                metrics.__dict__.pop("delivered", None)
-                server.metrics.hot.take_room_messages()
-                results[name].append(spent / (messages * clients) * 1e6)
+            spent = await fan_out_cpu(server, messages, seq, before)
+            server.metrics.hot.take_room_messages()
+            for name in ("A", "B"):
+                results[name].append(spent[name] / (messages * clients) * 1e6)
             print(f"round {round_ + 1}: A {results['A'][-1]:.3f}  B {results['B'][-1]:.3f} µs/delivery", flush=True)
     finally:
         if readers.returncode is None:
