@@ -1,6 +1,7 @@
 """Room chat server: ``python server.py [flags]`` serves one process;
 ``python server.py report [...]`` summarises its logs (ops/report.py);
-``python server.py cluster [...]`` runs N processes behind nginx (ops/cluster.py).
+``python server.py cluster [...]`` runs N processes behind nginx (ops/cluster.py);
+``python server.py status [...]`` shows a running deployment's processes (ops/status_cli.py).
 
 Start-up reads the settings once, sets up logging, builds the bus (Redis
 streams when a Redis URL is set, else in-process), the Tornado application,
@@ -20,7 +21,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Sequence, TextIO, cast
+from typing import Callable, Sequence, TextIO, cast
 
 import structlog
 import tornado.httpserver
@@ -45,11 +46,14 @@ from handlers.hosts import HostCheckedApplication, host_policy
 from handlers.moderated import close_user
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
 from handlers.pings import PingWheel
+from handlers.proxies import address_key
+from handlers.proxies import policy as proxy_policy
 from handlers.room_socket import CLOSE_GOING_AWAY, RoomSocket, SocketLimits, SocketRegistry
 from handlers.tokens import TokenVerifier
-from ops.accept import GuardedHTTPServer, connection_cap, raise_descriptor_limit
+from ops.accept import AddressCap, GuardedHTTPServer, connection_cap, log_descriptor_limit, raise_descriptor_limit
 from ops.metrics import Metrics, MetricsHandler
 from ops.metrics_sampler import MetricsSampler
+from ops.status import ProcessFacts, StatusReporter
 
 ROOT = Path(__file__).resolve().parent
 log = structlog.get_logger("chat.server")
@@ -57,21 +61,6 @@ log = structlog.get_logger("chat.server")
 # pages reconnecting at once after a restart (nginx then sees refusals);
 # the kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 1024
-
-
-def log_descriptor_limit(max_connections: int, descriptors: int, cap: int) -> None:
-    """Say once what the open-file limit allows; warn when it, not --max-connections, bounds the WebSockets."""
-    if cap < max_connections:
-        log.warning(
-            "server.descriptor_limit",
-            descriptors=descriptors,
-            max_connections=max_connections,
-            websockets=cap,
-            detail="the hard open-file limit is too low for --max-connections: handshakes past "
-            f"{cap} get 503; raise it (ulimit -Hn, systemd LimitNOFILE=) to hold more",
-        )
-    else:
-        log.info("server.descriptor_limit", descriptors=descriptors, max_connections=max_connections, websockets=cap)
 
 
 def redis_options(settings: Settings) -> RedisOptions:
@@ -96,7 +85,7 @@ def redis_options(settings: Settings) -> RedisOptions:
 def build_backend(settings: Settings, metrics: Metrics) -> Backend:
     if settings.redis_url:
         return RedisBroker(redis_options(settings), on_recovered=metrics.bus_reconnected)
-    store = MessageStore(settings.data_file) if settings.data_file else None
+    store = MessageStore(settings.data_file, settings.commit_window / 1000) if settings.data_file else None
     return MemoryBackend(settings.retention, settings.resend_window, settings.room_ttl, store)
 
 
@@ -209,6 +198,10 @@ class ChatServer:
         self.app = make_app(settings, self.bus, self.registry, self.metrics, self.limits, self.tokens, self.moderation)
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port = settings.port
+        facts = ProcessFacts(
+            settings.node_id, "", None, self.bus, lambda: len(self.registry.sockets), lambda: self.metrics.hot.delivered
+        )
+        self.status = StatusReporter(facts, settings.status_interval)
         self.api = self._api_server(settings)
 
     def _api_server(self, settings: Settings) -> ApiServer | None:
@@ -216,7 +209,7 @@ class ChatServer:
         if settings.api_port is None:
             return None
         keys = ApiKeys(settings.api_keys, settings.api_rate_limit, settings.api_rate_burst)
-        context = ApiContext(self.bus, self.moderation, settings, keys, self.metrics)
+        context = ApiContext(self.bus, self.moderation, settings, keys, self.metrics, self.status)
         app = make_api_app(context, settings.api_host, settings.allowed_hosts)
         return ApiServer(app, settings.api_host, settings.api_port, settings.header_timeout)
 
@@ -229,6 +222,9 @@ class ChatServer:
         self.listen()
         if self.api is not None:
             self.api.listen()
+        self.status.facts.address = f"{self.settings.host}:{self.port}"
+        self.status.facts.api = f"{self.api.host}:{self.api.port}" if self.api is not None else None
+        self.status.start()
         self.sampler.start()
         log.info(
             "server.started",
@@ -244,6 +240,8 @@ class ChatServer:
         self.http = GuardedHTTPServer(
             self.app,
             xheaders=settings.behind_proxy,
+            trusts_peer=proxy_policy(settings.forwarded_allow_ips).trusts,
+            per_address=http_connection_cap(settings, lambda: self.metrics.connection_refused("http_client_full")),
             # Tornado's defaults (100 MB bodies, an hour for headers) let a
             # few clients hold the memory and the sockets of the process.
             max_body_size=settings.max_body_bytes,
@@ -259,6 +257,7 @@ class ChatServer:
         """Stop accepting, close sockets with 1001, wait for them, close the bus."""
         if self.http is not None:
             self.http.stop()
+        await self.status.stop()
         if self.api is not None:
             await self.api.stop()
         await self.sampler.stop()
@@ -271,6 +270,18 @@ class ChatServer:
         await self.moderation.close()
         await self.bus.close(self.settings.shutdown_timeout)
         log.info("server.stopped", open_sockets=len(self.registry.sockets))
+
+
+def http_connection_cap(settings: Settings, on_refused: Callable[[], None]) -> AddressCap | None:
+    """The cap on one address's open HTTP connections; the proxy, which speaks for everyone, is not capped."""
+    limit = settings.max_http_connections_per_client
+    if limit is None:
+        limit = settings.max_connections_per_client  # a client's WebSockets each begin as an HTTP connection
+    if limit <= 0:
+        return None
+    trusted = proxy_policy(settings.forwarded_allow_ips).trusts
+    exempt = trusted if settings.behind_proxy else lambda _address: False
+    return AddressCap(limit, address_key, exempt, on_refused)
 
 
 class ListenError(RuntimeError):
@@ -398,6 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.report import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["status"]:
+        from ops.status_cli import main as status_main
+
+        return status_main(argv[1:])
     if argv[:1] == ["cluster"]:
         from ops.cluster import main as cluster_main
 

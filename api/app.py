@@ -13,7 +13,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from api import moderation, rooms
+from api import admin, moderation, rooms
 from api.base import CUT_OFF_BYTES, ApiContext, ApiHandler, ApiNotFound
 from api.openapi import OpenApiHandler
 from handlers.hosts import HostCheckedApplication, host_policy
@@ -32,6 +32,7 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
         moderation.BanHandler,
         moderation.MutesHandler,
         moderation.MuteHandler,
+        admin.ClusterHandler,
         OpenApiHandler,
     )
 ]
@@ -44,9 +45,11 @@ def pattern(path: str) -> str:
 
 def make_api_app(context: ApiContext, host: str, allowed_hosts: tuple[str, ...]) -> tornado.web.Application:
     rules: list[Any] = [tornado.web.url(pattern(path), handler, dict(context=context)) for path, handler in ROUTES]
+    rules += admin.admin_rules()  # the admin page: HTML and its files, its data from the routes above
     return HostCheckedApplication(
         rules,
         host_policy(host, allowed_hosts),
+        template_path=str(admin.ROOT / "templates"),
         default_handler_class=ApiNotFound,
         default_handler_args=dict(context=context),
         log_function=lambda handler: None,  # every handler logs api.request itself

@@ -36,6 +36,10 @@ class ApiMetrics(Protocol):
     def message_published(self) -> None: ...
 
 
+class ClusterStatus(Protocol):
+    async def cluster(self, top: int) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class ApiContext:
     """What the routes work with, given to each handler through ``initialize``."""
@@ -45,6 +49,7 @@ class ApiContext:
     settings: Settings
     keys: ApiKeys
     metrics: ApiMetrics
+    status: ClusterStatus | None = None  # the processes and busiest rooms (ops/status.py)
 
 
 class ApiError(HTTPError):

@@ -7,7 +7,7 @@ from typing import Any
 from api.base import ApiError
 from bus.message import IdKey, id_key
 from bus.moderation import MAX_SECONDS
-from handlers.identity import is_room_name
+from handlers.identity import is_room_name, room_lookalike
 from handlers.inbound import MAX_CLIENT_ID, FrameError, message_text
 from handlers.names import name_problem, normalise_name, visible_name
 
@@ -17,6 +17,9 @@ MAX_USER_ID = 128  # as a token's sub
 def room(name: str) -> str:
     """A room name as the WebSocket takes it (1 to 100 word characters); 400 otherwise."""
     if not is_room_name(name):
+        lookalike = room_lookalike(name)
+        if lookalike and is_room_name(lookalike):
+            raise ApiError(400, "bad_room", f"{name!r} looks like the room {lookalike!r}: not a room of its own")
         raise ApiError(400, "bad_room", "a room name is 1 to 100 letters, digits or underscores")
     return name
 

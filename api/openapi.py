@@ -134,6 +134,55 @@ SCHEMAS: dict[str, Any] = {
     "Bans": _object({"bans": {"type": "array", "items": {"$ref": "#/components/schemas/Sanction"}}}, ("bans",)),
     "Mutes": _object({"mutes": {"type": "array", "items": {"$ref": "#/components/schemas/Sanction"}}}, ("mutes",)),
     "Lifted": _object({"lifted": {"type": "boolean"}}, ("lifted",)),
+    "Cluster": _object(
+        {
+            "bus": {"enum": ["memory", "redis"]},
+            "at": {"type": "integer", "description": "ms since the epoch"},
+            "processes": {"type": "array", "items": {"$ref": "#/components/schemas/Process"}},
+            "rooms": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "room": _STRING,
+                        "users": {"type": "integer"},
+                        "connections": {"type": "integer"},
+                        "last_message_age": {"type": ["number", "null"], "description": "seconds"},
+                    },
+                    ("room", "users", "connections", "last_message_age"),
+                ),
+            },
+            "totals": {"type": "object"},
+        },
+        ("bus", "at", "processes", "rooms", "totals"),
+    ),
+    "Process": _object(
+        {
+            "node": _STRING,
+            "incarnation": _STRING,
+            "state": {"enum": ["ready", "not ready", "stopped", "silent"]},
+            "reason": _NULLABLE_STRING,
+            "address": _NULLABLE_STRING,
+            "api": _NULLABLE_STRING,
+            "rooms": {"type": ["integer", "null"]},
+            "connections": {"type": ["integer", "null"]},
+            "delivered": {"type": ["integer", "null"]},
+            "delivered_per_second": {"type": ["number", "null"]},
+            "started_at": {"type": ["integer", "null"]},
+            "heartbeat_age": {"type": "number"},
+            "record_age": {"type": ["number", "null"], "description": "seconds since its status record was written"},
+            "lag": _object(
+                {
+                    "behind": {"type": "integer"},
+                    "seconds": {"type": "number"},
+                    "pending": {"type": "integer"},
+                    "rooms_checked": {"type": "integer"},
+                    "rooms_held": {"type": "integer"},
+                },
+                ("behind", "seconds", "pending", "rooms_checked", "rooms_held"),
+            ),
+        },
+        ("node", "incarnation", "state", "heartbeat_age", "lag"),
+    ),
 }
 
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
@@ -206,6 +255,13 @@ PATHS: dict[str, Any] = {
     },
     "/api/rooms/{room}/mutes/{user}": {
         "delete": _op("Lift a mute", _ok("200", "Lifted", "lifted", ("400", "404", "503")), _ROOM, _USER)
+    },
+    "/api/cluster": {
+        "get": _op(
+            "The processes (readiness, load, lag read from Redis) and the busiest rooms, as the admin page shows them",
+            _ok("200", "Cluster", "the cluster now", ("400", "503")),
+            _query("rooms", {"type": "integer", "minimum": 1, "maximum": 10, "default": 10}, "at most this many rooms"),
+        )
     },
     "/api/openapi.json": {
         "get": {

@@ -14,8 +14,9 @@ freed altogether (a later ``since`` into it is then not ``complete``).
 
 With a ``MessageStore`` (``--data-file``) the logs also live in a SQLite file:
 read back at start, and each message, edit and deletion committed there
-before ``publish`` or ``change`` returns (bus/memory_store.py), so a restart
-keeps history as it was shown, ids and epochs.
+before ``publish`` or ``change`` returns and before anyone gets it (with the
+others of its commit window: bus/memory_store.py), so a restart keeps history
+as it was shown, ids and epochs.
 """
 
 from __future__ import annotations
@@ -147,7 +148,9 @@ class MemoryBackend:
             self._resends[key] = (message.id, time.monotonic() + self._resend_window)
             if len(self._resends) > MAX_RESENDS:
                 self._resends.popitem(last=False)
-        if self._store is None or await self._saved(message):
+        if self._store is not None:
+            await self._saved(message)  # logged and delivered by _committed, with its window's others
+        else:
             self._append(message)
             if draft.room in self._subscribed:
                 self._loop.call_soon(self._deliver_one, message)
@@ -160,7 +163,9 @@ class MemoryBackend:
         changes.target_of(log.messages, draft, int(time.time() * 1000))
         change = Change(str(self._next_id()), draft.room, draft.user, draft.kind, draft.target, draft.text)
         # In the data file like a message, in the room's order: a restart keeps it.
-        if self._store is None or await self._saved(change):
+        if self._store is not None:
+            await self._saved(change)
+        else:
             self._append(change)
             if draft.room in self._subscribed:
                 self._loop.call_soon(self._deliver_one, change)
@@ -173,7 +178,7 @@ class MemoryBackend:
     def _committed(self, entries: list[Entry]) -> None:
         """The data file holds these now: into the logs, and out to the rooms' members.
 
-        Called by the store's end-of-turn commit, never on a publisher's stack,
+        Called by the store's commit (a timer), never on a publisher's stack,
         so delivery need not be scheduled for later as it is without a store.
         """
         for entry in entries:
@@ -181,18 +186,13 @@ class MemoryBackend:
             if self._deliver is not None and entry.room in self._subscribed:
                 self._deliver([entry])
 
-    async def _saved(self, entry: Entry) -> bool:
-        """Once the data file holds the entry: True when it was committed on its own
-        (the caller logs and delivers it), False when with its turn's others (``_committed``
-        did). Not held: BusUnavailable, the entry was not accepted."""
+    async def _saved(self, entry: Entry) -> None:
+        """Once the data file holds the entry (and ``_committed`` logged and delivered it).
+        Not held: BusUnavailable, the entry was not accepted."""
         assert self._store is not None
         log = self._logs.get(entry.room)
         try:
-            pending = self._store.save(entry, new_room=log is None or log.born is None)
-            if pending is None:
-                return True
-            await pending
-            return False
+            await self._store.save(entry, new_room=log is None or log.born is None)
         except StoreError as exc:
             if isinstance(entry, Message) and entry.client_id is not None:
                 self._resends.pop((entry.room, entry.user, entry.client_id), None)

@@ -5,17 +5,23 @@ holds survive a restart: every room's retained messages, its epoch (the first
 id it ever held) and its newest trimmed id, and the newest id handed out, so
 that after a restart ids keep increasing and a resume across it is complete.
 
-The first message of an event-loop turn is committed at once; any more in
-that turn are one transaction at its end (WAL journal, ``synchronous=NORMAL``,
-exclusive locking: this process alone uses the file): a commit appends
-to the journal without waiting for the disk, and survives the process dying
-(a power cut may lose the last commits). The one step that waits for the
-disk, copying the journal into the file (a checkpoint, with fsync), runs in a
-worker thread every ``CHECKPOINT_EVERY`` commits. A commit through a thread
-instead costs far more CPU per message, handing each one over to the thread
-(bench/RESULTS.md, "Measurements formerly in code comments").
-``save`` returns, or its future is done, only once its message is committed,
-so an accepted message is in the file before anyone is told of it.
+Writes are grouped (a group commit): the messages, edits and deletions that
+arrive within ``window`` seconds of the first of them (``--commit-window``,
+5 ms by default) are one transaction, and none is acknowledged or delivered
+before it is committed. At a few messages a second per room nearly every
+loop turn holds one message, and a commit per turn costs far more CPU per
+delivery than a commit per window (bench/results/issue-23-data-file.md).
+The price is the window: a message waits up to that long for its ``ack``.
+The file is a WAL journal, ``synchronous=NORMAL``, exclusive locking (this
+process alone uses it): a commit appends to the journal without waiting for
+the disk, and survives the process dying (a power cut may lose the last
+commits). The one step that waits for the disk, copying the journal into the
+file (a checkpoint, with fsync), runs in a worker thread every
+``CHECKPOINT_EVERY`` commits; a commit through a thread instead costs far
+more CPU per message, handing each one over to the thread (bench/RESULTS.md,
+"Measurements formerly in code comments").
+``save``'s future is done only once its message is committed, so an accepted
+message is in the file before anyone is told of it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from bus.moderation import Sanction
 
 TRIM_EVERY = 100  # trims of a room gathered before the file follows them
 CHECKPOINT_EVERY = 500  # commits between two checkpoints of the journal into the file
+COMMIT_WINDOW = 0.005  # seconds from a batch's first write to its commit (--commit-window)
 
 
 def _nothing(entries: list[Entry]) -> None:
@@ -68,17 +75,18 @@ class _Batch:
 
 
 class MessageStore:
-    """A SQLite file written from one worker thread, one transaction per event-loop turn."""
+    """A SQLite file written on the event loop, one transaction per commit window; checkpoints in a worker thread."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, window: float = COMMIT_WINDOW) -> None:
         self.path = Path(path)
+        self.window = window
         self._db: sqlite3.Connection | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-store")
         self._batch: _Batch | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the current batch's commit
         self._trims: dict[str, IdKey] = {}  # room -> newest id trimmed, not yet in the file
         self._trim_counts: dict[str, int] = {}
         self._commits = 0
-        self._turn_used = False  # a message of this loop turn was committed on its own already
         self.checkpoint_every = CHECKPOINT_EVERY
         self._on_commit: Callable[[list[Entry]], None] = _nothing
         self._checkpointing: asyncio.Future[None] | None = None
@@ -87,7 +95,7 @@ class MessageStore:
     def open(self, retention: int, on_commit: Callable[[list[Entry]], None]) -> Loaded:
         """Open (or create) the file and read what it holds, at most ``retention`` messages a room.
 
-        ``on_commit`` gets each turn's entries once they are committed, before ``save``'s futures are done.
+        ``on_commit`` gets each batch's entries once they are committed, before ``save``'s futures are done.
         """
         self._on_commit = on_commit
         try:
@@ -106,33 +114,20 @@ class MessageStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot use the data file {self.path}: {exc}") from None
 
-    # ---- writes: gathered during a loop turn, committed at its end ------------
+    # ---- writes: gathered for a commit window, committed at its end --------
 
     def _current(self) -> _Batch:
         if self._batch is None:
             self._batch = _Batch()
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._timer = asyncio.get_running_loop().call_later(self.window, self._flush)
         return self._batch
 
-    def save(self, message: Entry, new_room: bool) -> asyncio.Future[None] | None:
-        """Store the message (or edit, or deletion): at once (None) when it is the first of this loop turn, else with
-        the turn's others at its end (a future, done once they are committed).
+    def save(self, message: Entry, new_room: bool) -> asyncio.Future[None]:
+        """Store the message (or edit, or deletion) with the others of this commit window.
 
-        At a few messages a second per room, nearly every turn holds one: a commit of
-        its own, right here, spares it a future and a turn of waiting. Raises StoreError.
+        The future is done once they are committed (after ``on_commit`` got them),
+        or fails with StoreError: then the message was not accepted.
         """
-        if self._batch is None and not self._turn_used and self._checkpointing is None:
-            single = _Batch([message])
-            if new_room:
-                single.born[message.room] = message.key
-            try:
-                self._write(single)
-            except sqlite3.Error as exc:
-                raise StoreError(f"the data file {self.path} could not be written: {exc}") from None
-            self._turn_used = True
-            asyncio.get_running_loop().call_soon(self._end_turn)
-            self._committed_one()
-            return None
         batch = self._current()
         batch.messages.append(message)
         if new_room:
@@ -160,14 +155,17 @@ class MessageStore:
         batch.dropped.add(room)
         batch.last_id = last_id
         batch.born.pop(room, None)
+        waiting = [m.key for m in batch.messages if m.room == room]
+        if waiting:  # written after the room was freed: they start it again (the drop is written first)
+            batch.born[room] = waiting[0]
         batch.trimmed.pop(room, None)
         self._trims.pop(room, None)
         self._trim_counts.pop(room, None)
 
-    def _end_turn(self) -> None:
-        self._turn_used = False
-
     def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()  # when called early (a checkpoint ended, or close)
+            self._timer = None
         if self._checkpointing is not None:
             return  # the worker has the file: this batch grows until _checkpointed flushes it
         batch, self._batch = self._batch, None
@@ -200,7 +198,7 @@ class MessageStore:
             raise StoreError("closed")
         alone = not (batch.born or batch.trimmed or batch.dropped or batch.last_id or batch.sanctions is not None)
         if alone and len(batch.messages) == 1 and isinstance(batch.messages[0], Message):
-            # the common turn: one statement, its own transaction
+            # a quiet window: one statement, its own transaction
             db.execute(INSERT_MESSAGE, message_row(batch.messages[0]))
             return
         db.execute("BEGIN")
@@ -243,7 +241,7 @@ class MessageStore:
             raise StoreError(f"cannot read the data file {self.path}: {exc}") from None
 
     def save_sanctions(self, sanctions: list[Sanction]) -> asyncio.Future[None]:
-        """Replace the bans and mutes the file holds, with this turn's other writes (done once committed)."""
+        """Replace the bans and mutes the file holds, with this window's other writes (done once committed)."""
         batch = self._current()
         batch.sanctions = list(sanctions)
         waiter = asyncio.get_running_loop().create_future()

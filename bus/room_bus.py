@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -129,9 +130,9 @@ class RoomBus:
     def room_count(self) -> int:
         return len(self._rooms)
 
-    def member_counts(self) -> list[tuple[str, int]]:
-        """(room, members on this process) for every room held here: read by metrics, not on a message's path."""
-        return [(room, len(state.seats)) for room, state in self._rooms.items()]
+    def busiest(self, n: int) -> list[tuple[str, int]]:
+        """The ``n`` rooms with the most members' connections on this node, with that number (status records)."""
+        return heapq.nlargest(n, ((room, len(state.seats)) for room, state in self._rooms.items()), key=lambda x: x[1])
 
     def unavailable_reason(self) -> str | None:
         return self._backend.unavailable_reason()

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import difflib
 import importlib.metadata
+import ipaddress
 import os
 import platform
 import re
@@ -49,6 +50,7 @@ class Settings:
     cookie_secret: str = field(default="", repr=False)  # random per process when empty (one process only)
     allowed_origins: tuple[str, ...] = ()
     behind_proxy: bool = False
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")  # peers whose forwarded headers are believed
     presence_timeout: float = 30.0
     max_message_chars: int = 4096
     max_frame_bytes: int = 64 * 1024
@@ -66,6 +68,8 @@ class Settings:
     ping_timeout: float = 20.0  # seconds a pinged WebSocket has to answer before it is closed
     max_connections: int = 10000  # WebSockets per process; the next handshake gets 503
     max_connections_per_client: int = 100  # WebSockets per client address; the next gets 429
+    # Open HTTP connections per address (not the proxy's); None: as max_connections_per_client; 0: no cap.
+    max_http_connections_per_client: int | None = None
     room_ttl: float = 604800.0  # seconds after a room's last message before it is freed; 0: never
     client_rate_limit: float = 100.0  # frames per second per client address, over all its connections
     client_rate_burst: int = 200
@@ -73,6 +77,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024  # largest HTTP request body; the name form is a few bytes
     allowed_hosts: tuple[str, ...] = ()  # Host names served; empty: loopback names on a loopback host
     data_file: str = ""  # SQLite file of the in-process bus's history; empty: history lives in memory only
+    commit_window: float = 5.0  # ms the data file gathers writes into one commit; each waits that long for its ack
     run_as: str = ""  # started as root: the user to become once listening (the cluster launcher sets it)
     # Token mode (identity from the host application): on when one key is set.
     token_secret: str = field(default="", repr=False)  # HS256 key: CHAT_TOKEN_SECRET, or read from the file
@@ -92,6 +97,7 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # CHAT_API_KEYS or the config file, never argv
     api_rate_limit: float = 1000.0  # requests per second per key; 0 turns it off
     api_rate_burst: int = 2000
+    status_interval: float = 2.0  # seconds between this process's status records (server.py status, /admin/)
     metrics_interval: float = 5.0  # seconds between samples of reader lag and the busiest rooms; 0: never
     metrics_top_rooms: int = 10  # rooms with figures of their own (a room label) in /metrics
 
@@ -144,6 +150,14 @@ def _non_negative_float(name: str, raw: Any) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if value < 0:
         raise SettingsError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _positive_float(name: str, raw: Any) -> float:
+    """A period: 0.05 s at least (each tick costs Redis a write)."""
+    value = _non_negative_float(name, raw)
+    if value < 0.05:
+        raise SettingsError(f"{name} must be at least 0.05, got {raw!r}")
     return value
 
 
@@ -221,6 +235,17 @@ def _hosts(name: str, raw: Any) -> tuple[str, ...]:
     return hosts
 
 
+def _allow_ips(name: str, raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    entries = tuple(str(item).strip() for item in items if str(item).strip())
+    for entry in entries:
+        try:
+            entry == "*" or ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name} entries must be IP addresses, networks or *, got {entry!r}") from None
+    return entries
+
+
 def _room_patterns(name: str, raw: Any) -> tuple[str, ...]:
     items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
     patterns = tuple(str(item).strip() for item in items if str(item).strip())
@@ -249,6 +274,12 @@ def _cookie_name(name: str, raw: Any) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
         raise SettingsError(f"{name} must be a cookie name (1 to 64 of A-Z a-z 0-9 _ . -), got {raw!r}")
     return text
+
+
+def _optional_count(name: str, raw: Any) -> int | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    return _non_negative_int(name, raw)
 
 
 def _optional_port(name: str, raw: Any) -> int | None:
@@ -294,7 +325,8 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "log_message_text": (_bool, "include message text in the traffic log"),
     "cookie_secret": (_secret, "refused here: set CHAT_COOKIE_SECRET or cookie_secret in a config file"),
     "allowed_origins": (_origins, "comma-separated scheme://host[:port] also allowed to connect"),
-    "behind_proxy": (_bool, "trust X-Forwarded-For/-Proto/-Host from the proxy"),
+    "behind_proxy": (_bool, "trust X-Forwarded-For/-Proto/-Host from the proxy (--forwarded-allow-ips)"),
+    "forwarded_allow_ips": (_allow_ips, "comma-separated addresses or networks of the proxy; * for any peer"),
     "presence_timeout": (_non_negative_float, "seconds before a dead process's members leave; 0: never"),
     "max_message_chars": (_positive_int, "longest message text, in code points"),
     "max_frame_bytes": (_positive_int, "larger frames close the connection with 1009"),
@@ -311,6 +343,10 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "ping_timeout": (_non_negative_float, "seconds a ping may go unanswered before the close"),
     "max_connections": (_positive_int, "WebSockets per process; beyond it a handshake gets 503"),
     "max_connections_per_client": (_positive_int, "WebSockets per client address; beyond it 429"),
+    "max_http_connections_per_client": (
+        _optional_count,
+        "open HTTP connections per client address (the proxy's not counted); beyond it closed at once; 0: no cap",
+    ),
     "room_ttl": (_non_negative_float, "seconds after a room's last message before it is freed (0: never)"),
     "client_rate_limit": (_non_negative_float, "frames per second per client address; 0 turns it off"),
     "client_rate_burst": (_positive_int, "burst of the per-address rate limit"),
@@ -333,7 +369,12 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "api_keys": (_api_keys, "refused here: set CHAT_API_KEYS (comma-separated) or api_keys in a config file"),
     "api_rate_limit": (_non_negative_float, "server API requests per second per key; 0 turns it off"),
     "api_rate_burst": (_positive_int, "burst of the server API's per-key rate limit"),
+    "status_interval": (
+        _positive_float,
+        "seconds between this process's status records (in Redis: server.py status, the admin page)",
+    ),
     "data_file": (_text, "SQLite file where the in-process bus keeps every room's history across restarts"),
+    "commit_window": (_non_negative_float, "ms --data-file gathers messages into one commit, each acked after it"),
     "metrics_interval": (
         _non_negative_float,
         "seconds between samples of reader lag (from Redis) and the busiest rooms for /metrics; 0: never",
@@ -371,6 +412,8 @@ _DEFAULT_WORDS = {
     "access_log": "on with JSON logs, off with console logs",
     "allowed_hosts": "none: loopback names on a loopback host, any otherwise",
     "run_as": "none: stay who started it",
+    "max_http_connections_per_client": "as --max-connections-per-client",
+    "forwarded_allow_ips": "127.0.0.1,::1 (the loopback addresses)",
 }
 
 _DESCRIPTION = """\
@@ -384,6 +427,9 @@ commands:
                             nginx in front (server.py cluster --help)
   server.py report [...]    per-room traffic report of the server's JSON logs
                             (server.py report --help)
+  server.py status [...]    the processes of a running deployment, their lag
+                            and the busiest rooms, read from Redis
+                            (server.py status --help)
 
 Every setting is also CHAT_<NAME> in the environment (shown with each flag;
 REDIS_URL works too) and a key in the TOML file given with --config.
@@ -457,6 +503,7 @@ _METAVARS = {
     "retention": "MESSAGES",
     "run_as": "USER",
     "max_connections_per_client": "CONNECTIONS",
+    "max_http_connections_per_client": "CONNECTIONS",
 }
 
 

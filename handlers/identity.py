@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 from tornado.web import RequestHandler
 
 from bus.user_key import TOKEN_USER, user_key
+from handlers.lookalikes import latin_reading, strip_ignorable
 from handlers.names import name_problem, normalise_name, visible_name
 
 USER_COOKIE = "chat_user"
@@ -46,8 +48,24 @@ class Identity:
 
 
 def is_room_name(name: str) -> bool:
-    """1 to 100 Unicode word characters (Python's ``\\w``), nothing else."""
-    return _ROOM_NAME.fullmatch(name) is not None
+    """1 to 100 Unicode word characters (Python's ``\\w``), and not a look-alike of another room's name."""
+    return _ROOM_NAME.fullmatch(name) is not None and room_lookalike(name) is None
+
+
+def room_lookalike(name: str) -> str | None:
+    """The room ``name`` passes for without being it, or None: such a name is refused, never a room of its own.
+
+    Default-ignorable fillers (``lobby`` + U+3164) and compatibility forms
+    (full-width ``ｌｏｂｂｙ``) are dropped or folded; Latin letters mixed with
+    characters that read as Latin ones (``lоbby`` with a Cyrillic о,
+    ``admın``) are read as Unicode's confusables data has them. A name
+    written wholly in another script (``оса``, a Russian word) is a room of
+    its own. See README, "Room names".
+    """
+    plain = unicodedata.normalize("NFKC", strip_ignorable(name))
+    if any(char.isascii() and char.isalpha() for char in plain):
+        plain = latin_reading(plain) or plain
+    return None if plain == name else plain
 
 
 def is_user_name(name: str) -> bool:

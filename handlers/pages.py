@@ -8,21 +8,26 @@ from urllib.parse import quote, unquote, urlsplit
 
 from tornado.web import HTTPError, RequestHandler
 
-from handlers.identity import cookie_user, guest_name, is_room_name, is_user_name, remember_user
+from handlers.identity import cookie_user, guest_name, is_room_name, is_user_name, remember_user, room_lookalike
 
 ROOM_NAME_RULE = (
     "A room name is 1 to 100 letters, digits or underscores, in any script "
     "(café and 日本語 are fine); spaces, dashes, dots and slashes are not."
 )
+LOOKALIKE_RULE = (
+    "a name that differs from another only in characters that look alike "
+    "(another alphabet's letters, full-width forms, invisible fillers) is not a room of its own."
+)
 _NOT_WORD = re.compile(r"\W+")
 
 
 def suggest_room(path: str) -> str | None:
-    """A valid room name close to what was asked for (``my-room`` -> ``my_room``), if any."""
+    """A valid room name close to what was asked for (``my-room`` -> ``my_room``, ``lоbby`` -> ``lobby``), if any."""
     match = re.fullmatch(r"/chat/([^/]+)/?", path)
     if match is None:
         return None
     wanted = _NOT_WORD.sub("_", unquote(match.group(1))).strip("_")[:100]
+    wanted = room_lookalike(wanted) or wanted
     return wanted if wanted and is_room_name(wanted) else None
 
 
@@ -69,6 +74,10 @@ class PageHandler(RequestHandler):
         )
 
     def _not_found_text(self) -> list[str]:
+        match = re.fullmatch(r"/chat/(\w+)/?", unquote(self.request.path))
+        lookalike = room_lookalike(match.group(1)) if match else None
+        if match and lookalike:
+            return [f"“{match.group(1)}” looks like the room “{lookalike}” without being it: {LOOKALIKE_RULE}"]
         if self.request.path.startswith("/chat/"):
             return [f"“{unquote(self.request.path)}” is not a room page.", ROOM_NAME_RULE]
         return [f"There is nothing at “{unquote(self.request.path)}”."]

@@ -26,9 +26,10 @@ from bus.room_bus import RoomBus
 from config.settings import Settings
 from handlers import room_requests
 from handlers.identity import Identity, cookie_user, guest_name, is_room_name
-from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
+from handlers.inbound import ChatRequest, EditRequest, FrameError, TypingRequest, parse_frame
 from handlers.limits import SocketLimits
 from handlers.moderated import CLOSE_MODERATED, banned, muted
+from handlers.proxies import address_key, forwarded_from_proxy
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
 from handlers.socket_metrics import SocketMetrics
@@ -37,6 +38,7 @@ from handlers.tokens import TokenVerifier
 from handlers.tornado_frames import (
     HANDLER_SLOTS,
     PING_TIMED_OUT,
+    PING_TIMEOUT_CODE,
     Written,
     aborter,
     pong_received,
@@ -109,6 +111,7 @@ class RoomSocket(WebSocketHandler):
         "_log_budget",
         "_unlogged",
         "_client",
+        "_client_key",
         "room",
         "user",
         "identity",
@@ -162,6 +165,7 @@ class RoomSocket(WebSocketHandler):
         self.conn = ""
         self._since: IdKey | None = None
         self._client = ""  # the client's address, kept once the request's headers are let go
+        self._client_key = ""  # what the address's budgets are kept under: its /64 for IPv6
         self.ping_slot = -1  # the registry's ping wheel keeps these
         self.ping_awaiting = False
 
@@ -177,7 +181,8 @@ class RoomSocket(WebSocketHandler):
                 self._since = id_key(since)
             except ValueError:
                 raise HTTPError(400, reason="since must be a message id") from None
-        client = self._client = self.request.remote_ip or ""
+        self._client = self.request.remote_ip or ""
+        client = self._client_key = address_key(self._client)
         if self._tokens is not None:  # token mode: refuses a token in the URL, reads the cookie's
             self._gate = await open_gate(self._tokens, self.request, room, self._settings)
         # A user known by the cookie's token has connection slots of its own, not its address's.
@@ -218,7 +223,8 @@ class RoomSocket(WebSocketHandler):
         if f"{parts.scheme}://{parts.netloc}".lower() in self._settings.allowed_origins:
             return True
         host = self.request.host
-        if self._settings.behind_proxy:
+        settings = self._settings
+        if forwarded_from_proxy(self.request, settings.behind_proxy, settings.forwarded_allow_ips):
             host = self.request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
         scheme = "https" if parts.scheme == "https" else "http"
         return _host_port(parts.netloc, scheme) == _host_port(host, scheme)
@@ -239,7 +245,7 @@ class RoomSocket(WebSocketHandler):
     def ping_timed_out(self) -> None:
         connection = self.ws_connection
         if connection is not None:
-            connection.close(reason=PING_TIMED_OUT)  # noted by watch_closes, as Tornado's own timeout
+            connection.close(PING_TIMEOUT_CODE, PING_TIMED_OUT)  # noted by watch_closes, as Tornado's own timeout
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         protocol = slotted_protocol(self)
@@ -253,7 +259,6 @@ class RoomSocket(WebSocketHandler):
         if code is not None and self._server_close_code is None:
             self._server_close_code = code
         if reason == PING_TIMED_OUT:
-            self._server_close_code = self._server_close_code or CLOSE_POLICY
             # A peer that answers no ping will not answer the close frame
             # either: end it now so its user leaves the room now, not in 5 s.
             asyncio.get_running_loop().call_soon(aborter(self))
@@ -389,10 +394,13 @@ class RoomSocket(WebSocketHandler):
         if connection is None or connection.is_closing():
             return  # closed by us (junk, too slow): what the client sent meanwhile is not read
         gate = self._gate
+        charged: bool | None = None  # a frame the gate looks at and passes on is charged once, not twice
         if gate is not None and gate.wants(data):
-            if gate.grant is not None and not self._charge():  # a refresh costs a verification: charged
-                self._reject(FrameError("rate_limited", "too many frames, slow down"))
-                return
+            if gate.grant is not None:  # a refresh costs a verification: charged
+                charged = self._charge()
+                if not charged:
+                    self._reject(FrameError("rate_limited", "too many frames, slow down"))
+                    return
             taken = await gate.take(self, data)
             if isinstance(taken, Identity):
                 self._know(taken)
@@ -402,22 +410,24 @@ class RoomSocket(WebSocketHandler):
         # Every frame is charged, junk and typing included, to the user and to
         # the client address across all their connections: reconnecting buys
         # no fresh burst and a flood of bad frames is limited like any other.
-        within_rate = self._charge()
+        within_rate = self._charge() if charged is None else charged
         try:
             request = parse_frame(data, self._settings.max_message_chars)
             if isinstance(request, TypingRequest):
-                if within_rate:  # typing over the rate is dropped, it needs no answer
+                # Typing over the rate, or from a muted user, is dropped: it needs no answer.
+                if within_rate and not muted(self._moderation, self.identity, self.room):
                     await self._bus.typing(self.room, self)  # and throttled to 1/s by the bus
                 return
             if not within_rate:
                 raise FrameError("rate_limited", "too many messages, slow down", getattr(request, "client_id", None))
+            if isinstance(request, ChatRequest | EditRequest) and muted(self._moderation, self.identity, self.room):
+                # An edit speaks as much as a message; reading older history and deleting one's own stay open.
+                raise FrameError("muted", "you are muted in this room", getattr(request, "client_id", None))
             if not isinstance(request, ChatRequest):  # older, edit, delete
                 answer = await room_requests.serve(self._bus, self.room, self.user, self._settings, request)
                 if answer is not None:
                     self.send_frame(answer)
                 return
-            if muted(self._moderation, self.identity, self.room):
-                raise FrameError("muted", "you are muted in this room", request.client_id)
             await self._publish(request)
         except FrameError as error:
             self._reject(error)  # a bad frame keeps its own code; it used up a token all the same
@@ -426,7 +436,7 @@ class RoomSocket(WebSocketHandler):
         # The user's bucket is per room: a room's pace is what --rate-limit
         # keeps; the address bucket bounds everything one client sends.
         identity = self.identity or Identity(self.user)
-        user, overall = identity.budgets(self._client)
+        user, overall = identity.budgets(self._client_key)
         per_user = self._limits.per_user.take(f"{self.room}\x00{user}")
         per_client = self._limits.per_client.take(overall)
         return per_user and per_client

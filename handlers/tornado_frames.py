@@ -34,6 +34,7 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProt
 from handlers.frame_reader import receive_frames
 
 PING_TIMED_OUT = "ping timed out"  # the reason Tornado's periodic_ping closes with
+PING_TIMEOUT_CODE = 1008  # the close code of a ping timeout, on the wire and in the log alike
 
 RELIED_ON = (
     "WebSocketHandler.ws_connection: the WebSocketProtocol13 of an open socket, or None",
@@ -293,6 +294,8 @@ def watch_closes(protocol: WebSocketProtocol, seen: Callable[[int | None, str | 
     protocol_close = protocol.close
 
     def close_noting_code(code: int | None = None, reason: str | None = None) -> None:
+        if code is None and reason == PING_TIMED_OUT:
+            code = PING_TIMEOUT_CODE  # Tornado would send 1000, as if all were well: the log's code instead
         seen(code, reason)
         protocol_close(code, reason)
 

@@ -9,20 +9,21 @@ rolling restart (each chat process in turn: SIGTERM, wait, start again under
 the same port and node id, wait until healthy).
 
 Privileges: run as root, the launcher keeps root only for itself and
-nginx's master (which binds the port); nginx's workers and redis-server run
-as ``--user`` (default ``nobody``), and so do the chat processes: started
-as that user when it can run this Python, else (an interpreter under root's
-home cannot be run by ``nobody``) started as root and dropping to that user
-themselves once listening, with every module loaded.
+nginx's master (which binds the port); three unprivileged users run the
+rest (ops/users.py): nginx's workers as ``--nginx-user`` (``www-data``),
+redis-server as ``--redis-user`` (``redis``) and the chat processes as
+``--user`` (``nobody``): started as that user when it can run this Python,
+else (an interpreter under root's home cannot be run by ``nobody``) started
+as root and dropping to that user themselves once listening, with every
+module loaded.
 Redis requires a password generated for each run; it reaches redis-server in
-a config file only that user can read, and the chat processes in their
-environment, never on a command line.
+a config file only Redis's user can read, and the chat processes in their
+environment (readable by their own user alone), never on a command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import grp
 import os
 import pwd
 import secrets
@@ -41,6 +42,7 @@ from typing import Callable, Sequence
 
 from ops.redis_cluster import LocalRedisCluster, RedisClusterError
 from ops.scrape_targets import TARGETS_FILE, write_targets
+from ops.users import DEFAULT_CHAT_USER, DEFAULT_NGINX_USER, DEFAULT_REDIS_USER, RunAs, ServiceUsers, UsersError
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_TEMPLATE = ROOT / "config" / "nginx.conf"
@@ -89,44 +91,6 @@ def http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-@dataclass(frozen=True)
-class RunAs:
-    """An unprivileged account for the services a root launcher starts."""
-
-    name: str
-    uid: int
-    gid: int
-    group: str
-
-    @classmethod
-    def lookup(cls, name: str) -> "RunAs":
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            raise ClusterError(f"no user {name!r} to run the services as (see --user)") from None
-        return cls(name, entry.pw_uid, entry.pw_gid, grp.getgrgid(entry.pw_gid).gr_name)
-
-    def can_run(self, argv: list[str]) -> bool:
-        """Whether this user can start ``argv`` (an interpreter in a private home cannot be)."""
-        try:
-            done = subprocess.run(
-                argv,
-                user=self.uid,
-                group=self.gid,
-                extra_groups=[],
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=30,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return False
-        return done.returncode == 0
-
-    def give(self, path: Path) -> None:
-        os.chown(path, self.uid, self.gid)
 
 
 @dataclass
@@ -196,9 +160,12 @@ class Cluster:
     extra_args: list[str] = field(default_factory=list)
     cookie_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
-    user: str = "nobody"  # who runs the services when the launcher is root
-    run_as: RunAs | None = None
-    chat_run_as: RunAs | None = None
+    user: str = DEFAULT_CHAT_USER  # who runs the chat processes when the launcher is root
+    redis_user: str = DEFAULT_REDIS_USER  # ... Redis
+    nginx_user: str = DEFAULT_NGINX_USER  # ... nginx's workers
+    run_as: RunAs | None = None  # the chat processes' user (as root)
+    users: ServiceUsers | None = None  # every service's user (as root)
+    chat_run_as: RunAs | None = None  # run_as when it can start this Python itself
     warnings: list[str] = field(default_factory=list)
     work_dir: Path | None = None  # Redis data and nginx temp files: the run dir, if the user can reach it
     redis: Service | None = None
@@ -226,18 +193,30 @@ class Cluster:
         return f"http://{self.host}:{self.port}/"
 
     def _drop_privileges(self) -> None:
-        """As root: pick the services' user, and let it into the run directory (but not list it)."""
+        """As root: pick the services' users (ops/users.py), and let them into the run directory (but not list it)."""
         if os.geteuid() != 0:
             return
-        self.run_as = RunAs.lookup(self.user)
-        self._check_checkout_readable(self.run_as)
+        try:
+            self.users = ServiceUsers.lookup(self.user, self.redis_user, self.nginx_user)
+            self.users.check_checkout(
+                {
+                    "the chat processes": ROOT / "templates" / "base.html",
+                    "Redis": REDIS_CONF,
+                    "nginx": ROOT / "static" / "chat.css",
+                }
+            )
+        except UsersError as exc:
+            raise ClusterError(str(exc)) from None
+        self.run_as = self.users.chat
         self.run_dir.chmod(0o711)
-        if not self.run_as.can_run(["test", "-x", str(self.run_dir)]):
+        if not all(user.can_run(["test", "-x", str(self.run_dir)]) for user in (self.users.redis, self.users.nginx)):
             # A run dir under a private parent (root's home, pytest's temp): the
             # services' files go to a directory of their own that they can reach.
             self.work_dir = Path(tempfile.mkdtemp(prefix="chat-cluster-work-"))
             self.work_dir.chmod(0o711)
-            self.warnings.append(f"user {self.user} cannot reach {self.run_dir}; Redis data in {self.work_dir}")
+            self.warnings.append(
+                f"user {self.redis_user} or {self.nginx_user} cannot reach {self.run_dir}; data in {self.work_dir}"
+            )
         if self.run_as.can_run([self.python, "-c", "import tornado, redis, structlog"]):
             self.chat_run_as = self.run_as
         else:
@@ -248,19 +227,6 @@ class Cluster:
                 f"one where it can read it (python3 -m venv /opt/chat-venv; /opt/chat-venv/bin/pip install "
                 f"-r requirements.txt) and run the launcher with that Python"
             )
-
-    def _check_checkout_readable(self, run_as: RunAs) -> None:
-        """Redis reads config/redis.conf, nginx's workers static/, as ``run_as``: refuse at once if they cannot."""
-        needed = [REDIS_CONF, ROOT / "static" / "chat.css"]
-        if all(run_as.can_run(["test", "-r", str(path)]) for path in needed):
-            return
-        private = next((p for p in [ROOT, *ROOT.parents] if not p.stat().st_mode & 0o001), ROOT)
-        raise ClusterError(
-            f"user {run_as.name} cannot read this checkout ({private} is mode "
-            f"{private.stat().st_mode & 0o777:04o}), and Redis and nginx run as {run_as.name}: clone it where "
-            f"{run_as.name} can read it (e.g. under /srv or /opt), or give that directory o+x "
-            f"(chmod o+x {private}), or name a user who can read it with --user"
-        )
 
     def _start_redis(self) -> None:
         if self.redis_url:
@@ -273,7 +239,8 @@ class Cluster:
         data_dir.mkdir(parents=True, exist_ok=True)
         config = self._redis_config(port, data_dir)
         argv = [find_binary("redis-server", "redis-server"), str(config)]
-        self.redis = Service("redis", argv, dict(os.environ), self.run_dir / "redis.log", run_as=self.run_as)
+        redis_user = self.users.redis if self.users is not None else None
+        self.redis = Service("redis", argv, dict(os.environ), self.run_dir / "redis.log", run_as=redis_user)
         self.redis.start()
         wait_until(lambda: port_open(port), "redis-server")
         self.redis_url = f"redis://:{self.redis_password}@127.0.0.1:{port}/0"
@@ -283,9 +250,9 @@ class Cluster:
         directory = (self.work_dir or self.run_dir) / "redis-cluster"
         directory.mkdir(parents=True, exist_ok=True)
         self.local_cluster = LocalRedisCluster(directory, password=self.redis_password)
-        if self.run_as is not None:
-            self.run_as.give(directory)
-            self.local_cluster.uid, self.local_cluster.gid = self.run_as.uid, self.run_as.gid
+        if self.users is not None:
+            self.users.redis.give(directory)
+            self.local_cluster.uid, self.local_cluster.gid = self.users.redis.uid, self.users.redis.gid
         try:
             self.local_cluster.start()
         except RedisClusterError as exc:
@@ -293,16 +260,20 @@ class Cluster:
         self.redis_url = self.local_cluster.url
 
     def _redis_config(self, port: int, data_dir: Path) -> Path:
-        """config/redis.conf plus this run's port, directory and password, readable by Redis's user alone."""
+        """config/redis.conf plus this run's port, directory and password, readable by Redis's user alone.
+
+        Mode 0600 and Redis's own user: neither the chat processes' user (they
+        have the password in their environment) nor nginx's can read it.
+        """
         config = (self.work_dir or self.run_dir) / "redis.conf"
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(
                 f"include {REDIS_CONF}\nport {port}\ndir {data_dir}\ndaemonize no\nrequirepass {self.redis_password}\n"
             )
-        if self.run_as is not None:
-            self.run_as.give(config)
-            self.run_as.give(data_dir)
+        if self.users is not None:
+            self.users.redis.give(config)
+            self.users.redis.give(data_dir)
         return config
 
     def _start_node(self, index: int) -> None:
@@ -360,7 +331,8 @@ class Cluster:
         servers = "\n".join(f"        server 127.0.0.1:{node.port} max_fails=0;" for node in self.nodes)
         # As root, the master keeps root to bind the port; its workers, which
         # talk to clients, run as the unprivileged user (the run directory lets them in).
-        user_line = f"user {self.run_as.name} {self.run_as.group};" if self.run_as is not None else ""
+        nginx = self.users.nginx if self.users is not None else None
+        user_line = f"user {nginx.name} {nginx.group};" if nginx is not None else ""
         # safe_substitute leaves nginx's own $variables alone; ours are ${braced}.
         text = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
             user_line=user_line,
@@ -439,8 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", help="configs, logs and Redis data (default: a new directory under /tmp)")
     parser.add_argument(
         "--user",
-        default="nobody",
-        help="unprivileged user for nginx workers, Redis and the chat processes when run as root",
+        default=DEFAULT_CHAT_USER,
+        help=f"unprivileged user for the chat processes when run as root (default {DEFAULT_CHAT_USER})",
+    )
+    parser.add_argument(
+        "--redis-user", default=DEFAULT_REDIS_USER, help=f"another one for Redis (default {DEFAULT_REDIS_USER})"
+    )
+    parser.add_argument(
+        "--nginx-user",
+        default=DEFAULT_NGINX_USER,
+        help=f"another one for nginx's workers (default {DEFAULT_NGINX_USER}); the three must differ",
     )
     return parser
 
@@ -488,6 +468,8 @@ def main(argv: Sequence[str]) -> int:
         redis_cluster=args.redis_cluster,
         host=args.host,
         user=args.user,
+        redis_user=args.redis_user,
+        nginx_user=args.nginx_user,
     )
     signals: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -42,7 +42,7 @@ class MetricsSampler:
         backend = bus.backend
         self._lag: Callable[[], Awaitable[LagReport]] | None = getattr(backend, "lag", None)
         view = metrics.view
-        view.members = bus.member_counts
+        view.members = lambda: bus.busiest(bus.room_count())
         view.ready = lambda: bus.unavailable_reason() is None
         view.failing_shards = getattr(backend, "failing_shards", view.failing_shards)
 
@@ -68,7 +68,7 @@ class MetricsSampler:
         """One sample now: the top rooms over the time since the last one, then the lag."""
         now = time.monotonic()
         messages = self._metrics.hot.take_room_messages()
-        members = dict(self._bus.member_counts())
+        members = dict(self._bus.busiest(self._bus.room_count()))
         view = self._metrics.view
         view.top = top_rooms(messages, members, now - self._last, view.top_rooms)
         self._last = now

@@ -11,8 +11,9 @@ connections, the median connection duration, close codes, the busiest minute
 and each user's counts. ``--by-minute`` adds a timeline (messages, joins,
 leaves, rejections per minute, with the processes' starts, stops and bus
 outages marked); ``--format html`` draws the same as one self-contained page
-(ops/report_html.py). Lines that are not JSON, or JSON but not a room event,
-are counted and skipped; the counts are in the report.
+(ops/report_html.py). Lines that are not JSON, JSON but not a room event, or
+JSON whose timestamp is not a time, are counted and skipped; the counts are in
+the report.
 
 What is counted where: ``connections`` counts ``ws.connect`` lines; durations
 and close codes come from ``ws.disconnect`` lines. With ``--since``/``--until``
@@ -211,6 +212,7 @@ class LineCounts:
     not_json: int = 0
     not_room_events: int = 0
     filtered_out: int = 0
+    bad_timestamp: int = 0  # JSON whose timestamp is no time (``2026-13-45T...``): skipped, not placed anywhere
 
 
 def parse_time(text: str) -> datetime:
@@ -228,9 +230,10 @@ def utc_stamp(timestamp: Any) -> str | None:
     """
     if not isinstance(timestamp, str):
         return None
-    if len(timestamp) == 27 and timestamp.endswith("Z") and timestamp[10] == "T":
-        return timestamp
     try:
+        if len(timestamp) == 27 and timestamp.endswith("Z") and timestamp[10] == "T":
+            datetime.fromisoformat(timestamp[:-1])  # the form is right; a date like 2026-13-45 is not
+            return timestamp
         return parse_time(timestamp).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     except ValueError:
         return None
@@ -273,6 +276,9 @@ class TrafficReport:
             event = orjson.loads(line)
         except orjson.JSONDecodeError:
             self.lines.not_json += 1
+            return
+        if isinstance(event, dict) and "timestamp" in event and utc_stamp(event["timestamp"]) is None:
+            self.lines.bad_timestamp += 1
             return
         if not _is_room_event(event):
             self.lines.not_room_events += 1
@@ -500,6 +506,11 @@ def _counts(counter: dict[str, int]) -> str:
     return ", ".join(f"{key} {count}" for key, count in counter.items()) or "-"
 
 
+def bad_timestamps_text(lines: dict[str, int]) -> str:
+    """``, N with a bad timestamp`` when any line was skipped for one, else nothing."""
+    return f", {lines['bad_timestamp']} with a bad timestamp" if lines.get("bad_timestamp") else ""
+
+
 def span_text(span: dict[str, Any]) -> str:
     if span["from"] is None:
         return "span: no timestamps"
@@ -525,7 +536,7 @@ def render_table(report: TrafficReport, by_minute: bool = False) -> str:
     out = [
         f"rooms: {len(rooms)}; lines read: {lines['read']} ({lines['room_events']} room events, "
         f"{lines['not_room_events']} other events, {lines['not_json']} not JSON, "
-        f"{lines['filtered_out']} outside the filters)",
+        f"{lines['filtered_out']} outside the filters{bad_timestamps_text(lines)})",
         span_text(data["span"]),
         "",
     ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-from ops.report import NODE_MARKS, TrafficReport, parse_time, processes_text, span_text
+from ops.report import NODE_MARKS, TrafficReport, bad_timestamps_text, parse_time, processes_text, span_text
 
 MAX_BARS = 240  # longer timelines are drawn in buckets of several minutes
 WIDTH, HEIGHT = 760, 200  # the plot area of one chart, in SVG units
@@ -317,7 +317,7 @@ def render_html(report: TrafficReport) -> str:
             f'<p class="meta">{_e(span_text(data["span"]))}; times in UTC</p>',
             f'<p class="meta">{lines["read"]} lines read: {lines["room_events"]} room events, '
             f"{lines['not_room_events']} other events, {lines['not_json']} not JSON, "
-            f"{lines['filtered_out']} outside the filters.</p>",
+            f"{lines['filtered_out']} outside the filters{bad_timestamps_text(lines)}.</p>",
             "<h2>Timeline</h2>",
             chart(f"Messages accepted per {per}", bars, ["messages"]),
             chart(f"Connections opened (joins) and closed (leaves) per {per}", bars, ["joins", "leaves"]),

@@ -30,7 +30,7 @@ SECRET = TEST_SECRET
 BACKENDS = ["memory", "redis", "cluster"]
 # The protocol suites that also run on a local Redis Cluster; every
 # other suite runs on the in-process bus and one Redis.
-CLUSTER_SUITES = {"test_protocol.py", "test_presence.py", "test_history_changes.py", "test_api.py"}
+CLUSTER_SUITES = {"test_protocol.py", "test_presence.py", "test_history_changes.py", "test_api.py", "test_status.py"}
 REDIS_DATABASES = 1000  # one per test, reused round-robin after FLUSHDB
 
 MakeServer = Callable[..., Awaitable[ChatServer]]

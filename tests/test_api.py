@@ -184,6 +184,31 @@ async def test_mute_refuses_sends_and_allows_reads_until_lifted(make_server: Any
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_a_muted_user_cannot_edit_or_type_but_can_delete_and_read_older(make_server: Any) -> None:
+    server = await api_server(make_server)
+    port = server.api.port
+    eve = await ChatClient.connect(server.port, "hush", user="eve")
+    bob = await ChatClient.connect(server.port, "hush", user="bob")
+    await eve.say("before the mute")
+    await eve.say("also mine")
+    first, second = await bob.messages(2)
+    await eve.messages(2)
+    status, _ = await call(port, "POST", "/api/rooms/hush/mutes", {"user": "eve", "seconds": 60})
+    assert status == 201
+    eve.send({"type": "edit", "id": first["id"], "message": "rewritten while muted"})
+    assert (await eve.recv_type("error", skip=NOTICES))["error"] == "muted"
+    eve.send({"typing": True})
+    await call(port, "POST", "/api/rooms/hush/messages", {"text": "marker"})
+    frame = await bob.recv()
+    while frame["type"] in ("presence", "join", "leave"):
+        frame = await bob.recv()
+    assert frame["type"] == "message" and frame["message"] == "marker", frame  # no edit, no typing before it
+    await eve.recv_chat()
+    eve.send({"type": "delete", "id": second["id"]})
+    assert await bob.recv_type("deleted", skip=NOTICES) == {"type": "deleted", "id": second["id"]}
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_disconnect_and_bans_in_a_room_and_everywhere(make_server: Any) -> None:
     server = await api_server(make_server)
     port = server.api.port

@@ -2,8 +2,9 @@
 
 - Comments and docstrings point to docs/ or the README, never to documents a
   clone does not have (numbered sections or issues of outside texts).
-- docs/protocol.md names every close code, error code and frame type the code
-  has, found by scanning the code (so a new one fails here until documented).
+- docs/protocol.md names every close code and reason, handshake status, error
+  code and frame type the code has, found by scanning the code (so a new one
+  fails here until documented).
 - The README's folder table names every module of the server's packages.
 """
 
@@ -149,6 +150,26 @@ def close_codes_in_code() -> set[int]:
     return codes
 
 
+def close_reasons_in_code() -> set[str]:
+    """Close reasons the server sends: literal reasons passed to a close, and the named ones (pings, token refusals)."""
+    source = _sources("handlers", "bus", "api", "ops") + (ROOT / "server.py").read_text(encoding="utf-8")
+    reasons = set(re.findall(r"\b\w*close\w*\(\s*[\w.]+,\s*(?:reason=)?\"([^\"]+)\"", source, re.IGNORECASE))
+    constants = dict(re.findall(r"^([A-Z_]+)\s*=\s*\"([^\"]+)\"", source, re.M))
+    # A token refusal's first argument is the close reason the client is told.
+    named = set(re.findall(r"\bTokenRefused\(\s*([A-Z_]+)\b", source)) | {"PING_TIMED_OUT"}
+    return reasons | {constants[name] for name in named if name in constants}
+
+
+def handshake_statuses_in_code() -> set[int]:
+    """HTTP statuses our code refuses a room WebSocket's handshake with (Tornado's 400, 403 and 426 are not here)."""
+    handlers = ROOT / "handlers"
+    socket = "\n".join((handlers / name).read_text(encoding="utf-8") for name in ("room_socket.py", "token_gate.py"))
+    statuses = {int(n) for n in re.findall(r"\bHTTPError\(\s*(\d{3})\b", socket)}
+    statuses |= {int(n) for n in re.findall(r"\"status_code\":\s*(\d{3})\b", (handlers / "hosts.py").read_text())}
+    statuses |= {int(n) for n in re.findall(r"\breturn (\d{3})\b", (handlers / "limits.py").read_text())}
+    return statuses
+
+
 def error_codes_in_code() -> set[str]:
     """Error codes a client can get: FrameError's and ChangeRefused's first arguments, and the Lua scripts' refusals."""
     source = _sources("handlers", "bus", "api")
@@ -174,13 +195,31 @@ def test_the_scans_find_what_the_code_is_known_to_have() -> None:
         error_codes_in_code()
     )
     assert {"not_found", "not_allowed"} <= error_codes_in_code()
+    assert {"too many refused frames", "server shutting down", "message too big", "ping timed out"} <= (
+        close_reasons_in_code()
+    )
+    assert {"token required", "bad token", "token expired", "not allowed in this room"} <= close_reasons_in_code()
+    assert {400, 404, 421, 429, 503} <= handshake_statuses_in_code()
     expected = {"message", "ready", "ack", "error", "presence", "join", "leave", "typing", "older", "edit", "delete"}
     assert expected | {"edited", "deleted", "refreshed", "auth", "refresh"} <= frame_types_in_code()
 
 
 def test_the_protocol_page_names_every_close_code() -> None:
-    codes = close_codes_in_code() | {1000, 1002, 1007, 1009}  # 1000, 1009: Tornado's, for pings and size
+    codes = close_codes_in_code() | {1000, 1002, 1007, 1009}  # 1000: a client's close echoed; 1009: Tornado's, for size
     missing = [code for code in sorted(codes) if not re.search(rf"^\| {code} \|", PROTOCOL, re.M)]
+    assert missing == []
+
+
+def test_the_protocol_page_names_every_close_reason() -> None:
+    """Each reason is in a close-code row, in backticks: 4003's three meanings differ by their reason only."""
+    rows = "\n".join(re.findall(r"^\| [14]\d{3} \|.*$", PROTOCOL, re.M))
+    missing = [reason for reason in sorted(close_reasons_in_code()) if f"`{reason}`" not in rows]
+    assert missing == []
+
+
+def test_the_protocol_page_names_every_handshake_status() -> None:
+    statuses = handshake_statuses_in_code() | {400, 403, 426}  # Tornado's: not an upgrade, Origin, version
+    missing = [status for status in sorted(statuses) if not re.search(rf"^\| {status} \|", PROTOCOL, re.M)]
     assert missing == []
 
 

@@ -70,6 +70,7 @@ minute            messages  joins  leaves  rejected  events
 2026-11-24 16:09        11      7       7         5  node-a started; node-a stopped
 """
 HTML_PAGE = ROOT / "tests" / "data" / "traffic-report.html"
+NO_BAD = {"bad_timestamp": 0}
 
 
 def run_report(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -102,7 +103,8 @@ def test_the_json_report_of_the_frozen_run_has_the_scripted_numbers() -> None:
     assert list(report["rooms"]) == ["café", "lobby", "quiet"]
     for name, room in report["rooms"].items():
         assert {key: room[key] for key in expected_room(name)} == expected_room(name), name
-    assert report["lines"] == {"read": 47, "room_events": 31, "not_json": 0, "not_room_events": 16, "filtered_out": 0}
+    counts = {"read": 47, "room_events": 31, "not_json": 0, "not_room_events": 16, "filtered_out": 0}
+    assert report["lines"] == {**counts, **NO_BAD}
 
 
 def test_the_table_report_of_the_frozen_run_reads_exactly() -> None:
@@ -115,8 +117,23 @@ def test_stdin_is_read_and_lines_that_are_not_room_events_are_counted_and_skippe
     noise = b'not json at all\n{"event": "ws.connect"}\n[1, 2]\n\n{"event":"message.accepted","room":7}\n'
     result = run_report("--format", "json", stdin=TRAFFIC_LOG.read_bytes() + noise)
     report = json.loads(result.stdout)
-    assert report["lines"] == {"read": 52, "room_events": 31, "not_json": 2, "not_room_events": 19, "filtered_out": 0}
+    counts = {"read": 52, "room_events": 31, "not_json": 2, "not_room_events": 19, "filtered_out": 0}
+    assert report["lines"] == {**counts, **NO_BAD}
     assert report["rooms"]["lobby"]["accepted"] == 9
+
+
+def test_a_line_with_a_bad_timestamp_is_skipped_and_counted_not_a_traceback() -> None:
+    bad = b'{"timestamp": "2026-13-45T10:00:00.000000Z", "event": "message.accepted", "room": "lobby", "user": "x"}\n'
+    odd = b'{"timestamp": "yesterday", "event": "ws.connect", "room": "lobby", "user": "y"}\n'
+    for form in ("json", "table", "html"):
+        result = run_report("--format", form, "--by-minute", stdin=TRAFFIC_LOG.read_bytes() + bad + odd)
+        assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+        if form == "json":
+            report = json.loads(result.stdout)
+            assert report["lines"]["bad_timestamp"] == 2 and report["lines"]["read"] == 49
+            assert report["rooms"]["lobby"]["accepted"] == 9 and report["span"]["to"].startswith("2026-11-24")
+        else:
+            assert b"2 with a bad timestamp" in result.stdout
 
 
 def test_room_filter_keeps_one_room() -> None:

@@ -295,6 +295,16 @@ async def test_rate_limits_charge_the_sub_across_its_tabs_and_not_the_address(ma
 
 @ON_MEMORY
 @pytest.mark.gen_test(timeout=30)
+async def test_a_message_that_mentions_refresh_or_auth_is_charged_once(make_server: Any) -> None:
+    server = await make_server(token_secret=TOKEN_SECRET, rate_limit=0.01, rate_burst=2)
+    ann = await authed(server.port, "r", hs256("ann"))
+    for k, text in enumerate(("refresh", "auth")):  # the whole text: the frame holds '"refresh"'
+        await ann.say(text, client_id=f"a{k}")
+        assert (await ann.recv_type("ack", skip=("message", "presence", "join")))["client_id"] == f"a{k}"
+
+
+@ON_MEMORY
+@pytest.mark.gen_test(timeout=30)
 async def test_without_token_settings_an_auth_frame_is_just_a_bad_request(make_server: Any) -> None:
     server = await make_server()
     client = await ChatClient.connect(server.port, "r", user="ann")

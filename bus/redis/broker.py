@@ -5,6 +5,7 @@
     subscriptions.py  which rooms this process consumes; consumer.py reads them per shard
     presence.py       member counts and typing notices
     liveness.py       the one heartbeat and janitor loop
+    status.py         the processes' status records and their lag (server.py status, the admin page)
     client.py         one Redis or a cluster: topology, health, the call policy, the runner
     keys.py           every key name; scripts/*.lua
 
@@ -35,6 +36,7 @@ from bus.redis.presence import Presence
 from bus.redis.publish import Publisher
 from bus.redis.room_list import rooms_with_members
 from bus.redis.scripts import Scripts
+from bus.redis.status import ClusterReader, write_record
 from bus.redis.subscriptions import Consumer
 
 
@@ -127,6 +129,7 @@ class RedisBroker:
         """How far this process's readers, and every process's groups on its rooms, are behind (bus/redis/lag.py)."""
         if self._closed:
             return LagReport()
+        self._consumer.mark_positions()  # for the next sample, here and on every other process
         rooms = self._consumer.rooms_by_shard()
         return await sample_lag(rooms, self._scripts.lag, self.identity.current, self._timeout)
 
@@ -180,3 +183,14 @@ class RedisBroker:
     def moderation(self) -> RedisModeration:
         """The bans, mutes and disconnects of this deployment (bus/redis/moderation.py), on this bus's Redis."""
         return RedisModeration(self._redis, self.keys, self._timeout)
+
+    # ---- status records (bus/redis/status.py) --------------------------------------
+
+    async def write_status(self, record: dict[str, Any], interval: float) -> None:
+        """Mark how far this process has delivered (its groups), and store its record (bus/redis/status.py)."""
+        self._check_open()
+        self._consumer.mark_positions()
+        await write_record(self._redis, self.keys, self.identity.current, record, interval)
+
+    def cluster_reader(self) -> ClusterReader:
+        return ClusterReader(self._redis, self.keys)

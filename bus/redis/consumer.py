@@ -16,54 +16,37 @@ process's incarnation. Each shard (Redis master) has one ``ShardReader``:
   the rooms held; nothing wakes a reader when a room is added.
 
 A doorbell is lost only with its connection; whenever that is (re)made every
-room of the shard is behind, subscribed again and read, and sent its whole
-member list (``presence``). No pending list grows: the cursor set before each
-read is what it would give. Anything seen twice is dropped
-(``RoomGroup.take``): each entry reaches ``deliver`` at most once, in order.
+room of the shard is behind, subscribed again, read, and sent its whole member
+list (``presence``). No pending list grows: the cursor set before each read is
+what it would give. Anything seen twice is dropped (``RoomGroup.take``). Now
+and then the groups are *marked* (``groups.mark_groups``) so Redis knows how
+far this process has delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import structlog
 from hiredis import ReplyError
 from redis.exceptions import ResponseError
 
-from bus.backend import BusUnavailable, Deliver, Notify
+from bus.backend import BusUnavailable
 from bus.message import Entry, Notice
-from bus.redis.client import REDIS_ERRORS, Redis, Restart, Runner, Shard, describe, redirected
-from bus.redis.groups import RoomGroup, decode_flat, decode_notice, decode_rung, lost_group
-from bus.redis.keys import Keys
+from bus.redis.client import REDIS_ERRORS, Restart, Runner, Shard, describe, redirected
+from bus.redis.groups import RoomGroup, decode_flat, decode_notice, decode_rung, lost_group, mark_groups
+from bus.redis.reader_context import Members, ReaderContext
 from bus.redis.wire import Wire
+
+__all__ = ["Members", "ReaderContext", "ShardReader"]
 
 log = structlog.get_logger("chat.bus")
 
 READ_COUNT = 256  # entries per room per read
 IDLE_PING = 5.0  # seconds without traffic before the subscribed connection is checked with a PING
-
-Members = Callable[[str], Awaitable[list[tuple[str, int]]]]
-Ensure = Callable[[Shard, list["RoomGroup"]], Awaitable[None]]
-
-
-@dataclass
-class ReaderContext:
-    """What every ShardReader shares: who it is, where messages and notices go, how groups are made."""
-
-    redis: Redis
-    keys: Keys
-    incarnation: Callable[[], str]
-    ensure: Ensure
-    members: Members
-    deliver: Deliver | None = None
-    notify: Notify | None = None
-    timeout: float | None = None
-    tokens: Any = field(default_factory=lambda: itertools.count(1))
 
 
 class ShardReader:
@@ -77,7 +60,8 @@ class ShardReader:
         self._barriers: dict[str, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()  # a doorbell, a ring, a restart or a lost connection
         self._lost: BaseException | None = None
-        self._restart = False
+        self._restart = self._marking = False
+        self._marked: dict[str, str] = {}  # room -> the cursor its group was last marked at (groups.mark_groups)
         self._heard = 0.0
         self._keepalive: asyncio.TimerHandle | None = None
         self.runner = Runner(f"reader {shard.address}", self._failed)
@@ -128,6 +112,11 @@ class ShardReader:
 
     def restart(self) -> None:
         self._restart = True
+        self._wake.set()
+
+    def mark(self) -> None:
+        """Set the groups to what this process delivered, soon, in this reader's task (``mark_groups``)."""
+        self._marking = True
         self._wake.set()
 
     async def _barrier(self, subscriber: Wire) -> None:
@@ -192,6 +181,11 @@ class ShardReader:
                 raise self._lost
             if self._dirty:
                 await self._read()
+                continue
+            if self._marking:
+                self._marking = False
+                wire = await self.shard.wire("read")
+                await mark_groups(wire, self.rooms.values(), self._marked, self._ctx.incarnation())
                 continue
             self._wake.clear()
             await self._wake.wait()

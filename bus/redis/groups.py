@@ -1,14 +1,16 @@
-"""What this process knows of its consumer group on one room's stream, and the frames read off Redis (no I/O)."""
+"""What this process knows of its consumer group on one room's stream, the frames read off Redis, and its marks."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import orjson
 from redis.exceptions import ResponseError
 
 from bus.message import CHANGE_KINDS, NOTICE_KINDS, Change, Entry, IdKey, Message, Notice, id_key
+from bus.redis.wire import Wire
 
 _ZERO = IdKey(0, 0)
 
@@ -98,3 +100,27 @@ def decode_flat(room: str, entry: Sequence[Any]) -> Entry | None:
     """An entry as Lua returns it: ``[id, [field, value, ...]]``."""
     message_id, flat = entry[0], entry[1] or []
     return decode_fields(message_id, room, dict(zip(flat[0::2], flat[1::2])))
+
+
+async def mark_groups(wire: Wire, groups: Iterable[RoomGroup], marked: dict[str, str], name: str) -> None:
+    """Set each group whose cursor moved since its last mark to that cursor (``marked``: room -> cursor set).
+
+    A room delivered from its doorbells is never read, so its group stays
+    where the last read left it; marked now and then, it says in Redis how
+    far this process has delivered, for ``server.py status`` and the admin
+    page, even once the process has stopped. Run by the room's reader, in
+    its own task, so that a mark never lands between a read's own reset of
+    the group and that read. A failure is left to the next mark (or read).
+    """
+    held = {group.name: group for group in groups}
+    for room in [room for room in marked if room not in held]:
+        del marked[room]
+    # The cursors as sent: deliveries go on while the replies are awaited.
+    moved = [
+        (group, group.cursor) for group in held.values() if group.cursor and marked.get(group.name) != group.cursor
+    ]
+    sent = [wire.send("XGROUP", "SETID", group.key, name, cursor) for group, cursor in moved]
+    replies = await asyncio.gather(*sent, return_exceptions=True)
+    for (group, cursor), reply in zip(moved, replies):
+        if not isinstance(reply, BaseException):
+            marked[group.name] = cursor

@@ -33,6 +33,9 @@ character, so no room has that name). A process is known by its
 - ``P:{@nodes}:alive``: sorted set, incarnation -> last heartbeat (ms, Redis clock).
 - ``P:{@nodes}:rooms:<incarnation>``: rooms where it has a consumer group or
   presence counts, for the janitor that cleans up after a dead one.
+- ``P:{@nodes}:status:<incarnation>``: its status record (JSON: address,
+  readiness, rooms, connections, deliveries), written every few seconds with
+  a TTL, read by ``server.py status`` and the admin page (bus/redis/status.py).
 
 Moderation (bus/redis/moderation.py) lives under the tag ``{@moderation}``:
 
@@ -101,6 +104,9 @@ class Keys:
 
     def rooms_of(self, incarnation: str) -> str:
         return f"{self.prefix}:{{@nodes}}:rooms:{incarnation}"
+
+    def status(self, incarnation: str) -> str:
+        return f"{self.prefix}:{{@nodes}}:status:{incarnation}"
 
     def control(self, incarnation: str) -> str:
         """A plain channel a process always listens on, so a subscribed read always has something to wait on."""

@@ -1,17 +1,19 @@
 """How far consumer groups are behind, sampled from Redis (``scripts/lag.lua``), for metrics.
 
 One script call per room this process holds, pipelined per shard on its
-command wire: it records this process's delivered position in its group,
-then reports every group on the stream. Two views come out of it:
+command wire, reports every group on the room's stream: where each stands is
+where its process last marked it (``groups.mark_groups``, asked for before
+each sample and by the status records), this process's own from what it has
+delivered now. Two views come out of it:
 
 - ``own``, per shard: this process's readers, entries stored and not yet
   delivered here (summed over its rooms), the age of the oldest of them, and
   the pending list (reads are NOACK: it stays empty unless something is wrong);
 - ``nodes``, per node id: every process's groups on the rooms held here, as
-  last recorded in Redis. A process that stops (SIGSTOP, a stuck loop) stops
-  recording, so the others see its lag grow while it cannot report its own.
-  A healthy process's position is as old as its last sample: the others may
-  see it up to one sampling interval behind.
+  last marked in Redis. A process that stops (SIGSTOP, a stuck loop) stops
+  marking, so the others see its lag grow while it cannot report its own.
+  A healthy process's position is as old as its last mark: the others may
+  see it up to one interval behind.
 
 Entries behind are counted up to ``LAG_CAP`` per room (the count is a read
 of those entries inside Redis); the age keeps growing past it.

@@ -200,6 +200,11 @@ class Consumer:
         for reader in moved:
             reader.restart()
 
+    def mark_positions(self) -> None:
+        """Each reader sets its groups to what this process delivered (``groups.mark_groups``)."""
+        for reader in self._readers.values():
+            reader.mark()
+
     def restart_all(self) -> None:
         """A new incarnation: every group is made again under its name, at the cursor."""
         for reader in self._readers.values():

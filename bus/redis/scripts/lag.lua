@@ -1,9 +1,8 @@
--- How far each consumer group on a room's stream is behind, after recording
--- where this process's own group stands.
--- Caught-up rooms are delivered from their doorbells, which never move the
--- group in Redis; so each process records its delivered position here
--- (XGROUP SETID to its cursor, what its reader would set before a read) and
--- every process's position is visible to the others, a stopped one included.
+-- How far each consumer group on a room's stream is behind (read-only).
+-- A group stands where its process last marked or read it (groups.mark_groups:
+-- caught-up rooms are delivered from their doorbells, which never move the
+-- group). For this process's own group the position it passes is used: what
+-- it has delivered now, not at its last mark.
 -- KEYS: stream. ARGV: this process's group, its cursor ('' if not known yet), cap.
 -- Returns {now_ms, name, behind, behind_ms, pending, pending_idle_ms, ...} per group:
 -- behind: entries after the group's position (at most cap); behind_ms: age of
@@ -11,7 +10,6 @@
 -- unacknowledged entry (the bus reads with NOACK: normally none).
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-if ARGV[2] ~= '' then redis.pcall('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[2]) end
 local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
 if type(groups) ~= 'table' or groups.err then return {now_ms} end
 local out = {now_ms}
@@ -22,6 +20,7 @@ for _, group in ipairs(groups) do
     elseif group[i] == 'last-delivered-id' then last = group[i + 1]
     elseif group[i] == 'pending' then pending = group[i + 1] end
   end
+  if name == ARGV[1] and ARGV[2] ~= '' then last = ARGV[2] end
   local after = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', ARGV[3])
   local behind_ms = 0
   if #after > 0 then behind_ms = math.max(0, now_ms - tonumber(string.match(after[1][1], '^(%d+)'))) end
