@@ -95,8 +95,7 @@ async def test_reader_lag_is_sampled_per_shard_and_per_node(make_server: Any) ->
     two = await make_server(node_id="node-two", metrics_interval=0.2)
     a = await ChatClient.connect(one.port, "lagged")
     await ChatClient.connect(two.port, "lagged")
-    await two.sampler.stop()  # its position in Redis stays where this sample leaves it
-    await two.sampler.sample()  # records where it stands once
+    await two.sampler.stop()
     # node-two stops delivering: its reader leaves the room's stream unread.
     await two.bus.backend._consumer._holder["lagged"].stop()  # noqa: SLF001
     for n in range(5):
