@@ -24,6 +24,7 @@ figures sampled every ``--metrics-interval`` (ops/operator_metrics.py).
 from __future__ import annotations
 
 import bisect
+from collections import defaultdict
 from typing import Callable, Iterator
 
 from prometheus_client import (
@@ -108,11 +109,12 @@ class _HotPath:
         self.fanout_seconds = LoopHistogram(FANOUT_BUCKETS)
         self.join_seconds = LoopHistogram(JOIN_BUCKETS)
         self.replay_seconds = LoopHistogram(REPLAY_BUCKETS)
-        self.room_messages: dict[str, int] = {}  # room -> messages fanned out since the last sample
+        # room -> messages fanned out since the last sample (a defaultdict: "+= 1" is the cheapest count)
+        self.room_messages: defaultdict[str, int] = defaultdict(int)
 
     def take_room_messages(self) -> dict[str, int]:
         """The per-room counts since the last call, starting new ones (the sampler's, every interval)."""
-        counts, self.room_messages = self.room_messages, {}
+        counts, self.room_messages = self.room_messages, defaultdict(int)
         return counts
 
     def collect(self) -> Iterator[Metric]:
@@ -241,7 +243,7 @@ class Metrics:
         hot = self.hot
         hot.delivered += recipients
         # Per room, for the top-rooms figures; the sampler empties it every interval.
-        hot.room_messages[room] = hot.room_messages.get(room, 0) + 1
+        hot.room_messages[room] += 1
         # Clocks of two processes may disagree by a little; never observe a negative age.
         hot.fanout_seconds.observe(max(0.0, age_seconds))
 
