@@ -47,8 +47,9 @@ class MetricsSampler:
         view.failing_shards = getattr(backend, "failing_shards", view.failing_shards)
 
     def start(self) -> None:
-        if self._interval > 0:
-            self._task = asyncio.create_task(self._run(), name="metrics-sampler")
+        # Always running (the interval is positive): it also empties the per-room counts, which would
+        # otherwise gain a key for every room ever fanned out.
+        self._task = asyncio.create_task(self._run(), name="metrics-sampler")
 
     async def stop(self) -> None:
         if self._task is not None:

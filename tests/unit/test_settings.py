@@ -152,6 +152,8 @@ def test_allowed_origins_may_be_a_toml_list(tmp_path: Path) -> None:
         (["--log-format", "json"], "json"),
         (["--redis-url", "unix:///run/redis.sock"], "unix:///run/redis.sock"),
         (["--redis-url", " rediss://h:1 "], "rediss://h:1"),
+        (["--metrics-interval", "0.1"], 0.1),
+        (["--metrics-top-rooms", "0"], 0),
     ],
 )
 def test_edge_values_are_accepted(argv: list[str], expected: object) -> None:
@@ -197,6 +199,8 @@ BAD = [
     (["--allowed-origins", "https://a.example/path"], "allowed_origins", "https://a.example/path"),
     (["--allowed-origins", "https://"], "allowed_origins", "https:"),  # the trailing / goes first
     (["--allowed-origins", "a.example"], "allowed_origins", "a.example"),
+    (["--metrics-interval", "0"], "metrics_interval", "0"),  # the sampler also empties the per-room counts
+    (["--metrics-top-rooms", "-1"], "metrics_top_rooms", "-1"),
 ]
 
 
