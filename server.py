@@ -77,6 +77,7 @@ def redis_options(settings: Settings) -> RedisOptions:
         wait_replicas=settings.redis_wait_replicas,
         wait_timeout_ms=settings.redis_wait_timeout,
         room_ttl=settings.room_ttl,
+        history_bytes=settings.history_bytes,
         rate_limit=settings.rate_limit,  # the per-user budget in a room, also kept over every process
         rate_burst=settings.rate_burst,
     )
@@ -84,9 +85,18 @@ def redis_options(settings: Settings) -> RedisOptions:
 
 def build_backend(settings: Settings, metrics: Metrics) -> Backend:
     if settings.redis_url:
-        return RedisBroker(redis_options(settings), on_recovered=metrics.bus_reconnected)
+        return RedisBroker(
+            redis_options(settings), on_recovered=metrics.bus_reconnected, on_out_of_memory=metrics.bus_out_of_memory
+        )
     store = MessageStore(settings.data_file, settings.commit_window / 1000) if settings.data_file else None
-    return MemoryBackend(settings.retention, settings.resend_window, settings.room_ttl, store)
+    return MemoryBackend(
+        settings.retention,
+        settings.resend_window,
+        settings.room_ttl,
+        store,
+        history_bytes=settings.history_bytes,
+        memory_budget=settings.memory_budget,
+    )
 
 
 def build_moderation(backend: Backend) -> Moderation:
@@ -186,8 +196,7 @@ class ChatServer:
         backend = build_backend(settings, self.metrics)
         self.bus = RoomBus(backend, settings.history, observer=self.metrics)
         self.moderation = build_moderation(backend)
-        self.metrics.count_rooms_with(self.bus.room_count)
-        self.sampler = MetricsSampler(self.metrics, self.bus, settings.metrics_interval)
+        self.sampler = MetricsSampler(self.metrics, self.bus, settings.metrics_interval)  # chat_rooms, lag, top rooms
         self.registry = SocketRegistry(PingWheel(settings.ping_interval, settings.ping_timeout))
         descriptors = raise_descriptor_limit()
         cap = connection_cap(settings.max_connections, descriptors)

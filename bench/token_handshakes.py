@@ -40,7 +40,7 @@ from tornado.websocket import websocket_connect
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ops.cluster import free_port  # noqa: E402
+from ops.process_runner import free_port  # noqa: E402
 
 COOKIE_SECRET = secrets.token_urlsafe(32)
 TOKEN_SECRET = secrets.token_urlsafe(32)

@@ -7,10 +7,12 @@ is scheduled with ``call_soon`` rather than made inside ``publish``, as a
 stream consumer would, so a publisher never runs fan-out on its own stack.
 Presence is a dict of counts; its notices are scheduled the same way.
 
-Memory stays bounded: each room keeps ``retention`` messages; the resend map
-keeps ids, not messages, and at most ``MAX_RESENDS`` of them; and with a
-``room_ttl`` a room nobody is in whose last message is older than that is
-freed altogether (a later ``since`` into it is then not ``complete``).
+Memory stays bounded: each room keeps ``retention`` messages and at most
+``history_bytes`` of text, and all rooms together at most ``memory_budget``
+(bus/memory_logs.py); the resend map keeps ids, not messages, and at most
+``MAX_RESENDS`` of them; and with a ``room_ttl`` a room nobody is in whose
+last message is older than that is freed altogether (a later ``since`` into
+it is then not ``complete``).
 
 With a ``MessageStore`` (``--data-file``) the logs also live in a SQLite file:
 read back at start, and each message, edit and deletion committed there
@@ -24,11 +26,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
 
 from bus import changes
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.memory_file import Loaded
+from bus.memory_logs import NO_ID, RoomLog, RoomLogs
 from bus.memory_store import MessageStore, StoreError, resend_expiry
 from bus.message import (
     Change,
@@ -44,30 +46,34 @@ from bus.message import (
     completeness,
 )
 
-_NO_ID = IdKey(0, 0)
 MAX_RESENDS = 100_000  # client ids remembered at most; the oldest go first past it
 SWEEP_EVERY = 60.0  # seconds between two looks for expired rooms (less for a short TTL)
 
 
-@dataclass
-class _RoomLog:
-    messages: deque[Entry] = field(default_factory=deque)  # messages and changes (bus/changes.py)
-    born: IdKey | None = None
-    max_deleted: IdKey = _NO_ID
+def _newest(messages: list[Entry]) -> IdKey:
+    return messages[-1].key if messages else NO_ID
 
 
 class MemoryBackend:
     def __init__(
-        self, retention: int, resend_window: float, room_ttl: float = 0.0, store: MessageStore | None = None
+        self,
+        retention: int,
+        resend_window: float,
+        room_ttl: float = 0.0,
+        store: MessageStore | None = None,
+        *,
+        history_bytes: int = 0,
+        memory_budget: int = 0,
     ) -> None:
+        """``history_bytes`` and ``memory_budget``: bytes of text per room and over all rooms (0: no bound)."""
         self._retention = retention
         self._store = store
         self._resend_window = resend_window
         self._room_ttl = room_ttl
         self._sweeper: asyncio.TimerHandle | None = None
-        self._logs: dict[str, _RoomLog] = {}
+        self._logs = RoomLogs(retention, history_bytes, memory_budget, self._trimmed, self._dropped)
         self._subscribed: set[str] = set()
-        self._last = _NO_ID
+        self._last = NO_ID
         # (room, user, client_id) -> (message id, expiry on the monotonic clock), oldest first.
         # The id alone: a resend carries the same text, and whole messages
         # here cost their text for ten minutes whatever the retention.
@@ -87,8 +93,10 @@ class MemoryBackend:
     def _restore(self, loaded: Loaded) -> None:
         """Take back what the data file held: logs, epochs, the newest id, recent client ids."""
         self._last = max(self._last, loaded.last_id)
+        # Least recently written first: the order the memory budget drops rooms in.
+        for room, stored in sorted(loaded.rooms.items(), key=lambda item: _newest(item[1].messages)):
+            self._logs.restore(room, RoomLog(deque(stored.messages), stored.born, stored.max_deleted))
         for room, stored in loaded.rooms.items():
-            self._logs[room] = _RoomLog(deque(stored.messages), stored.born, stored.max_deleted)
             for message in stored.messages:
                 self._last = max(self._last, message.key)
                 if not isinstance(message, Message):
@@ -115,14 +123,21 @@ class MemoryBackend:
     def _sweep(self) -> None:
         """Free the rooms nobody is in whose last message is older than the TTL."""
         oldest_kept = int((time.time() - self._room_ttl) * 1000)
-        for room, log in list(self._logs.items()):
+        for room, log in self._logs.rooms():
             if room in self._subscribed or room in self._present:
                 continue
             if not log.messages or log.messages[-1].key.ms < oldest_kept:
-                del self._logs[room]
-                if self._store is not None:
-                    self._store.dropped(room, self._last)
+                self._logs.drop(room)
         self._schedule_sweep()
+
+    def _trimmed(self, room: str, newest_deleted: IdKey) -> None:
+        if self._store is not None:
+            self._store.trimmed(room, newest_deleted)
+
+    def _dropped(self, room: str) -> None:
+        """A room freed by its TTL or for the memory budget: the data file forgets it too."""
+        if self._store is not None:
+            self._store.dropped(room, self._last)
 
     @property
     def store(self) -> MessageStore | None:
@@ -132,6 +147,10 @@ class MemoryBackend:
     def room_count(self) -> int:
         """Rooms whose history this process keeps (for tests and operators)."""
         return len(self._logs)
+
+    def history_bytes(self) -> int:
+        """Bytes of message text retained over every room (what ``memory_budget`` bounds)."""
+        return self._logs.total
 
     def unavailable_reason(self) -> str | None:
         return None if self._deliver is not None else "bus closed"
@@ -159,7 +178,7 @@ class MemoryBackend:
     async def change(self, draft: ChangeDraft) -> Change:
         if self._deliver is None or self._loop is None:
             raise BusUnavailable("bus closed")
-        log = self._logs.get(draft.room) or _RoomLog()
+        log = self._logs.get(draft.room) or RoomLog()
         changes.target_of(log.messages, draft, int(time.time() * 1000))
         change = Change(str(self._next_id()), draft.room, draft.user, draft.kind, draft.target, draft.text)
         # In the data file like a message, in the room's order: a restart keeps it.
@@ -172,7 +191,7 @@ class MemoryBackend:
         return change
 
     async def older(self, room: str, before: IdKey, limit: int) -> Older:
-        log = self._logs.get(room) or _RoomLog()
+        log = self._logs.get(room) or RoomLog()
         return changes.older(log.messages, before, limit)
 
     def _committed(self, entries: list[Entry]) -> None:
@@ -211,15 +230,7 @@ class MemoryBackend:
         return self._last
 
     def _append(self, message: Entry) -> None:
-        log = self._logs.setdefault(message.room, _RoomLog())
-        if log.born is None:
-            log.born = message.key
-        log.messages.append(message)
-        if len(log.messages) > self._retention:
-            while len(log.messages) > self._retention:
-                log.max_deleted = log.messages.popleft().key
-            if self._store is not None:
-                self._store.trimmed(message.room, log.max_deleted)
+        self._logs.append(message)
 
     def _earlier_resend(self, draft: Draft) -> str | None:
         """The id this user's ``client_id`` was stored under in the room, within the window."""
@@ -235,7 +246,7 @@ class MemoryBackend:
         return found[0] if found else None
 
     async def history(self, room: str, since: IdKey | None, limit: int) -> History:
-        log = self._logs.get(room) or _RoomLog()
+        log = self._logs.get(room) or RoomLog()
         retained = log.messages
         if since is None:
             replay, _ = changes.tail(reversed(retained), limit)

@@ -71,6 +71,8 @@ class Settings:
     # Open HTTP connections per address (not the proxy's); None: as max_connections_per_client; 0: no cap.
     max_http_connections_per_client: int | None = None
     room_ttl: float = 604800.0  # seconds after a room's last message before it is freed; 0: never
+    history_bytes: int = 1024 * 1024  # UTF-8 bytes of message text a room retains at most; 0: no bound
+    memory_budget: int = 256 * 1024 * 1024  # bytes of history the in-process bus retains over all rooms; 0: none
     client_rate_limit: float = 100.0  # frames per second per client address, over all its connections
     client_rate_burst: int = 200
     header_timeout: float = 10.0  # seconds for a request's headers (and an idle keep-alive)
@@ -134,6 +136,18 @@ def _int(name: str, raw: Any) -> int:
         return int(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
+_SIZE_UNITS |= {"g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+
+
+def _size(name: str, raw: Any) -> int:
+    """Bytes, as a whole number or with a binary unit: 1048576, 1024k, 1m, 256MiB (k, m, g are 1024-based)."""
+    found = re.fullmatch(r"\s*(\d+)\s*([a-z]*)\s*", str(raw).lower())
+    if found is None or found.group(2) not in _SIZE_UNITS:
+        raise SettingsError(f"{name} must be a size in bytes (a whole number, or with k, m or g), got {raw!r}")
+    return int(found.group(1)) * _SIZE_UNITS[found.group(2)]
 
 
 def _redis_prefix(name: str, raw: Any) -> str:
@@ -348,6 +362,16 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
         "open HTTP connections per client address (the proxy's not counted); beyond it closed at once; 0: no cap",
     ),
     "room_ttl": (_non_negative_float, "seconds after a room's last message before it is freed (0: never)"),
+    "history_bytes": (
+        _size,
+        "bytes of message text a room retains at most, besides --retention; the oldest go first, "
+        "the newest is always kept (k, m, g: 1024-based; 0: no bound)",
+    ),
+    "memory_budget": (
+        _size,
+        "bytes of message text the in-process bus retains over all rooms; past it the least recently "
+        "written rooms lose their history first (k, m, g: 1024-based; 0: no bound; Redis: its maxmemory)",
+    ),
     "client_rate_limit": (_non_negative_float, "frames per second per client address; 0 turns it off"),
     "client_rate_burst": (_positive_int, "burst of the per-address rate limit"),
     "header_timeout": (_non_negative_float, "seconds for request headers and idle keep-alive"),
@@ -375,10 +399,7 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     ),
     "data_file": (_text, "SQLite file where the in-process bus keeps every room's history across restarts"),
     "commit_window": (_non_negative_float, "ms --data-file gathers messages into one commit, each acked after it"),
-    "metrics_interval": (
-        _positive_float,
-        "seconds between samples of reader lag (from Redis) and the busiest rooms for /metrics",
-    ),
+    "metrics_interval": (_positive_float, "seconds between samples of reader lag and the busiest rooms for /metrics"),
     "metrics_top_rooms": (_non_negative_int, "busiest rooms given figures of their own (a room label) in /metrics"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
@@ -414,6 +435,8 @@ _DEFAULT_WORDS = {
     "run_as": "none: stay who started it",
     "max_http_connections_per_client": "as --max-connections-per-client",
     "forwarded_allow_ips": "127.0.0.1,::1 (the loopback addresses)",
+    "history_bytes": "1m",
+    "memory_budget": "256m",
 }
 
 _DESCRIPTION = """\
@@ -502,6 +525,8 @@ _METAVARS = {
     "history": "MESSAGES",
     "retention": "MESSAGES",
     "run_as": "USER",
+    "history_bytes": "BYTES",
+    "memory_budget": "BYTES",
     "max_connections_per_client": "CONNECTIONS",
     "max_http_connections_per_client": "CONNECTIONS",
 }

@@ -32,6 +32,7 @@ from handlers.moderated import CLOSE_MODERATED, banned, muted
 from handlers.proxies import address_key, forwarded_from_proxy
 from handlers.rate_limit import TokenBucket
 from handlers.registry import SocketRegistry
+from handlers.sampled_log import PUBLISH_FAILED
 from handlers.socket_metrics import SocketMetrics
 from handlers.token_gate import TokenGate, open_gate
 from handlers.tokens import TokenVerifier
@@ -447,7 +448,7 @@ class RoomSocket(WebSocketHandler):
         try:
             published = await self._bus.publish(draft)
         except BusUnavailable as exc:
-            log.warning("bus.publish_failed", reason=str(exc))
+            PUBLISH_FAILED.warning(reason=str(exc))
             raise FrameError("unavailable", "the message was not stored, try again", request.client_id) from None
         except RateLimited:  # the user's budget over every process; the local bucket passed it
             raise FrameError("rate_limited", "too many messages, slow down", request.client_id) from None
@@ -475,6 +476,9 @@ class RoomSocket(WebSocketHandler):
             log.info("message.rejected", reason=error.code, **extra)
         else:
             self._unlogged += 1
+        if error.code == "unavailable":  # the server's failure: a client resending through it is never junk
+            self.send_frame(error.frame())
+            return
         if error.code == "rate_limited":
             budget = self._over_rate = self._over_rate or TokenBucket(OVER_RATE_PER_SECOND, OVER_RATE_BURST)
         else:

@@ -29,19 +29,17 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import string
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
+from ops.process_runner import Process, ProcessError, free_port, http_ok, port_open
 from ops.redis_cluster import LocalRedisCluster, RedisClusterError
-from ops.scrape_targets import TARGETS_FILE, write_targets
+from ops.scrape_targets import TARGETS, write_targets
 from ops.users import DEFAULT_CHAT_USER, DEFAULT_NGINX_USER, DEFAULT_REDIS_USER, RunAs, ServiceUsers, UsersError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,12 +53,6 @@ class ClusterError(RuntimeError):
     """A part of the cluster could not be started; the message says which."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def find_binary(name: str, package: str) -> str:
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if found is None:
@@ -68,83 +60,15 @@ def find_binary(name: str, package: str) -> str:
     return found
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise ClusterError(f"{what} did not come up within {timeout:.0f} s")
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-@dataclass
-class Service:
-    """One child process, in a process group of its own so a stop reaches all of it."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path | None = None
-    process: subprocess.Popen[bytes] | None = None
-    run_as: RunAs | None = None
-
-    def start(self) -> None:
-        output = self.log_path.open("ab") if self.log_path else None
-        # Given as numbers, not names, and with no supplementary groups: root's
-        # groups must not follow the service.
-        who = {"user": self.run_as.uid, "group": self.run_as.gid, "extra_groups": []} if self.run_as is not None else {}
-        self.process = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdout=output,
-            stderr=subprocess.STDOUT if output else None,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=ROOT,
-            **who,  # type: ignore[call-overload]
-        )
-        if output:
-            output.close()
-
-    def exit_code(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Signal, wait, and SIGKILL what is still there after ``timeout``."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-        return self.process.returncode
+def _service(name: str, argv: list[str], env: dict[str, str], log_path: Path, run_as: RunAs | None) -> Process:
+    """A child in a process group of its own, so that a stop reaches all of it."""
+    ids = (run_as.uid, run_as.gid) if run_as is not None else None
+    return Process(name, argv, env, log_path=log_path, own_group=True, run_as=ids)
 
 
 @dataclass
 class ChatNode:
-    service: Service
+    service: Process
     port: int
 
 
@@ -168,10 +92,10 @@ class Cluster:
     chat_run_as: RunAs | None = None  # run_as when it can start this Python itself
     warnings: list[str] = field(default_factory=list)
     work_dir: Path | None = None  # Redis data and nginx temp files: the run dir, if the user can reach it
-    redis: Service | None = None
+    redis: Process | None = None
     local_cluster: LocalRedisCluster | None = None
     nodes: list[ChatNode] = field(default_factory=list)
-    nginx: Service | None = None
+    nginx: Process | None = None
     targets_file: Path | None = None  # Prometheus file_sd targets: every chat process's /metrics
 
     def start(self) -> None:
@@ -182,8 +106,10 @@ class Cluster:
             for index in range(1, self.processes + 1):
                 self._start_node(index)
             self._start_nginx()
-            processes = [(node.service.name, node.port) for node in self.nodes]
-            self.targets_file = write_targets(self.run_dir / TARGETS_FILE, processes)
+            self.targets_file = write_targets(self.run_dir / TARGETS, [(n.service.name, n.port) for n in self.nodes])
+        except ProcessError as exc:
+            self.stop()
+            raise ClusterError(str(exc)) from None
         except BaseException:
             self.stop()
             raise
@@ -240,9 +166,8 @@ class Cluster:
         config = self._redis_config(port, data_dir)
         argv = [find_binary("redis-server", "redis-server"), str(config)]
         redis_user = self.users.redis if self.users is not None else None
-        self.redis = Service("redis", argv, dict(os.environ), self.run_dir / "redis.log", run_as=redis_user)
-        self.redis.start()
-        wait_until(lambda: port_open(port), "redis-server")
+        self.redis = _service("redis", argv, dict(os.environ), self.run_dir / "redis.log", redis_user)
+        self.redis.start().wait_healthy(lambda: port_open(port), START_TIMEOUT)
         self.redis_url = f"redis://:{self.redis_password}@127.0.0.1:{port}/0"
 
     def _start_redis_cluster(self) -> None:
@@ -301,7 +226,7 @@ class Cluster:
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             env["CHAT_ALLOWED_HOSTS"] = "*"  # nginx on a public address: its clients use real host names
         node = ChatNode(
-            Service(f"node-{index}", argv, env, self.run_dir / f"node-{index}.log", run_as=self.chat_run_as), port
+            _service(f"node-{index}", argv, env, self.run_dir / f"node-{index}.log", self.chat_run_as), port
         )
         node.service.start()
         self.nodes.append(node)
@@ -309,19 +234,15 @@ class Cluster:
 
     def _wait_healthy(self, node: ChatNode) -> None:
         url = f"http://127.0.0.1:{node.port}/healthz"
-        wait_until(lambda: http_ok(url) or not node.service.running(), node.service.name)
-        if not node.service.running():
-            raise ClusterError(f"{node.service.name} exited at start; see {node.service.log_path}")
+        node.service.wait_healthy(lambda: http_ok(url), START_TIMEOUT)
 
     def _start_nginx(self) -> None:
         config = self.run_dir / "nginx.conf"
         config.write_text(self.nginx_config())
         argv = [find_binary("nginx", "nginx"), "-c", str(config), "-p", str(self.run_dir)]
-        self.nginx = Service("nginx", argv, dict(os.environ), self.run_dir / "nginx.log")
-        self.nginx.start()
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.port}/healthz") or not self.nginx.running(), "nginx")  # type: ignore[union-attr]
-        if not self.nginx.running():
-            raise ClusterError(f"nginx exited at start; see {self.run_dir / 'nginx-error.log'}")
+        self.nginx = _service("nginx", argv, dict(os.environ), self.run_dir / "nginx.log", None)
+        self.nginx.own_log = self.run_dir / "nginx-error.log"
+        self.nginx.start().wait_healthy(lambda: http_ok(f"http://127.0.0.1:{self.port}/healthz"), START_TIMEOUT)
 
     def nginx_config(self) -> str:
         # max_fails=0: never mark a process down, try it again on the next
@@ -499,7 +420,7 @@ def _supervise(cluster: Cluster, signals: list[int]) -> int:
             cluster.rolling_restart()
             print("chat cluster: rolling restart done", flush=True)
         for node in cluster.nodes:
-            if not node.service.running():
+            if not node.service.running:
                 print(
                     f"chat cluster: {node.service.name} exited ({node.service.exit_code()}); starting it again",
                     flush=True,

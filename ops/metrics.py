@@ -156,6 +156,11 @@ class Metrics:
         self.bus_reconnects_total = Counter(
             "chat_bus_reconnects", "Times the bus backend reconnected after losing its server.", registry=self.registry
         )
+        self.bus_out_of_memory_total = Counter(
+            "chat_bus_out_of_memory",
+            "Writes Redis refused for lack of memory (maxmemory, noeviction); a message refused so is unavailable.",
+            registry=self.registry,
+        )
         self.refused_total = Counter(
             "chat_connections_refused",
             "WebSocket handshakes refused by a connection limit, by reason.",
@@ -235,6 +240,10 @@ class Metrics:
     def bus_reconnected(self) -> None:
         """For the Redis backend: call once each time it is connected again after a failure."""
         self.bus_reconnects_total.inc()
+
+    def bus_out_of_memory(self) -> None:
+        """For the Redis backend: call each time Redis refuses a write for lack of memory."""
+        self.bus_out_of_memory_total.inc()
 
     # ---- bus.room_bus.FanoutObserver ---------------------------------------
 

@@ -41,6 +41,7 @@ class MetricsSampler:
         self._task: asyncio.Task[None] | None = None
         backend = bus.backend
         self._lag: Callable[[], Awaitable[LagReport]] | None = getattr(backend, "lag", None)
+        metrics.count_rooms_with(bus.room_count)
         view = metrics.view
         view.members = lambda: bus.busiest(bus.room_count())
         view.ready = lambda: bus.unavailable_reason() is None

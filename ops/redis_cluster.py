@@ -16,38 +16,23 @@ for about that long plus a second (see the README's "Deploying").
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import redis
+
+from ops.process_runner import Process, ProcessError, RunsOneProcess, free_port
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 
-class RedisClusterError(RuntimeError):
+class RedisClusterError(ProcessError):
     """A node or the cluster did not come up; the message says what to do."""
-
-
-def _free_port() -> int:
-    """A free loopback port whose cluster bus port (port + 10000) is free too, so at most 55535."""
-    for _ in range(200):
-        port = random.randint(20000, 55535)
-        try:
-            for candidate in (port, port + 10000):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return port
-    raise RedisClusterError("no free pair of ports for a cluster node")
 
 
 def _binary(name: str) -> str:
@@ -64,10 +49,10 @@ def _client(port: int, password: str | None = None) -> redis.Redis:
 
 
 @dataclass
-class ClusterNode:
+class ClusterNode(RunsOneProcess):
     port: int
     directory: Path
-    process: subprocess.Popen[bytes] | None = None
+    runner: Process | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     uid: int | None = None  # run as this user and group (the launcher, started as root)
     gid: int | None = None
@@ -101,19 +86,13 @@ class ClusterNode:
             "",
             *extra,
         ]
-        who: dict[str, Any] = {"user": self.uid, "group": self.gid, "extra_groups": []}
-        self.process = subprocess.Popen(
-            command,
-            cwd=self.directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            **(who if self.uid is not None else {}),
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RedisClusterError(f"redis-server on port {self.port} did not start: {self.log_tail()}")
-            time.sleep(0.02)  # polling the port, bounded by the deadline
+        ids = (self.uid, os.getgid() if self.gid is None else self.gid) if self.uid is not None else None
+        log = self.directory / "redis.log"
+        self.runner = Process(f"redis-server on port {self.port}", command, cwd=self.directory, own_log=log, run_as=ids)
+        try:
+            self.runner.start().wait_healthy(self.answers, START_TIMEOUT)
+        except ProcessError as exc:
+            raise RedisClusterError(str(exc)) from None
 
     def _config(self) -> Path:
         """The password in a file only the node's user reads: a command line is visible to every user."""
@@ -140,31 +119,9 @@ class ClusterNode:
                 return {k: str(v) for k, v in client.cluster("info").items()}
             return dict(client.info(section))
 
-    def kill(self) -> None:
-        self._end(signal.SIGKILL)
-
     def stop(self) -> None:
-        self._end(signal.SIGTERM)
-
-    def _end(self, signum: int) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGCONT)
-        process.send_signal(signum)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        path = self.directory / "redis.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        if self.runner is not None:
+            self.runner.stop()
 
 
 @dataclass
@@ -191,7 +148,13 @@ class LocalRedisCluster:
         args = ["--cluster-node-timeout", str(self.node_timeout_ms), *self.extra_args]
         count = self.masters * (1 + self.replicas)
         self.nodes = [
-            ClusterNode(_free_port(), self.directory / f"node-{k}", password=self.password, uid=self.uid, gid=self.gid)
+            ClusterNode(
+                free_port(also_free_at=10000),
+                self.directory / f"node-{k}",
+                password=self.password,
+                uid=self.uid,
+                gid=self.gid,
+            )
             for k in range(count)
         ]
         try:

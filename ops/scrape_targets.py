@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-TARGETS_FILE = "prometheus-targets.json"
+TARGETS = "prometheus-targets.json"
 
 
 def targets(processes: Sequence[tuple[str, int]], host: str = "127.0.0.1") -> list[dict[str, object]]:

@@ -10,18 +10,19 @@ import dataclasses
 import itertools
 import warnings
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, Protocol, TypeVar
 
 import pytest
 import redis
 
 from config.settings import Settings
-from ops.cluster import Cluster, free_port
-from ops.redis_cluster import LocalRedisCluster, RedisClusterError
+from ops.cluster import Cluster
+from ops.process_runner import ProcessError, free_port
+from ops.redis_cluster import LocalRedisCluster
 from server import ChatServer
 from tests.client import TEST_SECRET
-from tests.processes import ServerProcess
-from tests.services import RedisServer, ServiceError
+from tests.processes import RawProcess, ServerProcess, StartRaw
+from tests.services import RedisServer
 
 # pytest-tornado 0.8.1 calls IOLoop.make_current(), deprecated since Tornado 6.2.
 warnings.filterwarnings("ignore", message="make_current is deprecated", category=DeprecationWarning)
@@ -31,6 +32,7 @@ BACKENDS = ["memory", "redis", "cluster"]
 # The protocol suites that also run on a local Redis Cluster; every
 # other suite runs on the in-process bus and one Redis.
 CLUSTER_SUITES = {"test_protocol.py", "test_presence.py", "test_history_changes.py", "test_api.py", "test_status.py"}
+CLUSTER_SUITES |= {"test_memory_bounds.py"}  # --history-bytes: its trimming script on a cluster
 REDIS_DATABASES = 1000  # one per test, reused round-robin after FLUSHDB
 
 MakeServer = Callable[..., Awaitable[ChatServer]]
@@ -68,16 +70,28 @@ def bus_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]
     return {}
 
 
+class _Service(Protocol):
+    def start(self) -> Any: ...
+    def stop(self) -> Any: ...
+
+
+S = TypeVar("S", bound=_Service)
+
+
+def started(service: S) -> Iterator[S]:
+    """A session's service, started (or the run fails saying what to install), stopped at the end."""
+    try:
+        service.start()
+    except ProcessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield service
+    service.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
     """One local Redis Cluster (3 masters, 3 replicas) for the session; tests that fail nodes over start their own."""
-    cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
-    try:
-        cluster.start()
-    except RedisClusterError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield cluster
-    cluster.stop()
+    yield from started(LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster")))
 
 
 _prefixes = itertools.count(1)
@@ -92,16 +106,38 @@ def cluster_bus_settings(redis_cluster: LocalRedisCluster) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One real redis-server for the session; tests that stop or restart Redis start their own."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"), ["--databases", str(REDIS_DATABASES)])
-    try:
-        server.start()
-    except ServiceError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
+    yield from started(RedisServer(tmp_path_factory.mktemp("redis"), ["--databases", str(REDIS_DATABASES)]))
 
 
 _redis_db = itertools.count(1)
+
+
+@pytest.fixture
+def start_raw() -> Iterator[StartRaw]:
+    """Start ``server.py`` processes (tests/processes.py's RawProcess) once healthy; killed after the test."""
+    started: list[RawProcess] = []
+
+    async def start(stdout: Path | int, *args: str, nofile: int | None = None) -> RawProcess:
+        if isinstance(stdout, Path):
+            with stdout.open("wb") as log:
+                server = RawProcess(log, *args, nofile=nofile)
+        else:
+            server = RawProcess(stdout, *args, nofile=nofile)
+        started.append(server)
+        await server.wait_healthy()
+        return server
+
+    yield start
+    for server in started:
+        server.runner.kill()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to stop, pause and restart (the test starts it); killed after."""
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.kill()
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ import pytest
 from playwright.async_api import Browser, Playwright, async_playwright
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from ops.process_runner import free_port
+
 TIMEOUT = 5.0
 POLL_EVERY = 0.05
 CHROMIUM = "/usr/bin/chromium"
@@ -34,15 +36,9 @@ CHROMIUM_ARGS = [
 # that does not depend on the bus (pages, the origin check), is marked with one.
 ON_MEMORY = pytest.mark.parametrize("backend", ["memory"])
 ON_REDIS = pytest.mark.parametrize("backend", ["redis"])
+__all__ = ["free_port"]  # defined in ops/process_runner.py, for the servers and the tests alike
 # RFC 6455's sample key: the server's answer to it is not checked by these tests.
 WEBSOCKET_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:

@@ -9,26 +9,27 @@ here is a line that escaped it); tests read them back with ``lines()``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Sequence
 
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from tests.helpers import free_port
+from ops.process_runner import ROOT, Process, ProcessError, RunsOneProcess, free_port, http_ok_async
 from tests.services import ServiceError
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+__all__ = ["ROOT", "ServerProcess"]
 
 
-class ServerProcess:
+class ServerProcess(RunsOneProcess):
     """``python server.py --port P <args>``; ``restart`` keeps the port and the arguments."""
 
     def __init__(
@@ -38,7 +39,7 @@ class ServerProcess:
         self.env = dict(env or {})  # CHAT_* settings that belong in the environment (secrets)
         self.log_path = Path(log_path)
         self.port = port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.runner: Process | None = None
 
     @property
     def stderr_path(self) -> Path:
@@ -53,33 +54,13 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_") and k != "REDIS_URL"}
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.env)
-        with self.log_path.open("ab") as log, self.stderr_path.open("ab") as errors:
-            # Popen returns as soon as the child is forked; the wait that follows is async.
-            self.process = subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *self.args],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=errors,
-            )
-        await self._wait_healthy(timeout)
+        argv = [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *self.args]
+        self.runner = Process("server.py", argv, env, log_path=self.log_path, stderr_path=self.stderr_path).start()
+        try:
+            await self.runner.wait_healthy_async(lambda: http_ok_async(f"{self.url}/healthz"), timeout)
+        except ProcessError as exc:
+            raise ServiceError(str(exc)) from None
         return self
-
-    async def _wait_healthy(self, timeout: float) -> None:
-        client = AsyncHTTPClient()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise ServiceError(f"server.py exited early: {self.log_tail()}")
-            try:
-                response = await client.fetch(f"{self.url}/healthz", raise_error=False, request_timeout=1.0)
-                if response.code == 200:
-                    return
-            except OSError:
-                pass  # not listening yet
-            await asyncio.sleep(0.05)  # polling the port, bounded by the deadline
-        self.kill()
-        raise ServiceError(f"server.py not healthy on port {self.port} within {timeout}s: {self.log_tail()}")
 
     async def restart(self) -> "ServerProcess":
         await self.stop()
@@ -87,35 +68,10 @@ class ServerProcess:
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM and wait for the exit; SIGKILL after ``timeout``. Returns the exit code."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return None if process is None else process.returncode
-        process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while process.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)  # waiting for the exit, bounded by the deadline
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout)
-        return process.returncode
-
-    def kill(self) -> None:
-        """SIGKILL, as in a crash; returns once the process is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT)
-
-    def pause(self) -> None:
-        """SIGSTOP: the process holds its connections but does nothing."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join((self.lines() + self.stderr().decode(errors="replace").splitlines())[-lines:])
+        if self.runner is None:
+            return None
+        # The wait runs in a thread: the test's own event loop may serve what the process talks to.
+        return await asyncio.to_thread(self.runner.stop, signal.SIGTERM, timeout)
 
     def lines(self) -> list[str]:
         """Every stdout line written so far."""
@@ -137,3 +93,93 @@ class ServerProcess:
             if isinstance(event, dict) and (name is None or event.get("event") == name):
                 found.append(event)
         return found
+
+
+PROCESS_START = 20.0
+
+
+class RawProcess:
+    """``server.py`` (in-process bus) with stdout where the test wants it and an optional descriptor limit."""
+
+    def __init__(self, stdout: Any, *args: str, nofile: int | None = None) -> None:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_") and k != "REDIS_URL"}
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        argv = [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), "--node-id", "hostile"]
+        argv += ["--log-format", "json", *args]
+        self.runner = Process("server.py", argv, env, stdout=stdout, stderr_path=Path(os.devnull), preexec=limit)
+        self.process = self.runner.start().process or _never_started()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def wait_healthy(self) -> None:
+        await self.runner.wait_healthy_async(lambda: self.healthy(1.0), PROCESS_START)
+
+    async def healthy(self, timeout: float) -> bool:
+        try:
+            response = await AsyncHTTPClient().fetch(f"{self.url}/healthz", request_timeout=timeout)
+        except (OSError, HTTPClientError, asyncio.TimeoutError):
+            return False
+        return response.code == 200
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> int:
+        code = self.runner.stop()
+        assert code is not None, "server.py was not started"
+        return code
+
+
+def _never_started() -> subprocess.Popen[bytes]:
+    raise AssertionError("server.py was not started")
+
+
+StartRaw = Callable[..., Awaitable[RawProcess]]  # conftest's start_raw: (stdout, *args, nofile=N)
+
+
+class ApiProcesses:
+    """The ``server.py`` processes a test starts with the API on (each on a free API port); ``kill_all`` after it."""
+
+    def __init__(self, directory: Path, env: dict[str, str]) -> None:
+        self.directory = directory
+        self.env = env
+        self.processes: list[ServerProcess] = []
+
+    async def start(self, args: Sequence[str], extra: Sequence[str], name: str) -> tuple[ServerProcess, int]:
+        """``server.py <args> --api-port P <extra>``, logging to ``<name>.log``, once healthy; (it, P)."""
+        api_port = free_port()
+        argv = [*args, "--api-port", str(api_port), *extra]
+        process = ServerProcess(argv, self.directory / f"{name}.log", env=self.env)
+        self.processes.append(process)
+        await process.start()
+        return process, api_port
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            process.kill()
+
+
+@contextlib.contextmanager
+def launcher(
+    port: int, *args: str, checkout: Path = ROOT, stderr: int = subprocess.STDOUT
+) -> Iterator[subprocess.Popen[str]]:
+    """``server.py cluster --port P <args>``, the launcher under test: its stdout a text pipe the
+    test reads line by line (stderr into it unless given), killed at the end if still running."""
+    argv = [sys.executable, str(checkout / "server.py"), "cluster", "--port", str(port), *args]
+    process = subprocess.Popen(argv, cwd=checkout, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,19 +19,17 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import free_port
-from tests.services import ServiceError
+from ops.process_runner import Process, ProcessError, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 
 
 def binary(name: str) -> str:
     found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
     if found is None:
-        raise ServiceError(f"{name} not found: install Debian's prometheus package (scripts/system-deps.sh)")
+        raise ProcessError(f"{name} not found: install Debian's prometheus package (scripts/system-deps.sh)")
     return found
 
 
@@ -59,28 +55,21 @@ class PrometheusServer:
         self.directory = directory
         self.config = config_for_tests(directory, targets_file, rule_for or {})
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        argv = [
+            binary("prometheus"),
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
+        self.process = Process("prometheus", argv, log_path=directory / "prometheus.log")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "PrometheusServer":
-        argv = [
-            binary("prometheus"),
-            f"--config.file={self.config}",
-            f"--storage.tsdb.path={self.directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--log.level=warn",
-        ]
-        with (self.directory / "prometheus.log").open("ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise ServiceError(f"prometheus did not start: {self.log_tail()}")
-            time.sleep(0.05)  # polling its readiness endpoint, bounded by the deadline
+        self.process.start().wait_healthy(self._ready, START_TIMEOUT)
         return self
 
     def _ready(self) -> bool:
@@ -109,15 +98,5 @@ class PrometheusServer:
         alerts = self.api("alerts")["alerts"]
         return [a["labels"] for a in alerts if a["labels"]["alertname"] == alert and a["state"] == "firing"]
 
-    def log_tail(self, lines: int = 20) -> str:
-        path = self.directory / "prometheus.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT)
+        self.process.stop()

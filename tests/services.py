@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Sequence
 
 import redis
 
-from tests.helpers import free_port
+from ops.process_runner import Process, ProcessError, ProcessExited, RunsOneProcess, free_port
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
-class ServiceError(RuntimeError):
+class ServiceError(ProcessError):
     """A service binary is missing or did not start; the message says what to do."""
 
 
@@ -36,7 +34,7 @@ def _serving(port: int, pid: int) -> bool:
         return False  # not listening yet, or still LOADING
 
 
-class RedisServer:
+class RedisServer(RunsOneProcess):
     """One redis-server process: start, stop (graceful), kill (SIGKILL), restart on the same port.
 
     By default nothing is persisted (``--save ""``, ``--appendonly no``), so a
@@ -49,7 +47,7 @@ class RedisServer:
         self.args = list(args)
         self.binary = binary
         self.port: int | None = None
-        self.process: subprocess.Popen[bytes] | None = None
+        self.runner: Process | None = None
 
     def url(self, db: int = 0) -> str:
         if self.port is None:
@@ -78,74 +76,28 @@ class RedisServer:
 
     def _spawn(self, path: str) -> bool:
         """Run redis-server on self.port; True once it serves, False if it exited."""
-        command = [
-            path,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.directory),
-            "--daemonize",
-            "no",
-            "--logfile",
-            "redis.log",
-        ]
+        command = [path, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        command += ["--daemonize", "no", "--logfile", "redis.log"]
         for option, default in (("--save", ""), ("--appendonly", "no")):
             if option not in self.args:
                 command += [option, default]
         command += self.args
-        process = self.process = subprocess.Popen(
-            command, cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            if _serving(int(self.port or 0), process.pid):
-                return True
-            time.sleep(0.02)  # polling the port, bounded by the deadline
-        self.kill()
-        raise ServiceError(f"redis-server did not answer on port {self.port} within {START_TIMEOUT}s")
-
-    def log_tail(self, lines: int = 20) -> str:
         log = self.directory / "redis.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+        runner = self.runner = Process("redis-server", command, cwd=self.directory, own_log=log).start()
+        try:
+            runner.wait_healthy(lambda: _serving(int(self.port or 0), runner.pid), START_TIMEOUT)
+        except ProcessExited:
+            return False
+        except ProcessError as exc:
+            raise ServiceError(str(exc)) from None
+        return True
 
     def stop(self) -> None:
         """Graceful shutdown (SIGTERM): with append-only on, everything written is on disk."""
-        self._end(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies at once, as in a crash."""
-        self._end(signal.SIGKILL)
-
-    def pause(self) -> None:
-        """SIGSTOP: Redis keeps its connections open but answers nothing (a hung server)."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)
+        if self.runner is not None:
+            self.runner.stop(signal.SIGTERM, STOP_TIMEOUT)
 
     def restart(self, args: Sequence[str] | None = None) -> None:
         """Stop gracefully and start again on the same port and directory."""
         self.stop()
         self.start(self.port, args)
-
-    def _end(self, signum: int) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGCONT)  # a paused Redis could not act on SIGTERM
-        process.send_signal(signum)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None

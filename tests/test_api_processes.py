@@ -16,8 +16,7 @@ import pytest
 from clients.chat_api_client import ChatApi, ChatApiError
 from tests.api_kit import API_KEY, OTHER_KEY, call
 from tests.client import TEST_SECRET, ChatClient, ids, strictly_increasing
-from tests.helpers import free_port
-from tests.processes import ServerProcess
+from tests.processes import ApiProcesses, ServerProcess
 
 ApiProcess = tuple[ServerProcess, int]  # the process and its API port
 Start = Callable[..., Awaitable[ApiProcess]]
@@ -26,23 +25,14 @@ Start = Callable[..., Awaitable[ApiProcess]]
 @pytest.fixture
 def start_api(tmp_path: Path, redis_db: str) -> Any:
     """Start ``server.py`` processes with the API on, sharing the test's Redis; killed after the test."""
-    processes: list[ServerProcess] = []
+    processes = ApiProcesses(tmp_path, {"CHAT_COOKIE_SECRET": TEST_SECRET, "CHAT_API_KEYS": f"{API_KEY},{OTHER_KEY}"})
 
     async def start(node: str, *extra: str) -> ApiProcess:
-        api_port = free_port()
-        process = ServerProcess(
-            ["--redis-url", redis_db, "--node-id", node, "--rate-limit", "0", "--log-format", "json"]
-            + ["--api-port", str(api_port), *extra],
-            tmp_path / f"{node}.log",
-            env={"CHAT_COOKIE_SECRET": TEST_SECRET, "CHAT_API_KEYS": f"{API_KEY},{OTHER_KEY}"},
-        )
-        processes.append(process)
-        await process.start()
-        return process, api_port
+        args = ["--redis-url", redis_db, "--node-id", node, "--rate-limit", "0", "--log-format", "json"]
+        return await processes.start(args, extra, node)
 
     yield start
-    for process in processes:
-        process.kill()
+    processes.kill_all()
 
 
 async def admitted(port: int, room: str, user: str) -> bool:

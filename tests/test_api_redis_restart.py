@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -17,13 +16,6 @@ from tests.services import RedisServer
 @pytest.fixture
 def backend() -> str:
     return "redis"
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    yield server
-    server.kill()
 
 
 @pytest.mark.gen_test(timeout=90)

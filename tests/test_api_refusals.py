@@ -19,8 +19,8 @@ from api.base import MAX_BODY_BYTES
 from api.keys import key_id
 from tests.api_kit import API_KEY, OTHER_KEY, call
 from tests.client import TEST_SECRET, ChatClient
-from tests.helpers import eventually, fetch, free_port
-from tests.processes import ServerProcess
+from tests.helpers import eventually, fetch
+from tests.processes import ApiProcesses, ServerProcess
 
 WRITES = [
     ("POST", "/api/rooms/{room}/messages", {"text": "x"}),
@@ -35,22 +35,13 @@ WRITES = [
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator[Callable[..., Awaitable[tuple[ServerProcess, int]]]]:
     """Start ``server.py`` on the in-process bus with the API on; killed after the test."""
-    processes: list[ServerProcess] = []
+    processes = ApiProcesses(tmp_path, {"CHAT_COOKIE_SECRET": TEST_SECRET, "CHAT_API_KEYS": f"{API_KEY},{OTHER_KEY}"})
 
     async def run(*extra: str) -> tuple[ServerProcess, int]:
-        api_port = free_port()
-        process = ServerProcess(
-            ["--log-format", "json", "--api-port", str(api_port), *extra],
-            tmp_path / f"api-{len(processes)}.log",
-            env={"CHAT_COOKIE_SECRET": TEST_SECRET, "CHAT_API_KEYS": f"{API_KEY},{OTHER_KEY}"},
-        )
-        processes.append(process)
-        await process.start()
-        return process, api_port
+        return await processes.start(["--log-format", "json"], extra, f"api-{len(processes.processes)}")
 
     yield run
-    for process in processes:
-        process.kill()
+    processes.kill_all()
 
 
 Start = Callable[..., Awaitable[tuple[ServerProcess, int]]]

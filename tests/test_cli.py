@@ -25,9 +25,10 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import IO
 
+from ops.process_runner import Process, free_port, http_ok
 from server import page_url
+from tests.processes import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = [sys.executable, str(ROOT / "server.py")]
@@ -36,38 +37,14 @@ SECRET_ENV = {**os.environ, "CHAT_COOKIE_SECRET": "cli-test-secret-at-least-32-b
 START_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SERVER, *args], capture_output=True, text=True, timeout=30, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
 
 
-def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"exited with {process.returncode}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)  # polling a starting process, bounded by the deadline
-    raise AssertionError(f"no /healthz on port {port} within {START_TIMEOUT} s")
-
-
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    """A signal to the process group (make and the server under it); the exit status."""
-    os.killpg(process.pid, sig)
-    try:
-        return process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
-        raise
+def start_server(name: str, argv: list[str], port: int, env: dict[str, str], log: Path) -> Process:
+    """``argv`` in a process group of its own (make and the server under it), once /healthz answers."""
+    process = Process(name, argv, env, log_path=log, own_group=True).start()
+    return process.wait_healthy(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), START_TIMEOUT)
 
 
 # ---- acceptance 6: a taken port, --help --------------------------------------------
@@ -131,24 +108,16 @@ def test_a_mistake_on_the_command_line_is_one_line_naming_the_flag() -> None:
 
 def test_without_an_access_log_a_static_file_writes_no_line_and_warnings_still_go_out(tmp_path: Path) -> None:
     port = free_port()
-    with (tmp_path / "out.log").open("wb") as out:
-        process = subprocess.Popen(
-            [*SERVER, "--port", str(port), "--log-format", "json", "--no-access-log", "--log-level", "warning"],
-            env={k: v for k, v in os.environ.items() if not k.startswith("CHAT_")},  # no secret: a warning
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+    argv = [*SERVER, "--port", str(port), "--log-format", "json", "--no-access-log", "--log-level", "warning"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}  # no secret: a warning
+    process = start_server("server.py", argv, port, env, tmp_path / "out.log")
     try:
-        wait_healthy(port, process)
         for path in ("/static/chat.css", "/chat/", "/healthz"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
                 assert response.status == 200
-        assert stop(process) == 0
+        assert process.stop() == 0
     finally:
-        if process.poll() is None:
-            process.kill()
+        process.kill()
     events = [json.loads(line)["event"] for line in (tmp_path / "out.log").read_text().splitlines()]
     assert "http.request" not in events and "server.started" not in events  # info is below warning
     assert "settings.cookie_secret_generated" in events  # a warning
@@ -179,25 +148,19 @@ def read_until(fd: int, pattern: re.Pattern[str], timeout: float = START_TIMEOUT
 
 def test_a_person_who_starts_the_server_is_told_which_url_to_open(tmp_path: Path) -> None:
     terminal, stderr_end = pty.openpty()  # stderr on a terminal, as when a person runs it
-    with (tmp_path / "stdout.log").open("wb") as stdout:
-        process = subprocess.Popen(
-            [*SERVER, "--port", "0", "--log-format", "json"],
-            env=SECRET_ENV,
-            stdout=stdout,
-            stderr=stderr_end,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+    argv = [*SERVER, "--port", "0", "--log-format", "json"]
+    process = Process("server.py", argv, SECRET_ENV, log_path=tmp_path / "stdout.log", own_group=True)
+    process.stderr = stderr_end
+    process.start()
     os.close(stderr_end)
     try:
         shown = read_until(terminal, re.compile(r"open http://127\.0\.0\.1:(\d+)/chat/ \(Ctrl-C stops it\)"))
         port = int(re.findall(r"127\.0\.0\.1:(\d+)/chat/", shown)[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/chat/", timeout=5) as response:
             assert response.status == 200
-        assert stop(process) == 0
+        assert process.stop() == 0
     finally:
-        if process.poll() is None:
-            process.kill()
+        process.kill()
         os.close(terminal)
 
 
@@ -231,39 +194,29 @@ class Visitor:
         return found.group(1)
 
 
-def start_make_run(run_dir: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+def start_make_run(run_dir: Path, port: int, log: Path) -> Process:
     # -o: the virtualenv is set up already (make test did it); this test is about the secret.
-    command = [
-        "make",
-        "-s",
-        "-o",
-        ".venv/.run-deps",
-        "run",
-        f"RUN_DIR={run_dir}",
-        f"ARGS=--port {port} --log-format json",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_healthy(port, process)
-    return process
+    command = ["make", "-s", "-o", ".venv/.run-deps", "run", f"RUN_DIR={run_dir}"]
+    command.append(f"ARGS=--port {port} --log-format json")
+    return start_server("make run", command, port, dict(os.environ), log)
 
 
 def test_a_name_chosen_before_a_restart_of_make_run_is_still_the_name_after_it(tmp_path: Path) -> None:
     run_dir, port = tmp_path / "run", free_port()  # make run's run directory, here a temporary one
     output = tmp_path / "make-run.log"
     visitor = Visitor(port)
-    with output.open("wb") as log:
-        first = start_make_run(run_dir, port, log)
-        try:
-            visitor.choose_name("Alice")
-            assert visitor.name_on_room_page() == "Alice"
-        finally:
-            stop(first, signal.SIGINT)  # Ctrl-C, as a person stops it; make reports the signal
-        second = start_make_run(run_dir, port, log)
-        try:
-            assert visitor.name_on_room_page() == "Alice"
-            server_argv = Path(f"/proc/{second.pid}/cmdline").read_bytes()
-        finally:
-            stop(second, signal.SIGINT)
+    first = start_make_run(run_dir, port, output)
+    try:
+        visitor.choose_name("Alice")
+        assert visitor.name_on_room_page() == "Alice"
+    finally:
+        first.stop(signal.SIGINT)  # Ctrl-C, as a person stops it; make reports the signal
+    second = start_make_run(run_dir, port, output)
+    try:
+        assert visitor.name_on_room_page() == "Alice"
+        server_argv = Path(f"/proc/{second.pid}/cmdline").read_bytes()
+    finally:
+        second.stop(signal.SIGINT)
 
     secret_file = run_dir / "cookie-secret"
     secret = secret_file.read_text().strip()
@@ -280,34 +233,24 @@ def test_a_name_chosen_before_a_restart_of_make_run_is_still_the_name_after_it(t
 
 def test_the_launcher_prints_each_log_file_and_stopped(tmp_path: Path) -> None:
     port = free_port()
-    launcher = subprocess.Popen(
-        [*SERVER, "cluster", "--processes", "1", "--port", str(port), "--run-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert launcher.stdout is not None
-        lines = [launcher.stdout.readline() for _ in range(5)]  # the URL, the run dir, three logs
+    with launcher(port, "--processes", "1", "--run-dir", str(tmp_path)) as running:
+        assert running.stdout is not None
+        lines = [running.stdout.readline() for _ in range(5)]  # the URL, the run dir, three logs
         assert lines[0].startswith(f"chat cluster: open http://127.0.0.1:{port}/chat/"), lines
         logs = dict(line.split()[0:3:2] for line in lines[2:])
         assert set(logs) == {"redis", "node-1", "nginx"}, lines
         for path in logs.values():
             assert Path(path).is_file() and Path(path).parent == tmp_path, path
-        node = launcher.stdout.readline().split()  # then each process's own address and its /metrics
+        node = running.stdout.readline().split()  # then each process's own address and its /metrics
         assert node[0] == "node-1" and node[2] == "metrics" and node[3] == node[1] + "metrics", node
         with urllib.request.urlopen(node[3], timeout=5) as response:
             assert b"chat_connections" in response.read()
-        prometheus = launcher.stdout.readline().split()  # then the Prometheus file_sd targets of them all
+        prometheus = running.stdout.readline().split()  # then the Prometheus file_sd targets of them all
         assert prometheus[:3] == ["prometheus", "file_sd", "targets"], prometheus
         host_port = node[1].removeprefix("http://").rstrip("/")
         expected = [{"targets": [host_port], "labels": {"process": "node-1"}}]
         assert json.loads(Path(prometheus[3]).read_text()) == expected
-        launcher.send_signal(signal.SIGTERM)
-        rest = launcher.stdout.read()
-        assert launcher.wait(30) == 0
+        running.send_signal(signal.SIGTERM)
+        rest = running.stdout.read()
+        assert running.wait(30) == 0
         assert rest.splitlines()[-2:] == ["chat cluster: stopping", "chat cluster: stopped"], rest
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()

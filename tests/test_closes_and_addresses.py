@@ -7,7 +7,7 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from handlers.proxies import address_key
 from tests.client import TEST_SECRET, user_cookie
 from tests.helpers import eventually
-from tests.test_hostile import RawProcess
+from tests.processes import StartRaw
 from tests.test_limits import handshake_status
 
 
@@ -120,23 +120,12 @@ async def test_two_addresses_in_one_ipv6_64_share_one_budget(make_server: Any) -
     assert (first, same_64, other_64) == (101, 429, 101)  # the audit: every /128 had budgets of its own
 
 
-@pytest.fixture
-def raw_processes() -> Iterator[list[RawProcess]]:
-    started: list[RawProcess] = []
-    yield started
-    for process in started:
-        process.stop()
-
-
 @pytest.mark.gen_test(timeout=90)
 async def test_slow_headers_from_one_address_never_make_a_handshake_from_another_wait(
-    tmp_path: Path, raw_processes: list[RawProcess]
+    tmp_path: Path, start_raw: StartRaw
 ) -> None:
     """The audit: 2,500 slow-header connections from one address; a good handshake waited 9.9 s."""
-    with (tmp_path / "server.log").open("wb") as log:
-        server = RawProcess(log, "--header-timeout", "10", nofile=1024)
-    raw_processes.append(server)
-    await server.wait_healthy()
+    server = await start_raw(tmp_path / "server.log", "--header-timeout", "10", nofile=1024)
     loop = asyncio.get_running_loop()
     slow: list[socket.socket] = []
     try:

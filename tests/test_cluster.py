@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,10 +17,11 @@ from typing import Any, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from ops.cluster import ROOT, free_port
+from ops.process_runner import free_port
 from ops.redis_cluster import LocalRedisCluster
 from tests.client import ChatClient, ids, strictly_increasing
 from tests.conftest import Spawn
+from tests.processes import launcher
 
 
 def cluster_args(cluster: LocalRedisCluster, prefix: str, *extra: str) -> list[str]:
@@ -163,24 +162,11 @@ async def test_two_prefixes_on_one_redis_do_not_see_each_other(spawn: Spawn, red
 async def test_the_launcher_runs_the_chat_on_a_local_redis_cluster(tmp_path: Path) -> None:
     """``server.py cluster --redis-cluster``: 3 masters and 3 replicas, unprivileged, behind a password."""
     port = free_port()
-    command = [
-        sys.executable,
-        str(ROOT / "server.py"),
-        "cluster",
-        "--processes",
-        "2",
-        "--port",
-        str(port),
-        "--run-dir",
-        str(tmp_path),
-        "--redis-cluster",
-    ]
-    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)  # noqa: ASYNC220 (under test)
-    try:
-        assert launcher.stdout is not None
-        first = await asyncio.to_thread(launcher.stdout.readline)  # printed once everything is up
+    with launcher(port, "--processes", "2", "--run-dir", str(tmp_path), "--redis-cluster") as running:
+        assert running.stdout is not None
+        first = await asyncio.to_thread(running.stdout.readline)  # printed once everything is up
         assert f"http://127.0.0.1:{port}/" in first, first
-        nodes = [pid for pid in _process_tree(launcher.pid) if _comm(pid) == "redis-server"]
+        nodes = [pid for pid in _process_tree(running.pid) if _comm(pid) == "redis-server"]
         assert len(nodes) == 6
         if os.geteuid() == 0:  # the launcher's rule: no service of a root launcher stays root
             assert all(os.stat(f"/proc/{pid}").st_uid != 0 for pid in nodes)
@@ -190,13 +176,9 @@ async def test_the_launcher_runs_the_chat_on_a_local_redis_cluster(tmp_path: Pat
         assert [f["message"] for f in await bob.messages(1)] == ["through the cluster"]
         ann.close()
         bob.close()
-        launcher.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(launcher.wait, 30) == 0
+        running.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(running.wait, 30) == 0
         assert not [pid for pid in nodes if _comm(pid) == "redis-server"], "cluster nodes left behind"
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait(10)
 
 
 def _process_tree(root: int) -> set[int]:

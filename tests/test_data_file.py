@@ -30,7 +30,7 @@ from tests.client import NOTICES, TEST_SECRET, ChatClient, ids, strictly_increas
 from tests.helpers import free_port
 from tests.processes import ServerProcess
 from tests.test_api_processes import admitted
-from tests.test_cli import start_make_run, stop
+from tests.test_cli import start_make_run
 
 CHANGE_SKIP = NOTICES + ("message",)
 
@@ -198,17 +198,17 @@ def test_make_run_keeps_the_rooms_history_across_a_restart(tmp_path: Path) -> No
         client.close()
         return shown
 
-    with (tmp_path / "make-run.log").open("wb") as log:
-        first = start_make_run(run_dir, port, log)
-        try:
-            asyncio.run(say(["one", "two"]))
-        finally:
-            stop(first, signal.SIGINT)
-        second = start_make_run(run_dir, port, log)
-        try:
-            assert asyncio.run(say(["three"])) == ["one", "two"]
-        finally:
-            stop(second, signal.SIGINT)
+    log = tmp_path / "make-run.log"
+    first = start_make_run(run_dir, port, log)
+    try:
+        asyncio.run(say(["one", "two"]))
+    finally:
+        first.stop(signal.SIGINT)
+    second = start_make_run(run_dir, port, log)
+    try:
+        assert asyncio.run(say(["three"])) == ["one", "two"]
+    finally:
+        second.stop(signal.SIGINT)
     assert (run_dir / "chat.sqlite3").stat().st_mode & 0o777 == 0o600  # the messages: the server's user alone
 
 

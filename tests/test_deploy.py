@@ -12,8 +12,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +21,11 @@ from playwright.async_api import expect
 from tornado.httpclient import AsyncHTTPClient
 
 from bus.message import id_key
-from ops.cluster import ROOT, Cluster, free_port
+from ops.cluster import Cluster
+from ops.process_runner import free_port
 from tests.client import ChatClient
 from tests.helpers import chromium, eventually, handshake_request
-from tests.processes import ServerProcess
+from tests.processes import ServerProcess, launcher
 from tests.resuming_client import ResumingClient
 
 CLIENT_ADDRESS = "127.0.0.7"  # tests connect from here; nginx reaches the processes from 127.0.0.1
@@ -206,28 +205,11 @@ def _alive(pid: int) -> bool:
 
 def test_the_launcher_starts_and_stops_a_3_process_cluster(tmp_path: Path) -> None:
     port = free_port()
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "server.py"),
-            "cluster",
-            "--processes",
-            "3",
-            "--port",
-            str(port),
-            "--run-dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert launcher.stdout is not None
-        first = launcher.stdout.readline()  # the launcher prints its URL once everything is up
+    with launcher(port, "--processes", "3", "--run-dir", str(tmp_path)) as running:
+        assert running.stdout is not None
+        first = running.stdout.readline()  # the launcher prints its URL once everything is up
         assert f"http://127.0.0.1:{port}/" in first, first
-        tree = _process_tree(launcher.pid)
+        tree = _process_tree(running.pid)
         names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in tree if _alive(pid)}
         assert {"redis-server", "nginx"} <= names
         servers = [pid for pid in tree if b"server.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
@@ -237,12 +219,9 @@ def test_the_launcher_starts_and_stops_a_3_process_cluster(tmp_path: Path) -> No
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
 
-        launcher.send_signal(signal.SIGTERM)
-        assert launcher.wait(30) == 0
+        running.send_signal(signal.SIGTERM)
+        assert running.wait(30) == 0
         deadline = time.monotonic() + 5
         while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
             time.sleep(0.05)  # polling /proc, bounded by the deadline
         assert not [pid for pid in tree if _alive(pid)], "processes left behind"
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()

@@ -10,15 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
-import signal
 import socket
-import subprocess
-import sys
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -30,91 +26,18 @@ from bus.memory import MemoryBackend
 from bus.message import Draft
 from config.settings import SettingsError, settings_from
 from handlers.identity import USER_COOKIE
-from ops.cluster import Cluster, free_port
+from ops.cluster import Cluster
 from server import ChatServer
 from tests.client import ChatClient
 from tests.conftest import SECRET, base_settings
 from tests.helpers import eventually
-from tests.processes import ROOT
+from tests.processes import ROOT, StartRaw
 from tests.services import RedisServer
 
 Frame = dict[str, Any]
-PROCESS_START = 20.0
 
 
 # ---- a server.py process with a say in its stdout and its limits ---------------------
-
-
-class RawProcess:
-    """``server.py`` (in-process bus) with stdout where the test wants it and an optional descriptor limit."""
-
-    def __init__(self, stdout: Any, *args: str, nofile: int | None = None) -> None:
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_") and k != "REDIS_URL"}
-
-        def limit() -> None:
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "server.py"),
-                "--port",
-                str(self.port),
-                "--node-id",
-                "hostile",
-                "--log-format",
-                "json",
-                *args,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=stdout,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=limit,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def wait_healthy(self) -> None:
-        deadline = time.monotonic() + PROCESS_START
-        while not await self.healthy(1.0):
-            assert self.process.poll() is None, "server.py exited"
-            assert time.monotonic() < deadline, "server.py never answered /healthz"
-            await asyncio.sleep(0.05)  # polling the port, bounded by the deadline
-
-    async def healthy(self, timeout: float) -> bool:
-        try:
-            response = await AsyncHTTPClient().fetch(f"{self.url}/healthz", request_timeout=timeout)
-        except (OSError, HTTPClientError, asyncio.TimeoutError):
-            return False
-        return response.code == 200
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(10)
-
-
-@pytest.fixture
-def raw_processes() -> Iterator[list[RawProcess]]:
-    started: list[RawProcess] = []
-    yield started
-    for process in started:
-        if process.process.poll() is None:
-            process.process.kill()
-            process.process.wait(10)
 
 
 def log_events(path: Path, name: str) -> list[dict[str, Any]]:
@@ -132,15 +55,12 @@ def log_events(path: Path, name: str) -> list[dict[str, Any]]:
 
 @pytest.mark.gen_test(timeout=60)
 async def test_out_of_descriptors_the_accept_loop_neither_spins_nor_floods_and_healthz_answers(
-    tmp_path: Path, raw_processes: list[RawProcess]
+    tmp_path: Path, start_raw: StartRaw
 ) -> None:
     """The audit: nofile 256, 300 connects: 100% CPU, 46,232 log lines in 5 s, /healthz timing out."""
     log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        # No per-address cap: as when the connections come from many addresses.
-        server = RawProcess(log, "--header-timeout", "2", "--max-http-connections-per-client", "0", nofile=256)
-    raw_processes.append(server)
-    await server.wait_healthy()
+    # No per-address cap: as when the connections come from many addresses.
+    server = await start_raw(log_path, "--header-timeout", "2", "--max-http-connections-per-client", "0", nofile=256)
     idle: list[socket.socket] = []
     try:
         for _ in range(300):  # connect and say nothing: each holds a descriptor until the header timeout
@@ -163,12 +83,9 @@ async def test_out_of_descriptors_the_accept_loop_neither_spins_nor_floods_and_h
 
 @pytest.mark.gen_test(timeout=60)
 async def test_websockets_stop_short_of_the_descriptor_limit_so_healthz_keeps_answering(
-    tmp_path: Path, raw_processes: list[RawProcess]
+    tmp_path: Path, start_raw: StartRaw
 ) -> None:
-    with (tmp_path / "server.log").open("wb") as log:
-        server = RawProcess(log, "--max-connections-per-client", "1000", nofile=256)
-    raw_processes.append(server)
-    await server.wait_healthy()
+    server = await start_raw(tmp_path / "server.log", "--max-connections-per-client", "1000", nofile=256)
     opened: list[ChatClient] = []
     statuses: list[int] = []
     for _ in range(300):
@@ -189,14 +106,12 @@ async def test_websockets_stop_short_of_the_descriptor_limit_so_healthz_keeps_an
 
 @pytest.mark.gen_test(timeout=90)
 async def test_a_stdout_nobody_reads_or_that_is_gone_never_stops_serving_and_sigterm_exits_0(
-    raw_processes: list[RawProcess],
+    start_raw: StartRaw,
 ) -> None:
     """The audit: frozen after ~64 KiB of log lines; BrokenPipeError once the reader left; SIGTERM exit 1."""
     read_end, write_end = os.pipe()
-    server = RawProcess(write_end)
+    server = await start_raw(write_end)
     os.close(write_end)
-    raw_processes.append(server)
-    await server.wait_healthy()
     http = AsyncHTTPClient()
     for _ in range(1500):  # ~1,500 http.request lines, over 200 KiB: three pipes' worth, unread
         response = await http.fetch(f"{server.url}/healthz", request_timeout=5)
@@ -291,15 +206,10 @@ async def test_reconnecting_buys_no_fresh_burst(make_server: Any) -> None:
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_flood_of_bad_frames_is_cut_off_and_its_log_sampled(
-    tmp_path: Path, raw_processes: list[RawProcess]
-) -> None:
+async def test_a_flood_of_bad_frames_is_cut_off_and_its_log_sampled(tmp_path: Path, start_raw: StartRaw) -> None:
     """The audit: 20,000 bad frames got 20,000 error frames and 20,000 log lines in 1.76 s."""
     log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        server = RawProcess(log)
-    raw_processes.append(server)
-    await server.wait_healthy()
+    server = await start_raw(log_path)
     junk = await ChatClient.connect(server.port, "junk")
     for _ in range(20000):
         junk.send_raw("{not json")
@@ -575,7 +485,8 @@ async def test_a_full_redis_refuses_new_messages_with_unavailable_and_evicts_non
     assert policy == ["noeviction"]
     full = RedisServer(tmp_path / "redis", ["--maxmemory", "4mb", "--maxmemory-policy", policy[0]])
     full.start()
-    server = ChatServer(base_settings(redis_url=full.url(), rate_limit=0, history=1000))
+    # --history-bytes 0: the room alone may fill Redis (by default it would keep 1 MiB of it)
+    server = ChatServer(base_settings(redis_url=full.url(), rate_limit=0, history=1000, history_bytes=0))
     try:
         await server.start()
         sender = await ChatClient.connect(server.port, "full")

@@ -23,6 +23,7 @@ import pytest
 
 from ops.cluster import Cluster
 from tests.helpers import free_port
+from tests.processes import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,30 +51,19 @@ def test_the_launcher_from_a_private_checkout_refuses_at_once_as_root_or_works(p
     assert (private_checkout.parent.stat().st_mode & 0o777) == 0o700
     port = free_port()
     started = time.monotonic()
-    launcher = subprocess.Popen(
-        [sys.executable, str(private_checkout / "server.py"), "cluster", "--processes", "1", "--port", str(port)],
-        cwd=private_checkout,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with launcher(port, "--processes", "1", checkout=private_checkout, stderr=subprocess.PIPE) as running:
         if os.geteuid() == 0:
-            out, err = launcher.communicate(timeout=30)
-            assert launcher.returncode == 1 and out == "", out
+            out, err = running.communicate(timeout=30)
+            assert running.returncode == 1 and out == "", out
             assert time.monotonic() - started < 10  # at once, not after a 15 s wait for Redis
             assert err.count("\n") == 1, err
             assert err.startswith("server.py cluster: user nobody cannot read this checkout (")
             assert f"{private_checkout.parent} is mode 0700" in err and "--user" in err
         else:
-            assert launcher.stdout is not None
-            assert launcher.stdout.readline().startswith(f"chat cluster: open http://127.0.0.1:{port}/chat/")
-            launcher.send_signal(signal.SIGTERM)
-            assert launcher.wait(30) == 0
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait(10)
+            assert running.stdout is not None
+            assert running.stdout.readline().startswith(f"chat cluster: open http://127.0.0.1:{port}/chat/")
+            running.send_signal(signal.SIGTERM)
+            assert running.wait(30) == 0
 
 
 def test_a_root_launcher_says_how_to_fix_a_virtualenv_its_user_cannot_read(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ops.cluster import Cluster, ClusterError, free_port
+from ops.cluster import Cluster, ClusterError
+from ops.process_runner import free_port
 from ops.users import RunAs
 from tests.test_hostile import children, owner
 

@@ -1,4 +1,4 @@
-"""The layout's rules, checked on the source: who may import whom, and how big a bus module gets.
+"""The layout's rules, checked on the source: who may import whom, no import cycle, how big a module gets.
 
 The data path is the spine: handlers speak WebSocket and HTTP and see the bus
 only through its interface; the bus knows nothing of Tornado, the handlers,
@@ -14,7 +14,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_BUS_MODULE_LINES = 320  # "about 300": a module a reader takes in at one sitting
+MAX_MODULE_LINES = 320  # "about 300": a module a reader takes in at one sitting
+# The server's code: every module under these, and server.py.
+SERVER_PACKAGES = ("api", "bus", "clients", "config", "handlers", "ops", "scripts")
+# The modules over MAX_MODULE_LINES when the rule came, at most as long as they
+# were then. The list only shrinks: a module split below the limit comes off it,
+# and none may be added (split the module instead).
+# Raised once, by the operator metrics (two settings; join, replay, close and
+# slow-drop reports; the sampler's wiring; the Prometheus targets file).
+OVER_THE_LIMIT: dict[str, int] = {
+    "config/settings.py": 694,
+    "handlers/room_socket.py": 538,
+    "handlers/tornado_frames.py": 374,
+    "ops/cluster.py": 429,
+    "server.py": 455,
+}
 
 # package -> module prefixes it must not import (a prefix matches the module and its submodules)
 FORBIDDEN: dict[str, tuple[str, ...]] = {
@@ -93,9 +107,98 @@ def test_the_rules_see_a_forbidden_import(tmp_path: Path) -> None:
     assert {"tornado.web", "bus.redis", "bus.redis.RedisBroker", "bus", "bus.frames", "bus.memory"} == modules
 
 
-def test_no_bus_module_is_over_about_300_lines() -> None:
-    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in python_files("bus")}
-    assert {name: n for name, n in sizes.items() if n > MAX_BUS_MODULE_LINES} == {}
+def server_modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the server (a package by its __init__.py)."""
+    files = [path for package in SERVER_PACKAGES for path in python_files(package)] + [ROOT / "server.py"]
+    modules = {}
+    for path in files:
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def module_lines() -> dict[str, int]:
+    return {str(path.relative_to(ROOT)): len(path.read_text().splitlines()) for path in server_modules().values()}
+
+
+def test_no_module_is_over_about_300_lines_but_the_known_ones_which_only_shrink() -> None:
+    sizes = module_lines()
+    assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES and name not in OVER_THE_LIMIT} == {}
+    grown = {name: (sizes.get(name), most) for name, most in OVER_THE_LIMIT.items() if sizes.get(name, 0) > most}
+    assert grown == {}, "a module on the list grew: split it rather than raise its number"
+    done = [name for name in OVER_THE_LIMIT if sizes.get(name, 0) <= MAX_MODULE_LINES]
+    assert done == [], "now within the limit (or gone): take it off OVER_THE_LIMIT"
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the server modules it imports (``from a.b import c`` is a.b.c if that is a module, else a.b)."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in imported_modules(path):
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                targets.add(imported)
+        graph[name] = targets
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_no_two_modules_import_each_other_even_through_others() -> None:
+    """Lazy imports inside functions count too: a cycle is a knot a reader must untie whichever way it is tied."""
+    assert import_cycles(import_graph(server_modules())) == []
+
+
+def test_the_cycle_rule_sees_a_planted_cycle(tmp_path: Path) -> None:
+    """A cycle of three planted modules (one import lazy, one through a package) is found, and only it."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg.b import thing\n")
+    (tmp_path / "pkg" / "b.py").write_text("import pkg.c\nimport os\n")
+    (tmp_path / "pkg" / "c.py").write_text("def f() -> None:\n    from pkg import a\n")
+    (tmp_path / "pkg" / "d.py").write_text("from pkg import a\n")
+    modules = {f"pkg.{name}": tmp_path / "pkg" / f"{name}.py" for name in "abcd"}
+    modules["pkg"] = tmp_path / "pkg" / "__init__.py"
+    assert import_cycles(import_graph(modules)) == [["pkg.a", "pkg.b", "pkg.c"]]
+    (tmp_path / "pkg" / "c.py").write_text("import os\n")
+    assert import_cycles(import_graph(modules)) == []
 
 
 def test_one_liveness_loop_and_one_retry_policy() -> None:

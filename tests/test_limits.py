@@ -178,7 +178,8 @@ async def test_history_0_replays_nothing_but_ready_carries_the_last_id(make_serv
 @pytest.mark.gen_test(timeout=60)
 async def test_a_join_replaying_more_than_the_slow_client_bound_is_not_dropped(make_server: Any) -> None:
     """The audit: joins got 42 frames (1 MB) then 1008 "too slow" before ready; the page retried forever."""
-    server = await make_server(history=100, rate_limit=0)  # 100 x 16 KiB = 1.6 MB > the 1 MiB bound
+    # 100 x 16 KiB = 1.6 MB > the 1 MiB bound (and the room keeps all of it: --history-bytes 8m)
+    server = await make_server(history=100, rate_limit=0, history_bytes=8 << 20)
     sent = await fill_room(server.port, "big", 100, EMOJI_TEXT)
     joined = await ChatClient.connect(server.port, "big")
     assert ids(joined.history) == ids(sent) and joined.ready is not None
@@ -193,7 +194,9 @@ async def test_a_join_that_reads_nothing_of_a_large_replay_is_dropped_holding_no
     make_server: Any,
 ) -> None:
     """The replay goes at the reader's pace: one that never reads cannot make the server queue it all."""
-    server = await make_server(history=300, rate_limit=0, ping_interval=5, ping_timeout=5)  # a 5 s stall
+    server = await make_server(  # a 5 s stall; the room keeps all 300 (--history-bytes 8m)
+        history=300, rate_limit=0, ping_interval=5, ping_timeout=5, history_bytes=8 << 20
+    )
     await fill_room(server.port, "hoard", 300, EMOJI_TEXT)  # 4.8 MB of history: more than the kernel buffers
     stuck = await raw_socket_that_never_answers(server.port, "hoard", "hoarder", receive_buffer=4096)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from ops.report import TrafficReport
+from ops.report_model import TrafficReport
 from tests.client import NOTICES, ChatClient
 from tests.traffic import EXPECTED, TEXT_MARKER, drive_traffic, traffic_server
 

@@ -16,8 +16,6 @@ import asyncio
 import functools
 import json
 import math
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -60,8 +58,7 @@ def launched(tmp_path: Path) -> Iterator[Cluster]:
     cluster.start()
     yield cluster
     for node in cluster.nodes:  # a stopped process would not stop
-        if node.service.running() and node.service.process is not None:
-            os.kill(node.service.process.pid, signal.SIGCONT)
+        node.service.resume()
     cluster.stop()
 
 
@@ -124,15 +121,14 @@ async def test_prometheus_scrapes_the_cluster_every_panel_has_data_and_a_stopped
         )
         assert prometheus.firing("ChatReaderLagging") == []
 
-        paused = launched.nodes[2].service.process
-        assert paused is not None
-        os.kill(paused.pid, signal.SIGSTOP)
+        paused = launched.nodes[2].service
+        paused.pause()  # SIGSTOP
         stopped_at = time.monotonic()
         try:
             [alert] = await until(lambda: prometheus.firing("ChatReaderLagging"), 40, "the lag alert fires")
             fired_after = time.monotonic() - stopped_at
         finally:
-            os.kill(paused.pid, signal.SIGCONT)
+            paused.resume()  # SIGCONT
         assert alert["node"] == "node-3" and alert["severity"] == "page", alert
         assert 10 <= fired_after <= 10 + 2 + 8, fired_after  # threshold 10 s, for 2s, then sampling and scrapes
         await until(lambda: prometheus.firing("ChatReaderLagging") == [], 20, "the lag alert resolves")

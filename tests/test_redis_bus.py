@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -30,14 +29,6 @@ from tests.services import RedisServer
 def backend() -> str:
     """Every server these tests make runs on the Redis bus."""
     return "redis"
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, to stop, pause and restart (started by the test)."""
-    server = RedisServer(tmp_path / "redis")
-    yield server
-    server.kill()
 
 
 @pytest.fixture

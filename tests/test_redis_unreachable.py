@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pty
 import re
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,11 +19,12 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from ops.process_runner import Process, free_port
 from server import shown_url
 from tests.browser import OpenUser, browser, expect_log, io_loop, open_user  # noqa: F401  (fixtures)
-from tests.helpers import ON_MEMORY, free_port
+from tests.helpers import ON_MEMORY
 from tests.services import RedisServer
-from tests.test_cli import SECRET_ENV, SERVER, read_until, stop
+from tests.test_cli import SECRET_ENV, SERVER, read_until
 
 RECONNECT_TIMEOUT_MS = 15_000  # the page's longest backoff is 10 s
 CANNOT_STORE = "the chat cannot store messages right now"
@@ -41,15 +41,10 @@ def readyz(port: int) -> int:
 def test_start_up_says_in_one_line_that_redis_cannot_be_reached_then_that_the_chat_runs(tmp_path: Path) -> None:
     redis_port, port = free_port(), free_port()
     terminal, stderr_end = pty.openpty()
-    with (tmp_path / "stdout.log").open("wb") as stdout:
-        process = subprocess.Popen(
-            [*SERVER, "--port", str(port), "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--log-format", "json"],
-            env=SECRET_ENV,
-            stdout=stdout,
-            stderr=stderr_end,
-            cwd=Path(__file__).resolve().parent.parent,
-            start_new_session=True,
-        )
+    argv = [*SERVER, "--port", str(port), "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--log-format", "json"]
+    process = Process("server.py", argv, SECRET_ENV, log_path=tmp_path / "stdout.log", own_group=True)
+    process.stderr = stderr_end
+    process.start()
     os.close(stderr_end)
     redis_server = RedisServer(tmp_path / "redis")
     try:
@@ -62,10 +57,9 @@ def test_start_up_says_in_one_line_that_redis_cannot_be_reached_then_that_the_ch
         later = read_until(terminal, re.compile(r"Chat is running: open http://127\.0\.0\.1:\d+/chat/"))
         assert later.strip().startswith("Chat is running"), later
         assert readyz(port) == 200
-        assert stop(process) == 0
+        assert process.stop() == 0
     finally:
-        if process.poll() is None:
-            process.kill()
+        process.kill()
         os.close(terminal)
         redis_server.stop()
 

@@ -19,7 +19,10 @@ from typing import Any
 
 import pytest
 
-from ops.report import DurationMedian, TrafficReport, display_width, main, parse_time, render_table
+from ops.report import main
+from ops.report_counts import DurationMedian, parse_time
+from ops.report_model import TrafficReport
+from ops.report_text import display_width, render_table
 from tests.browser import chromium
 from tests.traffic import EXPECTED
 
@@ -404,7 +407,7 @@ def test_a_process_that_started_again_without_a_stop_is_shown_as_a_crash() -> No
 
 
 def test_the_chart_bars_fit_the_span_seconds_for_minutes_minutes_for_hours() -> None:
-    from ops.report_html import per_text, timeline_bars
+    from ops.report_timeline import per_text, timeline_bars
 
     short, long = short_and_long_logs()
     for lines, per, count in ((short, "2 seconds", 150), (long, "minute", 180)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -17,13 +17,6 @@ from tests.helpers import eventually, free_port
 from tests.services import RedisServer
 
 PASSWORD = "wire-test-secret-0123456789"
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    yield server
-    server.kill()
 
 
 def test_commands_are_arrays_of_bulk_strings() -> None:

@@ -41,11 +41,17 @@ from bus.redis.subscriptions import Consumer
 
 
 class RedisBroker:
-    def __init__(self, options: RedisOptions, on_recovered: Callable[[], None] | None = None) -> None:
-        """``on_recovered`` is called each time the bus is back after an outage (a metric)."""
+    def __init__(
+        self,
+        options: RedisOptions,
+        on_recovered: Callable[[], None] | None = None,
+        on_out_of_memory: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_recovered``: called each time the bus is back after an outage; ``on_out_of_memory``: each
+        time Redis refuses a write for lack of memory (metrics)."""
         timeout = options.timeout or None  # 0: no limit
         topology = Topology(options.url, cluster=options.cluster, timeout=timeout, client_name=options.node_id)
-        self._redis = Redis(topology, Health(on_recovered))
+        self._redis = Redis(topology, Health(on_recovered, on_out_of_memory))
         self.keys = keys = Keys(options.prefix)
         self._scripts = scripts = Scripts(topology.shard(topology.address_for(keys.alive)).client)
         self.identity = Identity(options.node_id)

@@ -25,14 +25,15 @@ class RoomChanges:
         self._keys = keys
         self._scripts = scripts
         self._retention = options.retention
+        self._history_bytes = options.history_bytes
         self._ttl_ms = int(options.room_ttl * 1000)
 
     async def change(self, draft: ChangeDraft) -> Change:
         k, room = self._keys, draft.room
-        keys = [k.stream(room), k.born(room), k.trimmed(room), k.channel(room)]
+        keys = [k.stream(room), k.born(room), k.trimmed(room), k.channel(room), k.size(room)]
         window_ms = int(draft.window * 1000) if draft.window is not None and draft.kind == "edit" else 0
         args: list[Any] = [draft.target, draft.kind, draft.user, draft.text, draft.author or "", window_ms]
-        args += [self._retention, self._ttl_ms]
+        args += [self._retention, self._ttl_ms, self._history_bytes]
         # Not idempotent: a deletion run twice would answer not_found to the one who made it.
         reply = await self._redis.script(keys[0], self._scripts.change, keys, args, "change", idempotent=False)
         if reply[0] != "ok":

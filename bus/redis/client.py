@@ -17,7 +17,8 @@ of many rooms is a pipeline per shard, never a cross-slot command.
   closed) and the call is tried once more when it is idempotent. A publish
   without ``client_id`` is not: had Redis run it before the connection
   broke, it would be stored twice. A Redis error caused by the
-  request itself is no outage and is not reported as one.
+  request itself is no outage and is not reported as one; a write refused
+  for lack of memory (``OOM``) is, apart (``health.py``).
 - ``run_forever``: the one runner loop: run a step, and on failure report it,
   back off exponentially and run it again.
 
@@ -44,7 +45,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from bus.backend import BusUnavailable
-from bus.redis.health import PRESENCE, Health
+from bus.redis.health import PRESENCE, Health, out_of_memory
 from bus.redis.shard import LOST_CONNECTION, REDIS_ERRORS, Shard
 
 log = structlog.get_logger("chat.bus")
@@ -293,6 +294,8 @@ class Redis:
                 if redirected(exc) and attempt == 1:  # nothing ran: always safe to try again
                     await self._refresh()
                     continue
+                if out_of_memory(exc):  # the shard answers, but takes no write until it has room
+                    self.health.refused_for_memory(shard.address, describe(exc))
                 if part is not None or redirected(exc):
                     self.health.failed(report_as, describe(exc))
                 raise BusUnavailable(f"redis {what} failed: {describe(exc)}") from exc

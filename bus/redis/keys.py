@@ -11,6 +11,7 @@ with ``SCAN MATCH *<room>*`` (room names are word characters: no braces).
 - ``P:{<room>}:born``: the first id the stream held in this Redis (the room's
   epoch); lost with the stream when a Redis restarts empty.
 - ``P:{<room>}:trimmed``: the newest id retention trimming removed.
+- ``P:{<room>}:bytes``: the UTF-8 bytes of the texts the stream holds (``--history-bytes``).
 - ``P:{<room>}:cid:<user>:<client_id>``: the id a resendable message got, for
   the resend window. ``:`` and ``%`` in the user are percent-encoded.
 - ``P:{<room>}:rate:name:<name>`` (a cookie's user) or ``P:{<room>}:rate:sub:<sub>``
@@ -73,6 +74,9 @@ class Keys:
 
     def trimmed(self, room: str) -> str:
         return f"{self.prefix}:{{{room}}}:trimmed"
+
+    def size(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}:bytes"
 
     def resend(self, room: str, user: str, client_id: str) -> str:
         safe_user = user.replace("%", "%25").replace(":", "%3A")

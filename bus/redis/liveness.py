@@ -17,7 +17,8 @@ throughout.
 
 The same tick writes presence again when a write failed, drops groups left
 behind (a failed unsubscribe), and, while a shard is failing, asks it whether
-it is back; during an outage it ticks faster.
+it is back (or, refusing writes for lack of memory, whether it has room
+again); during an outage it ticks faster.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from redis.asyncio import Redis as RedisClient
 
 from bus.backend import BusUnavailable
 from bus.redis.client import Redis, Runner, describe
-from bus.redis.health import PRESENCE
+from bus.redis.health import MEMORY, PRESENCE, has_room
 from bus.redis.keys import Keys
 from bus.redis.presence import Presence
 from bus.redis.scripts import Scripts
@@ -146,6 +147,14 @@ class Liveness:
                 log.debug("bus.probe_failed", shard=address, reason=describe(exc))
                 continue
             self._redis.health.ok(address)
+        for address in self._redis.health.short_of_memory():
+            try:
+                info = await topology.shard(address).client.info("memory")
+            except Exception as exc:  # cannot say: the next tick asks again
+                log.debug("bus.probe_failed", shard=address, reason=describe(exc))
+                continue
+            if has_room(info):
+                self._redis.health.ok(MEMORY + address)
 
     async def _bury(self, incarnation: str, score: float) -> None:
         """Destroy a dead incarnation's groups and take its counts off, room by room; then forget it."""

@@ -14,6 +14,7 @@ class RedisOptions:
     retention: int = 1000  # messages kept per room, at least
     resend_window: float = 600.0  # seconds a client_id is remembered
     room_ttl: float = 604800.0  # seconds after a room's last message that its keys go (0: never)
+    history_bytes: int = 0  # UTF-8 bytes of message text a room's stream keeps at most (0: no bound)
     timeout: float = 1.0  # seconds for one Redis command (0: no limit)
     presence_timeout: float = 30.0  # seconds of silence before a process is taken for dead (0: never)
     wait_replicas: int = 0  # replicas that must hold a message before it is accepted

@@ -1,13 +1,13 @@
 """Storing a message and reading a room's history: one script each, on the room's shard.
 
 Publish is ``publish.lua`` (check the resend key, then the user's message
-budget in the room shared by every process, ``XADD``, record the epoch,
-trim, set the room TTL, ring the room's doorbell with the entry), on the
-shard's publish wire: the publishes of one loop turn, from every connection,
-leave in one write. With ``wait_replicas``, one ``WAIT`` follows them on the
-same connection and covers them all: a message counts as stored only once
-that many replicas hold it, so a failover cannot lose a message whose
-sender got an ``ack``.
+budget in the room shared by every process, ``XADD``, record the epoch, trim
+by count and by size (``trim.lua``), set the room TTL, ring the room's
+doorbell with the entry), on the shard's publish wire: the publishes of one
+loop turn, from every connection, leave in one write. With ``wait_replicas``,
+one ``WAIT`` follows them on the same connection and covers them all: a
+message counts as stored only once that many replicas hold it, so a failover
+cannot lose a message whose sender got an ``ack``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bus.changes import fold
 from bus.message import Draft, History, IdKey, Message, Published, completeness, id_key
 from bus.redis.client import Redis, Shard
 from bus.redis.groups import decode_flat
+from bus.redis.health import MEMORY
 from bus.redis.keys import Keys
 from bus.redis.options import RedisOptions
 from bus.redis.scripts import Scripts
@@ -38,6 +39,7 @@ class Publisher:
         self._keys = keys
         self._scripts = scripts
         self._retention = options.retention
+        self._history_bytes = options.history_bytes
         self._ttl_ms = int(options.room_ttl * 1000)
         self._resend_ms = int(options.resend_window * 1000)
         self._replicas = options.wait_replicas
@@ -54,6 +56,8 @@ class Publisher:
             args += [draft.client_id, self._resend_ms]
 
         idempotent = len(keys) == 5  # a resend key: had it run, running it again stores nothing
+        keys.append(k.size(room))
+        args.append(self._history_bytes)
         # Always last: the script takes it off first. Off, the stream's key stands in (never read).
         rate = self._rate if draft.charged else [0, self._rate[1]]
         keys.append(k.rate(room, draft.user) if rate[0] else keys[0])
@@ -84,6 +88,7 @@ class Publisher:
                 raise
             await wire.execute("SCRIPT", "LOAD", script.script)  # it did not run: sending it again is safe
             return await self._store(keys, args, shard)
+        self._redis.health.ok(MEMORY + shard.address)  # a write went through: the shard has room (cheap when so)
         if replicated is not None:
             replicas = await replicated
             if int(replicas) < self._replicas:

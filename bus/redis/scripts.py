@@ -14,6 +14,7 @@ from redis.asyncio import Redis as RedisClient
 from redis.commands.core import AsyncScript
 
 _HERE = Path(__file__).resolve().parent / "scripts"
+_TRIMMING = {"publish", "change"}  # the scripts that add to a room's stream, and so trim it (trim.lua)
 
 
 class Scripts:
@@ -32,4 +33,7 @@ class Scripts:
 
     @staticmethod
     def _load(client: RedisClient, name: str) -> AsyncScript:
-        return client.register_script((_HERE / f"{name}.lua").read_text())
+        text = (_HERE / f"{name}.lua").read_text()
+        if name in _TRIMMING:  # Redis scripts cannot include one another: the shared part goes in front
+            text = (_HERE / "trim.lua").read_text() + text
+        return client.register_script(text)

@@ -196,7 +196,8 @@ class Consumer:
             if address not in masters and not reader.rooms:
                 del self._readers[address]
                 asyncio.ensure_future(reader.stop())
-        self._redis.health.forget(set(self._redis.health.failing_parts()) - masters)
+        health = self._redis.health
+        health.forget(set(health.failing_parts() + health.short_of_memory()) - masters)
         for reader in moved:
             reader.restart()
 

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from bus.message import IdKey, Message, Notice
 from bus.redis.client import Topology, _node_url, _parse_slots, redirected
 from bus.redis.groups import RoomGroup, decode_fields, decode_flat, decode_notice, decode_rung, lost_group
-from bus.redis.health import PRESENCE, Health
+from bus.redis.health import MEMORY, PRESENCE, Health, has_room, out_of_memory
 from bus.redis.keys import Keys
 
 # ---- keys ------------------------------------------------------------------------
@@ -27,6 +27,7 @@ def test_every_room_key_starts_with_the_prefix_names_the_room_and_shares_one_slo
         keys.stream("café"),
         keys.born("café"),
         keys.trimmed("café"),
+        keys.size("café"),
         keys.users("café"),
         keys.members("café", "n1/ab"),
         keys.typing("café", "ann"),
@@ -224,6 +225,25 @@ def test_a_shard_that_is_no_longer_a_master_is_not_waited_for() -> None:
     health.failed("dead:1", "gone")
     health.forget({"dead:1"})
     assert health.reason is None and health.recoveries == 1
+
+
+def test_a_shard_out_of_memory_is_unready_counted_and_no_reconnect_until_it_has_room() -> None:
+    refusals: list[int] = []
+    health = Health(on_out_of_memory=lambda: refusals.append(1))
+    health.ok("a:1")
+    assert out_of_memory(ResponseError("OOM command not allowed when used memory > 'maxmemory'."))
+    health.refused_for_memory("a:1", "OOM command not allowed")
+    health.ok("a:1")  # a read works: the shard is up, yet takes no write
+    assert health.reason == "OOM command not allowed" and health.short_of_memory() == ["a:1"]
+    assert health.failing_parts() == [] and len(refusals) == 1 == health.out_of_memory_refusals
+    assert not has_room({"maxmemory": 100, "used_memory": 120, "mem_not_counted_for_evict": 10})
+    assert has_room({"maxmemory": 100, "used_memory": 105, "mem_not_counted_for_evict": 10})
+    assert has_room({"maxmemory": 0, "used_memory": 10**9})
+    health.ok(MEMORY + "a:1")
+    assert health.reason is None and health.recoveries == 0  # nothing was reconnected
+    health.refused_for_memory("gone:1", "OOM")
+    health.forget({"gone:1"})  # failed over: no longer a master to wait for
+    assert health.reason is None
 
 
 # ---- the slot map --------------------------------------------------------------------------------

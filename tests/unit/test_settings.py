@@ -55,6 +55,7 @@ def test_nothing_given_is_the_built_in_default() -> None:
     ):
         assert getattr(settings, name) == getattr(defaults, name), name
     assert not settings.uses_redis
+    assert (settings.history_bytes, settings.memory_budget) == (1 << 20, 256 << 20)  # README, Memory
 
 
 def test_the_shipped_file_is_read_below_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,6 +153,12 @@ def test_allowed_origins_may_be_a_toml_list(tmp_path: Path) -> None:
         (["--log-format", "json"], "json"),
         (["--redis-url", "unix:///run/redis.sock"], "unix:///run/redis.sock"),
         (["--redis-url", " rediss://h:1 "], "rediss://h:1"),
+        (["--history-bytes", "0"], 0),
+        (["--history-bytes", "65536"], 65536),
+        (["--history-bytes", "64k"], 65536),
+        (["--history-bytes", "1M"], 1 << 20),
+        (["--memory-budget", "256MiB"], 256 << 20),
+        (["--memory-budget", "2g"], 2 << 30),
         (["--metrics-interval", "0.1"], 0.1),
         (["--metrics-top-rooms", "0"], 0),
     ],
@@ -199,6 +206,9 @@ BAD = [
     (["--allowed-origins", "https://a.example/path"], "allowed_origins", "https://a.example/path"),
     (["--allowed-origins", "https://"], "allowed_origins", "https:"),  # the trailing / goes first
     (["--allowed-origins", "a.example"], "allowed_origins", "a.example"),
+    (["--history-bytes", "1x"], "history_bytes", "1x"),
+    (["--history-bytes", "-1"], "history_bytes", "-1"),
+    (["--memory-budget", "1.5g"], "memory_budget", "1.5g"),
     (["--metrics-interval", "0"], "metrics_interval", "0"),  # the sampler also empties the per-room counts
     (["--metrics-top-rooms", "-1"], "metrics_top_rooms", "-1"),
 ]

@@ -5,9 +5,10 @@
 -- A change always comes after its message: trimming (oldest first) never
 -- keeps a change whose message is gone, and the stream alone says what each
 -- message is now (bus/changes.py).
--- KEYS: stream, born, trimmed, channel.
+-- Trimming, by count and by size, is trim.lua's.
+-- KEYS: stream, born, trimmed, channel, bytes (the room's size counter).
 -- ARGV: target id, op ('edit' or 'delete'), user, text, author ('' anyone's),
---       window_ms (0: any time), retention, ttl_ms (0: never).
+--       window_ms (0: any time), retention, ttl_ms (0: never), history_bytes (0: no bound).
 -- Returns {'ok', id} or {'refused', 'not_found' or 'not_allowed', why: 'gone', 'deleted', 'author' or 'late'}.
 local function field(fields, name)
   for i = 1, #fields, 2 do
@@ -34,17 +35,12 @@ if ARGV[2] == 'edit' and window > 0 then
 end
 
 local id = redis.call('XADD', KEYS[1], '*', 'user', ARGV[3], 'text', ARGV[4], 'op', ARGV[2], 'of', target)
-local retention = tonumber(ARGV[7])
-local excess = redis.call('XLEN', KEYS[1]) - retention
-if excess > math.max(1, math.floor(retention / 10)) then
-  local doomed = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
-  redis.call('SET', KEYS[3], doomed[#doomed][1])
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', retention)
-end
+trim_room(KEYS[1], KEYS[3], KEYS[5], tonumber(ARGV[7]), tonumber(ARGV[9]), id, #ARGV[4])
 local ttl = tonumber(ARGV[8])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[5], ttl)
   if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
 redis.call('SPUBLISH', KEYS[4], cjson.encode({id, ARGV[3], ARGV[4], false, ARGV[2], target}))

@@ -1,20 +1,19 @@
 -- The shared rate's key and arguments come after everything else (KEYS: ...,
 -- rate; ARGV: ..., rate per second (0: off), burst): taken off first, so the
--- rest of the script sees its own layout ("shared rate" below).
+-- rest of the script sees its own layout ("shared rate" below). Before them,
+-- the room's size counter and its bound (trim.lua): KEYS: ..., bytes, rate;
+-- ARGV: ..., history_bytes (0: no bound), rate, burst.
 local rate_key = table.remove(KEYS)
 local rate_burst = tonumber(table.remove(ARGV))
 local rate = tonumber(table.remove(ARGV))
+local size_key = table.remove(KEYS)
+local max_bytes = tonumber(table.remove(ARGV))
 
 -- Store a message unless its client_id was stored within the resend window,
 -- then ring the room's doorbell with it. The check, the XADD and the resend key are
 -- one script, so two processes that receive the same resend at once cannot
 -- both store it.
--- Trimming is done here in batches rather than with XADD's MAXLEN ~: Redis
--- 7.0's max-deleted-entry-id tracks XDEL only, and MAXLEN ~ cannot say which
--- ids it removed, yet `complete` needs the newest trimmed id; and ~ drops
--- whole macro nodes (100 entries), which for a small retention keeps many
--- times too much. Once the stream holds a tenth more than retention, the
--- newest id about to go is recorded and the stream trimmed exactly.
+-- Trimming, by count and by size, is trim.lua's.
 -- With a room TTL, every key of the room expires once its last message is
 -- that old (--room-ttl).
 -- KEYS: stream, born, trimmed, channel[, resend].
@@ -56,17 +55,12 @@ else
   id = redis.call('XADD', KEYS[1], '*', 'user', ARGV[3], 'text', ARGV[4])
 end
 redis.call('SET', KEYS[2], id, 'NX')
-local retention = tonumber(ARGV[1])
-local excess = redis.call('XLEN', KEYS[1]) - retention
-if excess > math.max(1, math.floor(retention / 10)) then
-  local doomed = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
-  redis.call('SET', KEYS[3], doomed[#doomed][1])
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', retention)
-end
+trim_room(KEYS[1], KEYS[3], size_key, tonumber(ARGV[1]), max_bytes, id, #ARGV[4])
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', size_key, ttl)
   if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
 -- The doorbell carries the entry itself: a reader whose room is caught up
