@@ -59,6 +59,7 @@ from handlers.websocket.accept import (
 )
 from handlers.websocket.guard import tornado_problems
 from ops.metrics import Metrics, MetricsHandler
+from ops.metrics_sampler import MetricsSampler
 from ops.status import ProcessFacts, StatusReporter
 
 ROOT = Path(__file__).resolve().parent
@@ -198,11 +199,11 @@ class ChatServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # One registry per server: several servers in one process count apart.
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.metrics_top_rooms)
         backend = build_backend(settings, self.metrics)
         self.bus = RoomBus(backend, settings.history, observer=self.metrics)
         self.moderation = build_moderation(backend)
-        self.metrics.count_rooms_with(self.bus.room_count)
+        self.sampler = MetricsSampler(self.metrics, self.bus, settings.metrics_interval)  # chat_rooms, lag, top rooms
         self.registry = SocketRegistry(PingWheel(settings.ping_interval, settings.ping_timeout))
         descriptors = raise_descriptor_limit()
         cap = connection_cap(settings.max_connections, descriptors)
@@ -240,6 +241,7 @@ class ChatServer:
         self.status.facts.address = f"{self.settings.host}:{self.port}"
         self.status.facts.api = f"{self.api.host}:{self.api.port}" if self.api is not None else None
         self.status.start()
+        self.sampler.start()
         log.info(
             "server.started",
             host=self.settings.host,
@@ -274,6 +276,7 @@ class ChatServer:
         await self.status.stop()
         if self.api is not None:
             await self.api.stop()
+        await self.sampler.stop()
         self.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
         await self.registry.wait_empty(self.settings.shutdown_timeout)
         if self.registry.pings is not None:

@@ -100,6 +100,8 @@ class Settings:
     api_rate_limit: float = 1000.0  # requests per second per key; 0 turns it off
     api_rate_burst: int = 2000
     status_interval: float = 2.0  # seconds between this process's status records (server.py status, /admin/)
+    metrics_interval: float = 5.0  # seconds between samples of reader lag and the busiest rooms
+    metrics_top_rooms: int = 10  # rooms with figures of their own (a room label) in /metrics
 
     @property
     def token_mode(self) -> bool:
@@ -397,6 +399,8 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     ),
     "data_file": (_text, "SQLite file where the in-process bus keeps every room's history across restarts"),
     "commit_window": (_non_negative_float, "ms --data-file gathers messages into one commit, each acked after it"),
+    "metrics_interval": (_positive_float, "seconds between samples of reader lag and the busiest rooms for /metrics"),
+    "metrics_top_rooms": (_non_negative_int, "busiest rooms given figures of their own (a room label) in /metrics"),
 }
 _BOOL_FLAGS = {"log_message_text", "behind_proxy", "redis_cluster"}
 # Settings that never come from a command line: any user can read one (ps,

@@ -298,6 +298,7 @@ class RoomSocket(WebSocketHandler):
             log.info("ws.banned")
             self._close_by_server(CLOSE_MODERATED, "banned from this room")
             return
+        started = time.perf_counter()
         try:
             history = await self._bus.join(self.room, self, self.user, self._since)
         except BusUnavailable as exc:
@@ -311,8 +312,11 @@ class RoomSocket(WebSocketHandler):
             self._bus.leave_soon(self.room, self)
             return
         self._joined = True
+        joined = time.perf_counter()
+        self._metrics.join_took(joined - started)
         if not await self._replay(history):
             return
+        self._metrics.replay_took(time.perf_counter() - joined)
         self._bus.go_live(self.room, self)  # presence, then live messages and notices
 
     async def _replay(self, history: History) -> bool:
@@ -363,10 +367,10 @@ class RoomSocket(WebSocketHandler):
         self._registry.discard(self)
         if self._registry.pings is not None:
             self._registry.pings.discard(self)
+        code = self._server_close_code or self.close_code
         if self._counted:
             self._counted = False
-            self._metrics.connection_closed()
-        code = self._server_close_code or self.close_code
+            self._metrics.connection_closed(code)
         # conn, room and user come from the context open() bound: Tornado runs
         # on_close in the connection's own task, whoever closed it.
         log.info(
@@ -507,6 +511,8 @@ class RoomSocket(WebSocketHandler):
         written.add_done_callback(lambda done: self._flushed(done, size))
 
     def _drop_slow_client(self) -> None:
+        if self._server_close_code is None:  # frames queued after the drop come here again: count it once
+            self._metrics.slow_client_dropped()
         log.warning("ws.slow_consumer", conn=self.conn, room=self.room, user=self.user, unsent=self._unsent)
         abort = aborter(self)
         self._close_by_server(CLOSE_POLICY, "too slow: unsent data over the limit")

@@ -12,8 +12,17 @@ class SocketMetrics(Protocol):
     def connection_opened(self) -> None:
         """A room WebSocket opened."""
 
-    def connection_closed(self) -> None:
-        """A room WebSocket that was counted as opened closed."""
+    def connection_closed(self, code: int | None) -> None:
+        """A room WebSocket that was counted as opened closed, with this code (None: no close frame)."""
+
+    def slow_client_dropped(self) -> None:
+        """A client was dropped because its unsent data passed the bound."""
+
+    def join_took(self, seconds: float) -> None:
+        """A join's history was read (subscription included) in this long."""
+
+    def replay_took(self, seconds: float) -> None:
+        """A join's replay was written, up to ``ready``, in this long."""
 
     def connection_refused(self, reason: str) -> None:
         """A handshake refused by a limit: ``server_full`` (503) or ``client_full`` (429)."""

@@ -39,6 +39,7 @@ from typing import Sequence
 
 from ops.process_runner import Process, ProcessError, free_port, http_ok, port_open
 from ops.redis_cluster import LocalRedisCluster, RedisClusterError
+from ops.scrape_targets import TARGETS, write_targets
 from ops.users import DEFAULT_CHAT_USER, DEFAULT_NGINX_USER, DEFAULT_REDIS_USER, RunAs, ServiceUsers, UsersError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,7 @@ class Cluster:
     local_cluster: LocalRedisCluster | None = None
     nodes: list[ChatNode] = field(default_factory=list)
     nginx: Process | None = None
+    targets_file: Path | None = None  # Prometheus file_sd targets: every chat process's /metrics
 
     def start(self) -> None:
         """Start Redis, the chat processes and nginx; on any failure stop what started."""
@@ -104,6 +106,7 @@ class Cluster:
             for index in range(1, self.processes + 1):
                 self._start_node(index)
             self._start_nginx()
+            self.targets_file = write_targets(self.run_dir / TARGETS, [(n.service.name, n.port) for n in self.nodes])
         except ProcessError as exc:
             self.stop()
             raise ClusterError(str(exc)) from None
@@ -368,6 +371,7 @@ def print_started(cluster: Cluster) -> None:
     for node in cluster.nodes:  # each process on its own: /metrics is not served through nginx
         address = f"http://127.0.0.1:{node.port}/"
         print(f"  {node.service.name:<12} {address}  metrics {address}metrics", flush=True)
+    print(f"  {'prometheus':<12} file_sd targets {cluster.targets_file}  (deploy/prometheus.yml)", flush=True)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -15,18 +15,38 @@ time, fan-out age) are plain numbers on the event loop's thread, read by a
 collector at scrape time: prometheus_client's own take a lock per update, six
 a message, a cost on the hot path for nothing (bench/RESULTS.md, "Measurements formerly in code comments").
 Everything else uses prometheus_client's classes.
+
+The registry also holds prometheus_client's process, platform and GC
+collectors (``process_*``: memory, CPU, descriptors, start time), and the
+figures sampled every ``--metrics-interval`` (ops/operator_metrics.py).
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import defaultdict
 from typing import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.utils import floatToGoString
 from tornado.web import RequestHandler
+
+from ops.operator_metrics import OperatorView
+
+# A ``_created`` series per counter and histogram (the time it was made) is
+# noise on a dashboard and doubles the series count; Prometheus does not need
+# it to compute rates. The switch is prometheus_client's, process-wide.
+disable_created_metrics()
 
 # The error codes of docs/protocol.md ("Errors"); listed so every series exists at 0
 # from the start and a rate() over it does not miss the first rejection.
@@ -41,6 +61,13 @@ REJECT_REASONS = (
     "muted",
 )
 REFUSE_REASONS = ("server_full", "client_full")  # the handshake's 503 and 429 (docs/protocol.md)
+# The close codes this server sends or sees (README, "Metrics"); 1006 stands
+# for a connection that ended with no close frame. Anything else is "other",
+# so a client choosing codes cannot make series without bound.
+CLOSE_CODES = ("1000", "1001", "1002", "1006", "1007", "1008", "1009", "1011", "1013", "4001", "4003")
+# Join: history read and subscription; replay: history written up to ``ready``.
+JOIN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+REPLAY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 20.0)
 
 # Publish is a local append (memory) or one XADD round trip (Redis) and times
 # out after redis_timeout (1 s by default): buckets from 100 µs to 2.5 s.
@@ -80,6 +107,15 @@ class _HotPath:
         self.delivered = 0
         self.publish_seconds = LoopHistogram(PUBLISH_BUCKETS)
         self.fanout_seconds = LoopHistogram(FANOUT_BUCKETS)
+        self.join_seconds = LoopHistogram(JOIN_BUCKETS)
+        self.replay_seconds = LoopHistogram(REPLAY_BUCKETS)
+        # room -> messages fanned out since the last sample (a defaultdict: "+= 1" is the cheapest count)
+        self.room_messages: defaultdict[str, int] = defaultdict(int)
+
+    def take_room_messages(self) -> dict[str, int]:
+        """The per-room counts since the last call, starting new ones (the sampler's, every interval)."""
+        counts, self.room_messages = self.room_messages, defaultdict(int)
+        return counts
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(
@@ -94,13 +130,22 @@ class _HotPath:
         yield self.fanout_seconds.family(
             "chat_fanout_seconds", "Age of a message (from its id's timestamp) when fanned out here."
         )
+        yield self.join_seconds.family(
+            "chat_join_seconds", "Time from a WebSocket's join to its history being read (subscription included)."
+        )
+        yield self.replay_seconds.family(
+            "chat_replay_seconds", "Time to write a join's history replay up to its ready frame."
+        )
 
 
 class Metrics:
     """The instruments of the README's "Metrics" table, registered in a registry of their own."""
 
-    def __init__(self) -> None:
+    def __init__(self, top_rooms: int = 10) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.connections = Gauge("chat_connections", "Open room WebSockets on this process.", registry=self.registry)
         self.rooms = Gauge("chat_rooms", "Rooms with at least one member on this process.", registry=self.registry)
         self.hot = _HotPath()
@@ -131,6 +176,21 @@ class Metrics:
             ["route", "status"],
             registry=self.registry,
         )
+        self.closes_total = Counter(
+            "chat_websocket_closes",
+            "Room WebSockets closed, by close code (the server's, else the client's; 1006: none).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.slow_clients_dropped_total = Counter(
+            "chat_slow_clients_dropped",
+            "Clients dropped (close 1008) because their unsent data passed the bound.",
+            registry=self.registry,
+        )
+        self.view = OperatorView(top_rooms)
+        self.registry.register(self.view)
+        # Each code's child looked up once: labels() costs a lock and a tuple per call.
+        self._closes = {code: self.closes_total.labels(code=code) for code in (*CLOSE_CODES, "other")}
         for reason in REJECT_REASONS:
             self.rejected_total.labels(reason=reason)
         for reason in REFUSE_REASONS:
@@ -143,8 +203,19 @@ class Metrics:
     def connection_opened(self) -> None:
         self.connections.inc()
 
-    def connection_closed(self) -> None:
+    def connection_closed(self, code: int | None) -> None:
         self.connections.dec()
+        closes = self._closes
+        (closes.get("1006" if code is None else str(code)) or closes["other"]).inc()
+
+    def slow_client_dropped(self) -> None:
+        self.slow_clients_dropped_total.inc()
+
+    def join_took(self, seconds: float) -> None:
+        self.hot.join_seconds.observe(seconds)
+
+    def replay_took(self, seconds: float) -> None:
+        self.hot.replay_seconds.observe(seconds)
 
     def connection_refused(self, reason: str) -> None:
         self.refused_total.labels(reason=reason).inc()
@@ -178,9 +249,12 @@ class Metrics:
 
     def delivered(self, room: str, recipients: int, age_seconds: float) -> None:
         """One message fanned out to ``recipients`` local members, ``age_seconds`` after it was stored."""
-        self.hot.delivered += recipients
+        hot = self.hot
+        hot.delivered += recipients
+        # Per room, for the top-rooms figures; the sampler empties it every interval.
+        hot.room_messages[room] += 1
         # Clocks of two processes may disagree by a little; never observe a negative age.
-        self.hot.fanout_seconds.observe(max(0.0, age_seconds))
+        hot.fanout_seconds.observe(max(0.0, age_seconds))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

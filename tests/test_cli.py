@@ -245,6 +245,11 @@ def test_the_launcher_prints_each_log_file_and_stopped(tmp_path: Path) -> None:
         assert node[0] == "node-1" and node[2] == "metrics" and node[3] == node[1] + "metrics", node
         with urllib.request.urlopen(node[3], timeout=5) as response:
             assert b"chat_connections" in response.read()
+        prometheus = running.stdout.readline().split()  # then the Prometheus file_sd targets of them all
+        assert prometheus[:3] == ["prometheus", "file_sd", "targets"], prometheus
+        host_port = node[1].removeprefix("http://").rstrip("/")
+        expected = [{"targets": [host_port], "labels": {"process": "node-1"}}]
+        assert json.loads(Path(prometheus[3]).read_text()) == expected
         running.send_signal(signal.SIGTERM)
         rest = running.stdout.read()
         assert running.wait(30) == 0

@@ -14,6 +14,7 @@ from bus.message import id_key
 from handlers.room_socket import text_frame
 from tests.client import NOTICES, ChatClient, ids, strictly_increasing
 from tests.helpers import raw_handshake
+from tests.test_metrics import scrape, value
 
 Frame = dict[str, Any]
 
@@ -335,6 +336,9 @@ async def test_a_client_that_stops_reading_is_dropped_with_1008_without_slowing_
     [dropped] = [e for e in logs if e["event"] == "ws.disconnect"]
     assert dropped["code"] == 1008
     assert [e["event"] for e in logs].count("ws.slow_consumer") == 1
+    samples = await scrape(server.port)  # what an operator sees of it
+    assert value(samples, "chat_slow_clients_dropped_total") == 1
+    assert value(samples, "chat_websocket_closes_total", code="1008") == 1
 
 
 # ---- origin ----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from bus.message import Change, ChangeDraft, Draft, History, IdKey, Notice, Olde
 from bus.redis.changes import RoomChanges
 from bus.redis.client import REDIS_ERRORS, Health, Redis, Topology
 from bus.redis.keys import Keys
+from bus.redis.lag import LagReport, sample_lag
 from bus.redis.liveness import Identity, Liveness
 from bus.redis.moderation import RedisModeration
 from bus.redis.options import RedisOptions
@@ -52,7 +53,7 @@ class RedisBroker:
         topology = Topology(options.url, cluster=options.cluster, timeout=timeout, client_name=options.node_id)
         self._redis = Redis(topology, Health(on_recovered, on_out_of_memory))
         self.keys = keys = Keys(options.prefix)
-        scripts = Scripts(topology.shard(topology.address_for(keys.alive)).client)
+        self._scripts = scripts = Scripts(topology.shard(topology.address_for(keys.alive)).client)
         self.identity = Identity(options.node_id)
         locks = KeyedLocks()  # one room's subscription and presence listing change in order
 
@@ -125,6 +126,18 @@ class RedisBroker:
     def recoveries(self) -> int:
         """How many outages ended (for a reconnects metric)."""
         return self._redis.health.recoveries
+
+    def failing_shards(self) -> int:
+        """Redis masters this process cannot reach now (an outage, or a failover under way)."""
+        return len(self._redis.health.failing_parts())
+
+    async def lag(self) -> LagReport:
+        """How far this process's readers, and every process's groups on its rooms, are behind (bus/redis/lag.py)."""
+        if self._closed:
+            return LagReport()
+        self._consumer.mark_positions()  # for the next sample, here and on every other process
+        rooms = self._consumer.rooms_by_shard()
+        return await sample_lag(rooms, self._scripts.lag, self.identity.current, self._timeout)
 
     def _check_open(self) -> None:
         if self._closed:

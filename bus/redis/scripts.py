@@ -29,6 +29,7 @@ class Scripts:
         self.forget = self._load(client, "forget")
         self.set_connections = self._load(client, "set_connections")
         self.typing = self._load(client, "typing")
+        self.lag = self._load(client, "lag")
 
     @staticmethod
     def _load(client: RedisClient, name: str) -> AsyncScript:

@@ -72,6 +72,10 @@ class Consumer:
     def holds(self, room: str) -> bool:
         return room in self.groups
 
+    def rooms_by_shard(self) -> dict[Shard, list[RoomGroup]]:
+        """Each reader's shard and the groups it reads now (every reader, those with no room too)."""
+        return {reader.shard: list(reader.rooms.values()) for reader in self._readers.values()}
+
     # ---- subscribe and unsubscribe ----------------------------------------------
 
     async def subscribe(self, room: str) -> None:

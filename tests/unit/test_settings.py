@@ -159,6 +159,8 @@ def test_allowed_origins_may_be_a_toml_list(tmp_path: Path) -> None:
         (["--history-bytes", "1M"], 1 << 20),
         (["--memory-budget", "256MiB"], 256 << 20),
         (["--memory-budget", "2g"], 2 << 30),
+        (["--metrics-interval", "0.1"], 0.1),
+        (["--metrics-top-rooms", "0"], 0),
     ],
 )
 def test_edge_values_are_accepted(argv: list[str], expected: object) -> None:
@@ -207,6 +209,8 @@ BAD = [
     (["--history-bytes", "1x"], "history_bytes", "1x"),
     (["--history-bytes", "-1"], "history_bytes", "-1"),
     (["--memory-budget", "1.5g"], "memory_budget", "1.5g"),
+    (["--metrics-interval", "0"], "metrics_interval", "0"),  # the sampler also empties the per-room counts
+    (["--metrics-top-rooms", "-1"], "metrics_top_rooms", "-1"),
 ]
 
 
