@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from bus.redis.consumer import READ_COUNT
+from bus.redis.shard_reader import READ_COUNT
 from ops.redis_cluster import LocalRedisCluster
 from tests.client import ChatClient, ids, strictly_increasing
 from tests.conftest import Spawn

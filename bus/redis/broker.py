@@ -2,7 +2,7 @@
 
     publish.py        publish (Lua: XADD, trim, TTL, doorbell; WAIT) and history
     changes.py        edits and deletions (Lua: check, XADD, doorbell) and older pages
-    subscriptions.py  which rooms this process consumes; consumer.py reads them per shard
+    consumer.py       which rooms this process consumes; shard_reader.py reads them per shard
     presence.py       member counts and typing notices
     liveness.py       the one heartbeat and janitor loop
     status.py         the processes' status records and their lag (server.py status, the admin page)
@@ -27,6 +27,7 @@ from bus.keyed_locks import KeyedLocks
 from bus.message import Change, ChangeDraft, Draft, History, IdKey, Notice, Older, Published
 from bus.redis.changes import RoomChanges
 from bus.redis.client import REDIS_ERRORS, Health, Redis, Topology
+from bus.redis.consumer import Consumer
 from bus.redis.keys import Keys
 from bus.redis.lag import LagReport, sample_lag
 from bus.redis.liveness import Identity, Liveness
@@ -37,7 +38,6 @@ from bus.redis.publish import Publisher
 from bus.redis.room_list import rooms_with_members
 from bus.redis.scripts import Scripts
 from bus.redis.status import ClusterReader, write_record
-from bus.redis.subscriptions import Consumer
 
 
 class RedisBroker:

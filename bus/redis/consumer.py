@@ -1,312 +1,212 @@
-"""The consuming half: this process's consumer group on each subscribed room, and one reader per shard.
+"""Which rooms this process consumes, and which shard's reader reads each.
 
-Each room with local members has a consumer group named after this
-process's incarnation. Each shard (Redis master) has one ``ShardReader``:
-
-- one subscribed connection (a ``Wire``), ``SSUBSCRIBE``d to the shard
-  channel of each of its rooms. A publish rings it with the entry itself
-  (``publish.lua``), in stream order; join, leave and typing notices too;
-- a room that is caught up (``RoomGroup.caught_up``) is delivered straight
-  from its doorbells: no read, no acknowledgement. A room that is behind
-  (just subscribed, its connection remade, rung while read) is read on the
-  read wire: ``XGROUP SETID`` to the last id this process delivered, then
-  ``XREADGROUP ... NOACK STREAMS <room> >``, every room behind in one write
-  (never a cross-slot command). It is caught up once a read ends with no
-  doorbell heard meanwhile. Reads follow the rooms that fell behind, never
-  the rooms held; nothing wakes a reader when a room is added.
-
-A doorbell is lost only with its connection; whenever that is (re)made every
-room of the shard is behind, subscribed again, read, and sent its whole member
-list (``presence``). No pending list grows: the cursor set before each read is
-what it would give. Anything seen twice is dropped (``RoomGroup.take``). Now
-and then the groups are *marked* (``groups.mark_groups``) so Redis knows how
-far this process has delivered.
+``subscribe`` makes the room's doorbell heard first and the group second,
+so that every message stored after the group exists rings a bell this process
+hears: everything stored after ``subscribe`` returns is delivered. A room is
+listed under this incarnation (``rooms_of``) before its group exists, so a
+janitor always finds the group if this process dies. When the slot map
+changes (a failover), rooms move to the reader of their new master, which
+subscribes them again and reads them once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from typing import Any
+from typing import Callable
 
-import structlog
-from hiredis import ReplyError
-from redis.exceptions import ResponseError
+from bus.backend import BusUnavailable, Deliver, Notify
+from bus.keyed_locks import KeyedLocks
+from bus.redis.client import REDIS_ERRORS, Redis, Shard, describe
+from bus.redis.groups import RoomGroup
+from bus.redis.keys import Keys
+from bus.redis.scripts import Scripts
+from bus.redis.shard_reader import Members, ReaderContext, ShardReader
 
-from bus.backend import BusUnavailable
-from bus.message import Entry, Notice
-from bus.redis.client import REDIS_ERRORS, Restart, Runner, Shard, describe, redirected
-from bus.redis.groups import RoomGroup, decode_flat, decode_notice, decode_rung, lost_group, mark_groups
-from bus.redis.reader_context import Members, ReaderContext
-from bus.redis.wire import Wire
-
-__all__ = ["Members", "ReaderContext", "ShardReader"]
-
-log = structlog.get_logger("chat.bus")
-
-READ_COUNT = 256  # entries per room per read
-IDLE_PING = 5.0  # seconds without traffic before the subscribed connection is checked with a PING
+DROP_LATER = 0.0  # orphans are dropped by the next liveness tick...
+RECHECK = 10.0  # ...and once more this much later: a command that timed out here may still run there
 
 
-class ShardReader:
-    def __init__(self, shard: Shard, ctx: ReaderContext) -> None:
-        self.shard = shard
-        self.rooms: dict[str, RoomGroup] = {}
-        self._ctx = ctx
-        self._dirty: set[str] = set()
-        self._subscriber: Wire | None = None
-        self._connected = asyncio.Event()
-        self._barriers: dict[str, asyncio.Future[None]] = {}
-        self._wake = asyncio.Event()  # a doorbell, a ring, a restart or a lost connection
-        self._lost: BaseException | None = None
-        self._restart = self._marking = False
-        self._marked: dict[str, str] = {}  # room -> the cursor its group was last marked at (groups.mark_groups)
-        self._heard = 0.0
-        self._keepalive: asyncio.TimerHandle | None = None
-        self.runner = Runner(f"reader {shard.address}", self._failed)
-        self._task: asyncio.Task[None] | None = None
+class Consumer:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        incarnation: Callable[[], str],
+        locks: KeyedLocks,
+        members: Members,
+        timeout: float | None,
+        room_ttl_ms: int,
+    ) -> None:
+        self.groups: dict[str, RoomGroup] = {}
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._incarnation = incarnation
+        self._locks = locks  # shared with presence: a room's listing changes under one lock
+        self._ttl_ms = room_ttl_ms
+        self._readers: dict[str, ShardReader] = {}
+        self._holder: dict[str, ShardReader] = {}
+        self._orphans: dict[str, float] = {}  # room -> when to drop this process's group unless a member came
+        self._rechecks: dict[str, float] = {}  # room -> seconds after the first drop to drop it once more
+        self._ctx = ReaderContext(redis, keys, incarnation, self._ensure, members, timeout=timeout)
+        redis.topology.listeners.append(self._topology_changed)
 
-    def start(self) -> None:
-        name = f"bus-reader-{self.shard.address}"
-        self._task = asyncio.create_task(self.runner.run_forever(self._session), name=name)
+    def start(self, deliver: Deliver, notify: Notify | None) -> None:
+        self._ctx.deliver, self._ctx.notify = deliver, notify
 
-    async def stop(self) -> None:
-        self.runner.closed = True
-        self._wake.set()
-        task = self._task
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=0.5)
+    async def close(self) -> None:
+        """Stop reading, then drop this process's groups (best-effort: a janitor does it otherwise)."""
+        for reader in self._readers.values():
+            await reader.stop()
+        rooms = list(self.groups)
+        self.groups.clear()
+        for room in rooms:
+            try:
+                await self._drop(room)
+            except BusUnavailable:
+                return
 
-    # ---- what the consumer asks -------------------------------------------------
+    def holds(self, room: str) -> bool:
+        return room in self.groups
 
-    async def listen(self, group: RoomGroup) -> None:
-        """Hear the room's doorbell from now on; returns once Redis has the subscription."""
-        self.rooms[group.name] = group
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), self._ctx.timeout)
-        subscriber = self._subscriber
-        if subscriber is None:
-            raise BusUnavailable(f"redis {self.shard.address} not connected")
+    def rooms_by_shard(self) -> dict[Shard, list[RoomGroup]]:
+        """Each reader's shard and the groups it reads now (every reader, those with no room too)."""
+        return {reader.shard: list(reader.rooms.values()) for reader in self._readers.values()}
+
+    # ---- subscribe and unsubscribe ----------------------------------------------
+
+    async def subscribe(self, room: str) -> None:
+        async with self._locks.hold(room):
+            if room in self.groups:
+                return
+            self._orphans.pop(room, None)  # an earlier group of ours: carry on with it
+            self._rechecks.pop(room, None)
+            group = RoomGroup(room, self._keys.stream(room))
+            reader = self._reader_for(group.key)
+            self.groups[room], self._holder[room] = group, reader
+            try:
+                await reader.listen(group)
+                await self._ensure_guarded(reader.shard, [group])
+            except BaseException:
+                self._forget(room)
+                await reader.unlisten(room)
+                self._drop_later(room)  # whatever part of it Redis did
+                raise
+        reader.ring(room)  # caught up by a first read: doorbells heard meanwhile only asked for one
+
+    async def unsubscribe(self, room: str, still_listed: bool) -> None:
+        """The last local member left; ``still_listed``: presence still has a share of the room here."""
+        async with self._locks.hold(room):
+            reader = self._forget(room)
+            if reader is None:
+                return
+            await reader.unlisten(room)
+            try:
+                await self._drop(room, unlist=not still_listed)
+            except BusUnavailable:
+                self._drop_later(room)
+
+    def _forget(self, room: str) -> ShardReader | None:
+        self.groups.pop(room, None)
+        reader = self._holder.pop(room, None)
+        if reader is not None:
+            reader.rooms.pop(room, None)
+        return reader
+
+    # ---- groups -------------------------------------------------------------------
+
+    async def _ensure_guarded(self, shard: Shard, groups: list[RoomGroup]) -> None:
         try:
-            subscriber.send("SSUBSCRIBE", self._ctx.keys.channel(group.name))
-            await self._barrier(subscriber)
+            await self._ensure(shard, groups)
         except REDIS_ERRORS as exc:
             raise BusUnavailable(f"redis subscribe failed: {describe(exc)}") from exc
 
-    async def unlisten(self, room: str) -> None:
-        self.rooms.pop(room, None)
-        self._dirty.discard(room)
-        subscriber = self._subscriber
-        if subscriber is not None:  # a broken connection starts over without it
-            subscriber.send("SUNSUBSCRIBE", self._ctx.keys.channel(room))
+    async def _ensure(self, shard: Shard, groups: list[RoomGroup]) -> None:
+        """Make sure each group exists (listed first, for the janitor), and learn where each stands."""
+        if not groups:
+            return
+        name = self._incarnation()
+        listing = self._keys.rooms_of(name)
+        await self._redis.command(listing, "SADD", listing, *[g.name for g in groups], what="list")
+        calls = [
+            ([group.key, self._keys.born(group.name)], [name, group.born or "", group.cursor, self._ttl_ms])
+            for group in groups
+        ]
+        replies = await shard.scripts(self._scripts.ensure_group, calls)
+        for group, (status, last_delivered, born) in zip(groups, replies):
+            group.grouped(status, last_delivered, born or None)
+            if group.name not in self.groups:
+                self._drop_later(group.name)  # unsubscribed while we re-created its group
 
-    def ring(self, room: str) -> None:
-        """Read the room soon (its group may hold entries this run has not delivered); until then it is behind."""
-        group = self.rooms.get(room)
-        if group is not None:
-            group.caught_up = False
-            self._dirty.add(room)
-            self._wake.set()
+    async def _drop(self, room: str, unlist: bool = True) -> None:
+        name = self._incarnation()
+        await self.drop_group(room, name)
+        if unlist:
+            listing = self._keys.rooms_of(name)
+            await self._redis.command(listing, "SREM", listing, room, what="unlist")
 
-    def restart(self) -> None:
-        self._restart = True
-        self._wake.set()
+    async def drop_group(self, room: str, group: str) -> None:
+        """Destroy a group (this incarnation's, or a dead one's) on the room's stream."""
+        stream, born = self._keys.stream(room), self._keys.born(room)
+        await self._redis.script(stream, self._scripts.drop_group, [stream, born], [group], "drop group")
 
-    def mark(self) -> None:
-        """Set the groups to what this process delivered, soon, in this reader's task (``mark_groups``)."""
-        self._marking = True
-        self._wake.set()
+    def _drop_later(self, room: str) -> None:
+        self._orphans[room] = DROP_LATER
+        self._rechecks[room] = RECHECK
 
-    async def _barrier(self, subscriber: Wire) -> None:
-        """Until Redis has done every command sent before: it answers a PING after them."""
-        token = f"barrier-{next(self._ctx.tokens)}"
-        answered = asyncio.get_running_loop().create_future()
-        self._barriers[token] = answered
-        try:
-            subscriber.send("PING", token)
-            await asyncio.wait_for(answered, self._ctx.timeout)
-        finally:
-            self._barriers.pop(token, None)
-
-    # ---- the session -----------------------------------------------------------
-
-    async def _failed(self, exc: BaseException) -> None:
-        self._ctx.redis.health.failed(self.shard.address, describe(exc))
-        await self.shard.drop_idle()
-        await self._ctx.redis.topology.refresh()
-
-    async def _session(self) -> None:
-        subscriber = await self.shard.open_wire()
-        self._restart, self._lost = False, None
-        for group in self.rooms.values():  # doorbells were missed: read before taking any
-            group.caught_up = False
-        subscriber.on_push = self._on_push
-        try:
-            self._subscriber = subscriber
-            subscriber.send("SUBSCRIBE", self._ctx.keys.control(self._ctx.incarnation()))
-            rooms = list(self.rooms.values())
-            for group in rooms:  # one channel a command: on a cluster, channels of one command share a slot
-                subscriber.send("SSUBSCRIBE", self._ctx.keys.channel(group.name))
-            await self._barrier(subscriber)
-            await self._ctx.ensure(self.shard, rooms)
-            self._connected.set()
-            self._ctx.redis.health.ok(self.shard.address)
-            self.runner.healthy()
-            for group in rooms:
-                self.ring(group.name)
-            if rooms:
-                asyncio.ensure_future(self._send_lists([group.name for group in rooms]))
-            await self._loop()
-        finally:
-            self._subscriber = None
-            self._connected.clear()
-            if self._keepalive is not None:
-                self._keepalive.cancel()
-            for answered in self._barriers.values():
-                if not answered.done():
-                    answered.set_exception(ConnectionError("subscribed connection lost"))
-            subscriber.close()
-
-    async def _loop(self) -> None:
-        self._heard = time.monotonic()
-        self._keep_alive()
-        while True:
-            if self.runner.closed:
-                return
-            if self._restart:
-                raise Restart()
-            if self._lost is not None:
-                raise self._lost
-            if self._dirty:
-                await self._read()
+    async def drop_orphans(self, still_listed: Callable[[str], bool]) -> None:
+        now = time.monotonic()
+        for room, due in list(self._orphans.items()):
+            if due > now:
                 continue
-            if self._marking:
-                self._marking = False
-                wire = await self.shard.wire("read")
-                await mark_groups(wire, self.rooms.values(), self._marked, self._ctx.incarnation())
-                continue
-            self._wake.clear()
-            await self._wake.wait()
+            async with self._locks.hold(room):
+                if room not in self.groups:
+                    await self._drop(room, unlist=not still_listed(room))
+                recheck = self._rechecks.pop(room, None)
+                if recheck is None or room in self.groups:
+                    self._orphans.pop(room, None)
+                else:
+                    self._orphans[room] = now + recheck
 
-    def _keep_alive(self) -> None:
-        """Every IDLE_PING: a quiet connection is asked for a PING, a silent one is given up."""
-        subscriber = self._subscriber
-        if subscriber is None:
-            return
-        quiet = time.monotonic() - self._heard
-        if quiet > 2 * IDLE_PING + (self._ctx.timeout or IDLE_PING):
-            self._lose(ConnectionError("no answer on the subscribed connection"))
-            return
-        if quiet >= IDLE_PING:
-            subscriber.send("PING", "alive")
-        self._keepalive = asyncio.get_running_loop().call_later(IDLE_PING, self._keep_alive)
+    # ---- readers and the topology -----------------------------------------------
 
-    def _lose(self, exc: BaseException) -> None:
-        self._lost = exc
-        self._wake.set()
+    def _reader_for(self, key: str) -> ShardReader:
+        address = self._redis.topology.address_for(key)
+        reader = self._readers.get(address)
+        if reader is None:
+            reader = self._readers[address] = ShardReader(self._redis.topology.shard(address), self._ctx)
+            reader.start()
+        return reader
 
-    def _on_push(self, push: Any) -> None:
-        self._heard = time.monotonic()
-        if isinstance(push, BaseException):  # the connection is gone
-            self._lose(push)
-            return
-        if isinstance(push, ReplyError):
-            if redirected(ResponseError(str(push))):
-                self.restart()  # a subscription refused: the slot moved, or the cluster is changing
-            else:
-                self._lose(ResponseError(str(push)))
-            return
-        kind = push[0]
-        if kind == "smessage":
-            room = self._ctx.keys.room_of_channel(push[1])
-            if room is None or room not in self.rooms:
-                return
-            if push[2].startswith("["):
-                self._rung(self.rooms[room], push[2])
-            elif (notice := decode_notice(room, push[2])) is not None:
-                self._notify(notice)
-        elif kind == "pong":
-            answered = self._barriers.get(push[1])
-            if answered is not None and not answered.done():
-                answered.set_result(None)
-        elif kind == "sunsubscribe":
-            room = self._ctx.keys.room_of_channel(push[1])
-            if room is not None and room in self.rooms:
-                self.restart()  # not ours: the slot moved to another shard
+    def _topology_changed(self) -> None:
+        """Rooms whose slot moved go to the reader of their new master; both readers start over."""
+        moved: set[ShardReader] = set()
+        for room, group in self.groups.items():
+            holder, reader = self._holder[room], self._reader_for(group.key)
+            if reader is not holder:
+                holder.rooms.pop(room, None)
+                reader.rooms[room] = group
+                self._holder[room] = reader
+                moved |= {holder, reader}
+        masters = self._redis.topology.masters()
+        for address, reader in list(self._readers.items()):
+            if address not in masters and not reader.rooms:
+                del self._readers[address]
+                asyncio.ensure_future(reader.stop())
+        health = self._redis.health
+        health.forget(set(health.failing_parts() + health.short_of_memory()) - masters)
+        for reader in moved:
+            reader.restart()
 
-    def _rung(self, group: RoomGroup, payload: str) -> None:
-        """A doorbell with its entry: delivered now when the room is caught up, else read with the rest."""
-        if not group.caught_up:
-            self.ring(group.name)
-            return
-        message = decode_rung(group.name, payload)
-        if message is None:
-            self.ring(group.name)  # not ours to read: the stream says what it is
-        elif group.take(message):
-            self._deliver([message])
+    def mark_positions(self) -> None:
+        """Each reader sets its groups to what this process delivered (``groups.mark_groups``)."""
+        for reader in self._readers.values():
+            reader.mark()
 
-    def _deliver(self, batch: list[Entry]) -> None:
-        if self._ctx.deliver is not None:
-            try:
-                self._ctx.deliver(batch)
-            except Exception:  # a fan-out bug must not wedge the stream: log, go on
-                log.exception("bus.deliver_failed", messages=len(batch))
-
-    # ---- reading -----------------------------------------------------------------
-
-    async def _read(self) -> None:
-        """One write: per room behind, its group set to what was delivered, then an XREADGROUP (NOACK)."""
-        groups = [self.rooms[room] for room in self._dirty if room in self.rooms]
-        self._dirty.clear()
-        name = self._ctx.incarnation()
-        wire = await self.shard.wire("read")
-        reads = []
-        for group in groups:
-            if group.cursor:
-                wire.send("XGROUP", "SETID", group.key, name, group.cursor)  # its error comes with the read's
-            reads.append(
-                wire.send("XREADGROUP", "GROUP", name, name, "COUNT", READ_COUNT, "NOACK", "STREAMS", group.key, ">")
-            )
-        replies = await asyncio.gather(*reads, return_exceptions=True)
-        batch: list[Entry] = []
-        lost: list[RoomGroup] = []
-        for group, reply in zip(groups, replies):
-            if isinstance(reply, BaseException):
-                if not lost_group(reply):
-                    raise reply
-                lost.append(group)
-                continue
-            entries = reply[0][1] if reply else []
-            batch.extend(m for m in (decode_flat(group.name, e) for e in entries) if m is not None and group.take(m))
-            if len(entries) >= READ_COUNT:
-                self.ring(group.name)  # more to read
-            elif group.name not in self._dirty:
-                group.caught_up = True  # doorbells heard during the read asked for another
-        if lost:
-            await self._ctx.ensure(self.shard, lost)
-            for group in lost:
-                self.ring(group.name)
-        if batch:
-            self._deliver(batch)
-
-    # ---- notices -----------------------------------------------------------------
-
-    def _notify(self, notice: Notice) -> None:
-        if self._ctx.notify is None:
-            return
-        try:
-            self._ctx.notify(notice)
-        except Exception:  # a fan-out bug must not end the reader
-            log.exception("bus.notify_failed", room=notice.room, kind=notice.kind)
-
-    async def _send_lists(self, rooms: list[str]) -> None:
-        """Each room's whole member list, for whatever its members missed while the connection was away."""
-        for room in rooms:
-            try:
-                members = await self._ctx.members(room)
-            except BusUnavailable:
-                return  # down again: the next session sends the lists
-            if room in self.rooms:
-                self._notify(Notice.presence(room, dict(members)))
+    def restart_all(self) -> None:
+        """A new incarnation: every group is made again under its name, at the cursor."""
+        for reader in self._readers.values():
+            reader.restart()

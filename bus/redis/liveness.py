@@ -32,11 +32,11 @@ from redis.asyncio import Redis as RedisClient
 
 from bus.backend import BusUnavailable
 from bus.redis.client import Redis, Runner, describe
+from bus.redis.consumer import Consumer
 from bus.redis.health import MEMORY, PRESENCE, has_room
 from bus.redis.keys import Keys
 from bus.redis.presence import Presence
 from bus.redis.scripts import Scripts
-from bus.redis.subscriptions import Consumer
 
 log = structlog.get_logger("chat.bus")
 OUTAGE_TICK = 0.25  # seconds between ticks while something is failing

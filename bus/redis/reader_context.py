@@ -1,4 +1,4 @@
-"""What every shard reader of a process shares (``consumer.ShardReader``): who it is, where entries go."""
+"""What every shard reader of a process shares (``shard_reader.ShardReader``): who it is, where entries go."""
 
 from __future__ import annotations
 

@@ -64,6 +64,6 @@ if ttl > 0 then
   if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
 -- The doorbell carries the entry itself: a reader whose room is caught up
--- delivers it without reading the stream (consumer.py).
+-- delivers it without reading the stream (shard_reader.py).
 redis.call('SPUBLISH', KEYS[4], cjson.encode({id, ARGV[3], ARGV[4], ARGV[5] or false}))
 return {id, 0}
