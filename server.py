@@ -114,6 +114,8 @@ def build_moderation(backend: Backend) -> Moderation:
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     request = handler.request
+    if isinstance(handler, RoomSocket) and handler.get_status() == 429:
+        return  # a flood is made of these: ws.refused logs them, sampled
     log.info(
         "http.request",
         method=request.method,

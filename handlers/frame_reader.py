@@ -117,12 +117,18 @@ def cut_frame(protocol: WebSocketProtocol13, data: bytes, start: int) -> Frame |
     return Frame(bool(first & protocol.FIN), opcode, payload, end)
 
 
+def _free() -> bool:
+    return True
+
+
 def take_frame(protocol: WebSocketProtocol13, frame: Frame) -> "asyncio.Future[None] | None":
     """Tornado's handling of one frame: fragments gathered, a whole message handed to ``_handle_message``."""
     opcode, payload = frame.opcode, frame.payload
     if opcode & 0x8:  # control frames may come between the fragments of a message
         if not frame.final:
             raise Refused("a fragmented control frame")
+        if opcode != 0x8 and not getattr(protocol.handler, "charge_control", _free)():
+            return None  # a ping or pong past the frame limits: not answered, not noted
     elif opcode == 0:
         fragments = protocol._fragmented_message_buffer
         if fragments is None:

@@ -40,7 +40,7 @@ REJECT_REASONS = (
     "not_allowed",
     "muted",
 )
-REFUSE_REASONS = ("server_full", "client_full")  # 503 and 429 of contract section 7
+REFUSE_REASONS = ("server_full", "client_full", "join_rate", "room_create_rate")  # 503 and 429s of section 7
 
 # Publish is a local append (memory) or one XADD round trip (Redis) and times
 # out after redis_timeout (1 s by default): buckets from 100 µs to 2.5 s.
@@ -113,7 +113,7 @@ class Metrics:
         )
         self.refused_total = Counter(
             "chat_connections_refused",
-            "WebSocket handshakes refused by a connection limit, by reason.",
+            "WebSocket handshakes refused by a connection or join limit, by reason.",
             ["reason"],
             registry=self.registry,
         )

@@ -52,6 +52,8 @@ class ServerProcess:
         """Spawn the process and wait until /healthz answers 200, or fail with its log."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_") and k != "REDIS_URL"}
         env["PYTHONUNBUFFERED"] = "1"
+        # Tests connect from one address far faster than a person: join limits off unless set.
+        env.update({"CHAT_JOIN_RATE": "0", "CHAT_ROOM_CREATE_RATE": "0"})
         env.update(self.env)
         with self.log_path.open("ab") as log, self.stderr_path.open("ab") as errors:
             # Popen returns as soon as the child is forked; the wait that follows is async.
