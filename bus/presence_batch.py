@@ -4,15 +4,21 @@ Each join or leave would otherwise be one frame to every member of the
 room: one client joining and leaving hundreds of times a second (a new guest
 name each time) sent tens of thousands of frames a second to a room of a few
 hundred. Here a notice in a quiet room goes out at once and opens a window
-of ``every`` seconds (0.1); what arrives within it is reduced to its net
-change (a user who came and went is nothing; one who went and came back is
-nothing), sent when the window ends, and the next window opens. So a room
-gets at most one update per window:
+of ``every`` seconds (0.1); what arrives within it is reduced to each user's
+last notice (a user who came and went: one ``leave``), sent when the window
+ends, and the next window opens. So a room gets at most one update per
+window:
 
-- no net change: nothing, and the room is quiet again;
-- up to ``SINGLE_FRAMES`` users changed: their ``join``/``leave`` frames, as
+- nothing arrived: nothing, and the room is quiet again;
+- up to ``SINGLE_FRAMES`` users: their last ``join``/``leave`` frames, as
   without churn (the contract's frames, the common case);
 - more: one ``presence`` frame, the whole list, which the page shows as is.
+
+Each user's last notice is sent even when it undoes their first (a join and
+a leave within the window is a ``leave``, not nothing): a list a member was
+given (at its own join, or by an earlier window) may have been read while
+that user was joining, and must not keep them. Joins and leaves only set
+what a member shows, so one too many changes nothing.
 
 A list is read from the backend; while it is being read the room's next
 window waits for it, so what follows the list is newer than the list.
@@ -28,25 +34,21 @@ from bus.backend import BusUnavailable
 from bus.message import Notice
 
 COALESCE_EVERY = 0.1  # seconds: at most one presence update per room per this
-SINGLE_FRAMES = 3  # a net change of up to this many users goes out as join/leave frames
+SINGLE_FRAMES = 3  # up to this many users changed in a window go out as join/leave frames
 
 Members = Callable[[str], Awaitable[list[tuple[str, int]]]]
 
 
 class _Window:
-    __slots__ = ("handle", "changes")
+    __slots__ = ("handle", "last")
 
     def __init__(self, handle: asyncio.TimerHandle) -> None:
         self.handle = handle
-        self.changes: dict[str, tuple[str, str]] = {}  # user -> (first kind, last kind) in the window
+        self.last: dict[str, Notice] = {}  # user -> their last join or leave in the window
 
     def add(self, notice: Notice) -> None:
-        first, _ = self.changes.get(notice.user, (notice.kind, ""))
-        self.changes[notice.user] = (first, notice.kind)
-
-    def net(self, room: str) -> list[Notice]:
-        """One notice per user whose state changed: joins and leaves alternate, so first == last means it did."""
-        return [Notice(room, last, user) for user, (first, last) in self.changes.items() if first == last]
+        self.last.pop(notice.user, None)  # sent in the order of each user's last notice
+        self.last[notice.user] = notice
 
 
 class NoticeBatcher:
@@ -90,7 +92,7 @@ class NoticeBatcher:
         if room in self._listing:
             self._open(room, window)  # after the list being read, not before it
             return
-        notices = window.net(room)
+        notices = list(window.last.values())
         if not notices:
             return  # quiet again: the next notice goes out at once
         self._open(room)
