@@ -128,6 +128,8 @@ def take_frame(protocol: WebSocketProtocol13, frame: Frame) -> "asyncio.Future[N
         if not frame.final:
             raise Refused("a fragmented control frame")
         if opcode != 0x8 and not getattr(protocol.handler, "charge_control", _free)():
+            if protocol.server_terminated:  # closed for it (1008): read nothing more of a flooder
+                raise Refused("pings or pongs past the refusal budget")
             return None  # a ping or pong past the frame limits: not answered, not noted
     elif opcode == 0:
         fragments = protocol._fragmented_message_buffer

@@ -27,6 +27,8 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
+import structlog
+
 from bus.backend import BusUnavailable
 from bus.room_bus import RoomBus
 from handlers.rate_limit import TokenBucket
@@ -35,6 +37,7 @@ from handlers.rate_limit import TokenBucket
 # saying how many were left out since the last.
 LOGGED_BURST = 10
 LOGGED_PER_SECOND = 1.0
+log = structlog.get_logger("chat.ws")
 
 
 class ReplayBudgets:
@@ -90,19 +93,21 @@ async def room_is_new(bus: RoomBus, room: str) -> bool:
 
 
 class RefusalLog:
-    """Whether to log this refusal: a burst, then one a second; ``suppressed`` counts the rest."""
+    """The ``ws.refused`` lines: a burst, then one a second, each with how many were left out before it."""
 
     def __init__(self) -> None:
         self._budget = TokenBucket(LOGGED_PER_SECOND, LOGGED_BURST)
         self.suppressed = 0
 
-    def take(self) -> int | None:
-        """None: do not log this one; else log it, with the number left out since the last line."""
+    def refused(self, status: int, reason: str, client: str) -> None:
         if not self._budget.take():
             self.suppressed += 1
-            return None
+            return
         left_out, self.suppressed = self.suppressed, 0
-        return left_out
+        log.info("ws.refused", status=status, reason=reason, client=client, suppressed=left_out)
 
 
-__all__ = ["RefusalLog", "ReplayBudgets", "room_is_new"]
+REFUSALS = RefusalLog()  # every refused handshake of the process
+
+
+__all__ = ["REFUSALS", "RefusalLog", "ReplayBudgets", "room_is_new"]

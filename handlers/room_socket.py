@@ -27,7 +27,7 @@ from config.settings import Settings
 from handlers import room_requests
 from handlers.identity import Identity, cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, FrameError, TypingRequest, parse_frame
-from handlers.joins import RefusalLog, room_is_new
+from handlers.joins import REFUSALS, room_is_new
 from handlers.limits import SocketLimits
 from handlers.moderated import CLOSE_MODERATED, banned, muted
 from handlers.rate_limit import TokenBucket
@@ -73,7 +73,6 @@ OVER_RATE_PER_SECOND = 50.0
 # second, each saying how many were left out since the last.
 LOGGED_BURST = 20
 LOGGED_PER_SECOND = 1.0
-REFUSALS_LOGGED = RefusalLog()  # refused handshakes, over every socket of the process
 DEFAULT_REPLAY_STALL = 20.0  # seconds a replay waits on a client that reads nothing, when pings are off
 
 
@@ -180,10 +179,7 @@ class RoomSocket(WebSocketHandler):
             except ValueError:
                 raise HTTPError(400, reason="since must be a message id") from None
         client = self._client = self.request.remote_ip or ""
-        joins = self._limits.joins
-        # The join budget first, before anything costs more than a dict look-up.
-        if self._tokens is None and not joins.handshakes.take(client):
-            return self._refuse_handshake(429, "join_rate")
+        joins = self._limits.joins  # without tokens the address's join rate was taken as the request was routed
         if self._tokens is not None:  # token mode: refuses a token in the URL, reads the cookie's
             self._gate = await open_gate(self._tokens, self.request, room, self._settings)
         # A user known by the cookie's token has budgets and slots of its own, not its address's.
@@ -203,9 +199,7 @@ class RoomSocket(WebSocketHandler):
 
     def _refuse_handshake(self, status: int, reason: str) -> None:
         self._metrics.connection_refused(reason)
-        left_out = REFUSALS_LOGGED.take()  # a flood is made of refusals: their log is sampled
-        if left_out is not None:
-            log.info("ws.refused", status=status, reason=reason, client=self._client, suppressed=left_out)
+        REFUSALS.refused(status, reason, self._client)  # a flood is made of refusals: their log is sampled
         self.set_status(status)
         if status == 503:
             self.set_header("Retry-After", "5")
@@ -451,6 +445,9 @@ class RoomSocket(WebSocketHandler):
         self._metrics.message_rejected("rate_limited")
         budget = self._over_rate = self._over_rate or TokenBucket(OVER_RATE_PER_SECOND, OVER_RATE_BURST)
         if not budget.take():
+            # The reader then ends the connection at once: a flooder goes on
+            # sending after the close frame, and every frame would be read
+            # until Tornado gives up waiting for the answer (5 s).
             log.warning("ws.too_many_refused", reason="rate_limited", frame="control")
             self._close_by_server(CLOSE_POLICY, "too many refused frames")
         return False
