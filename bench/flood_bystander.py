@@ -81,12 +81,30 @@ async def member(port: int, k: int, counts: Counts, stop: asyncio.Event) -> None
     """A member of ``busy`` that reads everything; counts the bytes it gets."""
     status, reader, writer = await open_raw(port, "busy", f"10.1.{k // 250}.{k % 250 + 1}")
     assert status == 101, status
+    pending = b""
     while not stop.is_set():
         data = await reader.read(65536)
         if not data:
             raise RuntimeError("a member was disconnected")
         counts.add("member_bytes", len(data))
+        pending = answer_pings(pending + data, writer)
     writer.close()
+
+
+def answer_pings(data: bytes, writer: asyncio.StreamWriter) -> bytes:
+    """Skip the server's (unmasked) frames, answering its pings as a browser does; what is left of a frame."""
+    while len(data) >= 2:
+        length, head = data[1] & 0x7F, 2
+        if length == 126:
+            length, head = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            length, head = int.from_bytes(data[2:10], "big"), 10
+        if len(data) < head + length:
+            break
+        if data[0] & 0x0F == 0x9:
+            writer.write(bytes([0x8A, 0x80, 1, 2, 3, 4]))  # an empty masked pong
+        data = data[head + length :]
+    return data
 
 
 class Bystander:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPServerRequest, ResponseStartLine
 from tornado.routing import Rule
 
@@ -40,6 +41,10 @@ class RefusedJoin(HTTPMessageDelegate):
         headers = HTTPHeaders()
         headers["Content-Type"] = "application/json; charset=UTF-8"
         headers["Content-Length"] = str(len(REFUSED_BODY))
+        if isinstance(connection, HTTP1Connection):
+            # Closed once written (with "Connection: close"), not kept alive
+            # for another request: a flooder would only open the next.
+            connection._disconnect_on_finish = True
         connection.write_headers(REFUSED_LINE, headers, REFUSED_BODY)
         connection.finish()
 
