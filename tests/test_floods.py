@@ -21,7 +21,8 @@ from bus.message import ZERO_ID
 from bus.presence_batch import COALESCE_EVERY, SINGLE_FRAMES
 from handlers.joins import LOGGED_BURST
 from tests.client import TEST_SECRET, TIMEOUT, ChatClient, user_cookie
-from tests.helpers import eventually
+from tests.helpers import ON_MEMORY, eventually
+from tests.tokens import TOKEN_SECRET, hs256, token_cookie
 
 Frame = dict[str, Any]
 EMOJI_TEXT = "\U0001f600" * 4096  # 4,096 code points, 16 KiB of UTF-8: the longest message
@@ -64,6 +65,25 @@ async def test_a_join_flood_past_the_join_rate_gets_429_unlogged_and_other_addre
     other = await handshake(server.port, "lobby", "10.0.0.2")  # another address has its own budget
     assert isinstance(other, ChatClient)
     for client in opened + [other]:
+        client.close()
+
+
+@ON_MEMORY
+@pytest.mark.gen_test(timeout=60)
+async def test_in_token_mode_the_join_rate_is_each_users_behind_one_address(make_server: Any) -> None:
+    server = await make_server(token_secret=TOKEN_SECRET, join_rate=0.01, join_burst=3)
+    tokens = {user: hs256(user) for user in ("ann", "bob")}
+    statuses: dict[str, list[int]] = {"ann": [], "bob": []}
+    opened: list[ChatClient] = []
+    for user in ("ann", "bob"):  # one address (127.0.0.1), two users of the host site
+        for _ in range(5):
+            try:
+                opened.append(await ChatClient.connect(server.port, "office", headers=token_cookie(tokens[user])))
+                statuses[user].append(101)
+            except HTTPClientError as refused:
+                statuses[user].append(refused.code)
+    assert statuses == {"ann": [101, 101, 101, 429, 429], "bob": [101, 101, 101, 429, 429]}
+    for client in opened:
         client.close()
 
 
