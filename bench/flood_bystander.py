@@ -18,7 +18,9 @@ and what they met (101, 429, closes), the frames the members got, and the
 server's CPU; then the medians over rounds and the ratios to quiet. From the
 project root:
 
-    flock /tmp/bench.lock .venv/bin/python bench/flood_bystander.py [--rounds 3] [--seconds 8]
+    flock /tmp/bench.lock .venv/bin/python bench/flood_bystander.py [--rounds 3] [--seconds 8] [--client-cpu 1]
+
+``--root DIR`` runs the server of another checkout (a baseline) with the same load.
 """
 
 from __future__ import annotations
@@ -210,6 +212,8 @@ async def helper(mode: str, port: int, seconds: float = 0.0) -> asyncio.subproce
     bystanders' event loop, so their own work is not measured as the server's latency."""
     args = [__file__, "--mode", mode, "--port", str(port), "--seconds", str(seconds)]
     args += ["--churn-rate", str(ARGS.churn_rate)]
+    if ARGS.client_cpu is not None:
+        args += ["--client-cpu", str(ARGS.client_cpu)]
     return await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE)
 
 
@@ -275,6 +279,8 @@ async def helper_main() -> None:
     """``--mode members|churn|ping``: run one side of the load and report it as JSON on stdout."""
     counts = Counts()
     stop = asyncio.Event()
+    if ARGS.client_cpu is not None:  # the load's side of the machine (see --client-cpu)
+        os.sched_setaffinity(0, {ARGS.client_cpu})
     if ARGS.mode == "members":
         tasks = [asyncio.ensure_future(member(ARGS.port, k, counts, stop)) for k in range(MEMBERS)]
         while True:
@@ -347,6 +353,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--churn-rate", type=float, default=700.0, help="handshakes a second the churner attempts")
+    parser.add_argument(
+        "--client-cpu",
+        type=int,
+        help="run the attack and the members on this CPU only: on a small machine an attacker flooding the"
+        " loopback would otherwise take the server's CPU, which one elsewhere could not",
+    )
     parser.add_argument("--root", default=str(ROOT), help="the checkout whose server.py runs (a baseline)")
     parser.add_argument("server_args", nargs="*", help="more server flags, after --")
     parser.add_argument("--mode", choices=["members", "churn", "ping"], help=argparse.SUPPRESS)  # a helper process
