@@ -63,7 +63,7 @@ class NoticeBatcher:
 
     def offer(self, notice: Notice) -> None:
         """The backend's notices: joins and leaves coalesced, the rest handed on at once."""
-        if notice.kind not in ("join", "leave"):
+        if notice.kind not in ("join", "leave") or self._every <= 0:  # 0: not coalesced
             self._send(notice)
             return
         window = self._windows.get(notice.room)

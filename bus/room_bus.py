@@ -54,7 +54,7 @@ from bus.message import (
     Published,
     id_key,
 )
-from bus.presence_batch import NoticeBatcher
+from bus.presence_batch import COALESCE_EVERY, NoticeBatcher
 
 TYPING_EVERY = 1.0  # seconds: at most one typing notice per user per room
 
@@ -107,14 +107,16 @@ class _Room:
 
 
 class RoomBus:
-    def __init__(self, backend: Backend, history: int, observer: FanoutObserver | None = None) -> None:
+    def __init__(
+        self, backend: Backend, history: int, observer: FanoutObserver | None = None, coalesce: float = COALESCE_EVERY
+    ) -> None:
         self._backend = backend
         self._history = history
         self._observer = observer
         self._rooms: dict[str, _Room] = {}
         self._subscribing: dict[str, asyncio.Task[None]] = {}
         self._leaving: set[asyncio.Future[None]] = set()
-        self._batches = NoticeBatcher(self._notify, backend.members)  # joins and leaves coalesced
+        self._batches = NoticeBatcher(self._notify, backend.members, coalesce)  # joins and leaves coalesced
 
     @property
     def backend(self) -> Backend:

@@ -165,7 +165,7 @@ async def test_websockets_stop_short_of_the_descriptor_limit_so_healthz_keeps_an
     tmp_path: Path, raw_processes: list[RawProcess]
 ) -> None:
     with (tmp_path / "server.log").open("wb") as log:
-        server = RawProcess(log, "--max-connections-per-client", "1000", nofile=256)
+        server = RawProcess(log, "--max-connections-per-client", "1000", "--join-rate", "0", nofile=256)
     raw_processes.append(server)
     await server.wait_healthy()
     opened: list[ChatClient] = []
