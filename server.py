@@ -42,7 +42,8 @@ from config.log_writer import NonBlockingLineWriter
 from config.logging import configure_logging, stdout_writer
 from config.settings import Settings, SettingsError, load_settings
 from handlers.health import HealthHandler, ReadyHandler
-from handlers.hosts import HostCheckedApplication, host_policy
+from handlers.hosts import host_policy
+from handlers.join_gate import JoinCheckedApplication, JoinGate
 from handlers.moderated import close_user
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
 from handlers.pings import PingWheel
@@ -121,6 +122,8 @@ def build_moderation(backend: Backend) -> Moderation:
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     request = handler.request
+    if isinstance(handler, RoomSocket) and handler.get_status() == 429:
+        return  # a flood is made of these: ws.refused logs them, sampled
     log.info(
         "http.request",
         method=request.method,
@@ -160,7 +163,9 @@ def make_app(
         tokens=tokens,
         moderation=moderation,
     )
-    return HostCheckedApplication(
+    # Without tokens the join rate is checked as a handshake is routed (handlers/join_gate.py).
+    gate = None if settings.token_mode else JoinGate(RoomSocket, limits.joins, metrics)
+    return JoinCheckedApplication(
         [
             tornado.web.url(r"/", tornado.web.RedirectHandler, dict(url="/chat/")),
             tornado.web.url(r"/chat/", LobbyHandler, name="lobby"),
@@ -177,6 +182,7 @@ def make_app(
             tornado.web.url(r"/metrics", MetricsHandler, dict(metrics=metrics)),
         ],
         host_policy(settings.host, settings.allowed_hosts),
+        gate,
         template_path=str(ROOT / "templates"),
         static_path=str(ROOT / "static"),
         cookie_secret=settings.cookie_secret,

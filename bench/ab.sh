@@ -12,7 +12,7 @@ out=${1:?usage: bench/ab.sh OUT ROUNDS SCENARIO FLAGS COMMIT...}; rounds=$2; sce
 repo=$PWD
 py=$repo/.venv/bin/python
 shared=${SHARED:-$repo/../shared/bench}
-unlimited="--rate-limit 0 --client-rate-limit 0 --max-connections-per-client 100000 --max-connections 20000"
+unlimited="--rate-limit 0 --client-rate-limit 0 --join-rate 0 --room-create-rate 0 --max-connections-per-client 100000 --max-connections 20000"
 runs=(naive)
 for commit in "$@"; do
   sha=$(git rev-parse --short "$commit")

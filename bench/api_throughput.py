@@ -146,6 +146,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     port, api_port = free_port(), free_port()
     env = {**os.environ, "CHAT_COOKIE_SECRET": "bench-cookie-secret-" + "x" * 20, "CHAT_API_KEYS": KEY}
     server_args = ["--port", str(port), "--api-port", str(api_port), "--redis-url", f"redis://127.0.0.1:{redis_port}"]
+    server_args += ["--join-rate", "0", "--room-create-rate", "0"]
     server_args += ["--rate-limit", "0", "--client-rate-limit", "0", "--api-rate-limit", "0", "--log-format", "json"]
     with (workdir / "server.log").open("wb") as log:
         server = subprocess.Popen([sys.executable, str(ROOT / "server.py"), *server_args], env=env, stdout=log)  # noqa: ASYNC220

@@ -30,7 +30,9 @@ SHARED = Path(os.environ.get("SHARED", ROOT.parent / "shared" / "bench"))
 PY = os.environ.get("PY", str(ROOT / ".venv" / "bin" / "python"))
 # The load generator's clients all come from 127.0.0.1 and send faster than a
 # person: the per-address limits (issue 10) would measure themselves.
-UNLIMITED = "--rate-limit 0 --client-rate-limit 0 --max-connections-per-client 100000"
+UNLIMITED = (
+    "--rate-limit 0 --client-rate-limit 0 --join-rate 0 --room-create-rate 0 --max-connections-per-client 100000"
+)
 COMPARE_ARGS = os.environ.get("COMPARE_ARGS", "--step-duration 4 --step-warmup 1 --refine 2").split()
 
 

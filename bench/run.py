@@ -43,7 +43,10 @@ PY = os.environ.get("PY", str(ROOT / ".venv" / "bin" / "python"))
 # Our server's flags in every run: the loadgen's clients all come from 127.0.0.1 and send faster than a
 # person, so the per-connection and per-address limits would measure themselves; idle10k and held open
 # more than the default 10,000 connections per process.
-OURS = "--rate-limit 0 --client-rate-limit 0 --max-connections-per-client 100000 --max-connections 20000"
+OURS = (
+    "--rate-limit 0 --client-rate-limit 0 --join-rate 0 --room-create-rate 0"
+    " --max-connections-per-client 100000 --max-connections 20000"
+)
 # websockets: uvicorn answers a WebSocket upgrade with 404 without it (or wsproto).
 PEER_PACKAGES = ["tornado", "redis", "hiredis", "channels", "channels-redis", "daphne", "uvicorn", "websockets"]
 PEER_IMPORTS = "import tornado, redis, channels, channels_redis, daphne, uvicorn, websockets"

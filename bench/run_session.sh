@@ -32,7 +32,7 @@ REDIS_PORT=${REDIS_PORT:-6391}
 SERVERS=${SERVERS:-min mem redis redispool}
 COMPARE_ARGS=${COMPARE_ARGS:---step-duration 4 --step-warmup 1 --refine 2}
 # The loadgen's clients share 127.0.0.1 and outrun a person: lift the per-address limits (issue 10).
-UNLIMITED="--client-rate-limit 0 --max-connections-per-client 100000"
+UNLIMITED="--client-rate-limit 0 --join-rate 0 --room-create-rate 0 --max-connections-per-client 100000"
 compare() { # name port no-redis? server-command scenario
   local name=$1 port=$2 noredis=$3 cmd=$4 scen=$5
   echo "== $(date -u +%H:%M:%S) round $r $scen $name (loadavg $(cut -d' ' -f1-3 /proc/loadavg))" >&2

@@ -1,30 +1,26 @@
 """RoomBus: the local members of each room, join history, fan-out, presence.
 
-The RoomBus sits between the handlers (which speak WebSocket) and one backend
-(which stores and orders messages). It knows nothing of Tornado: a member is
-anything with ``send_frame``.
-
-What it guarantees to each member of a room:
+Between the handlers (which speak WebSocket) and one backend (which stores and
+orders messages); it knows nothing of Tornado: a member is anything with
+``send_frame``. What it guarantees to each member of a room:
 
 - Order: messages arrive in id order, the one order the backend gives the
   room, identical for every member on every process.
-- Join: ``join`` registers the member before it reads history, so a message
-  published while the join is in progress is buffered; ``go_live`` then
-  sends only what is newer than the history read. Nothing is missed, nothing
-  is sent twice.
+- Join: ``join`` registers the member before it reads history (a message published meanwhile is
+  buffered); ``go_live`` sends only what is newer than that: nothing missed or doubled.
 - Duplicates: the backend delivers at least once (a restarted node may see
   entries again); a message not newer than what a member already has is
   dropped here, so members see each message once.
-- Fan-out never waits for a member: each frame is encoded once per message
-  and handed to every member's non-blocking ``send_frame``; a member that
-  cannot keep up drops itself.
+- Fan-out never waits for a member: each frame is encoded once per message and handed to
+  every member's non-blocking ``send_frame``; a member that cannot keep up drops itself.
 
 Presence (who is in the room, join, leave, typing) rides beside the messages and never holds them up:
 ``go_live`` sends a ``presence`` frame (everyone in the room, on every node)
 right after the caller's ``ready``; ``join``/``leave``/``typing`` notices
-follow. The snapshot is read after this node hears the room's notices, and
-notices arriving meanwhile wait in the seat, so the list a member builds from
-the snapshot plus the notices ends where the room is. Notices about a user
+follow, joins and leaves coalesced under churn (bus/presence_batch.py). The
+snapshot is read after this node hears the room's notices, and notices
+arriving meanwhile wait in the seat, so the list a member builds from the
+snapshot plus the notices ends where the room is. Notices about a user
 are not sent to that user's own connections. Presence is best-effort: a
 backend failure in it never fails a join, a leave or a message.
 """
@@ -54,6 +50,7 @@ from bus.message import (
     Published,
     id_key,
 )
+from bus.presence_batch import COALESCE_EVERY, NoticeBatcher
 
 TYPING_EVERY = 1.0  # seconds: at most one typing notice per user per room
 
@@ -106,25 +103,29 @@ class _Room:
 
 
 class RoomBus:
-    def __init__(self, backend: Backend, history: int, observer: FanoutObserver | None = None) -> None:
+    def __init__(
+        self, backend: Backend, history: int, observer: FanoutObserver | None = None, coalesce: float = COALESCE_EVERY
+    ) -> None:
         self._backend = backend
         self._history = history
         self._observer = observer
         self._rooms: dict[str, _Room] = {}
         self._subscribing: dict[str, asyncio.Task[None]] = {}
         self._leaving: set[asyncio.Future[None]] = set()
+        self._batches = NoticeBatcher(self._notify, backend.members, coalesce)  # joins and leaves coalesced
 
     @property
     def backend(self) -> Backend:
         return self._backend
 
     async def start(self) -> None:
-        await self._backend.start(self._fan_out, self._notify)
+        await self._backend.start(self._fan_out, self._batches.offer)
 
     async def close(self, grace: float = 5.0) -> None:
         """Let the leaves under way finish (within ``grace`` s), then close the backend."""
         if self._leaving:
             await asyncio.wait(list(self._leaving), timeout=grace)
+        self._batches.close()
         await self._backend.close()
 
     def room_count(self) -> int:
@@ -134,21 +135,20 @@ class RoomBus:
         """The ``n`` rooms with the most members' connections on this node, with that number (status records)."""
         return heapq.nlargest(n, ((room, len(state.seats)) for room, state in self._rooms.items()), key=lambda x: x[1])
 
+    def has_members_here(self, room: str) -> bool:
+        return room in self._rooms
+
     def unavailable_reason(self) -> str | None:
         return self._backend.unavailable_reason()
 
     def publish(self, draft: Draft) -> Coroutine[Any, Any, Published]:
-        """Store a message; it reaches members through the backend, like everyone's.
-
-        The backend's own coroutine, handed on (one frame less on every message's way).
-        """
+        """Store a message; it reaches members through the backend (whose coroutine is handed on: a frame less)."""
         return self._backend.publish(draft)
 
     async def change(self, draft: ChangeDraft) -> Change:
-        """Store an edit or deletion (bus/changes.py); it reaches members in the room's order, like a message.
+        """Store an edit or deletion (bus/changes.py), delivered in the room's order like a message.
 
-        Who may change what is the caller's to say (``draft.author``,
-        ``draft.window``); the backend checks it as it stores the change.
+        Who may change what (``draft.author``, ``draft.window``) the backend checks as it stores it.
         """
         return await self._backend.change(draft)
 
@@ -309,7 +309,7 @@ class RoomBus:
                 self._observer.delivered(message.room, recipients, time.time() - message.ts / 1000)
 
     def _notify(self, notice: Notice) -> None:
-        """Backend callback: hand a notice to its room's members (encoded once)."""
+        """Hand a notice to its room's members (encoded once); the backend's, through ``_batches``."""
         state = self._rooms.get(notice.room)
         if state is None:
             return

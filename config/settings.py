@@ -75,6 +75,11 @@ class Settings:
     memory_budget: int = 256 * 1024 * 1024  # bytes of history the in-process bus retains over all rooms; 0: none
     client_rate_limit: float = 100.0  # frames per second per client address, over all its connections
     client_rate_burst: int = 200
+    join_rate: float = 10.0  # WebSocket handshakes per second per address (or token user); 0 turns it off
+    join_burst: int = 20
+    room_create_rate: float = 30.0  # new rooms per minute per address (or token user); 0 turns it off
+    replay_rate: int = 1024 * 1024  # history bytes a second replayed to one address (or token user); 0: unpaced
+    replay_burst: int = 2 * 1024 * 1024  # history bytes replayed at once before that pace applies
     header_timeout: float = 10.0  # seconds for a request's headers (and an idle keep-alive)
     max_body_bytes: int = 64 * 1024  # largest HTTP request body; the name form is a few bytes
     allowed_hosts: tuple[str, ...] = ()  # Host names served; empty: loopback names on a loopback host
@@ -374,6 +379,11 @@ _PARSERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     ),
     "client_rate_limit": (_non_negative_float, "frames per second per client address; 0 turns it off"),
     "client_rate_burst": (_positive_int, "burst of the per-address rate limit"),
+    "join_rate": (_non_negative_float, "WebSocket handshakes per second per address or user; beyond it 429"),
+    "join_burst": (_positive_int, "burst of the join rate"),
+    "room_create_rate": (_non_negative_float, "new rooms per minute per address or user; beyond it 429"),
+    "replay_rate": (_non_negative_int, "history bytes per second replayed to one address or user; 0: unpaced"),
+    "replay_burst": (_positive_int, "history bytes replayed to one address or user before that pace applies"),
     "header_timeout": (_non_negative_float, "seconds for request headers and idle keep-alive"),
     "max_body_bytes": (_positive_int, "largest HTTP request body in bytes"),
     "allowed_hosts": (_hosts, "comma-separated Host names served (DNS rebinding guard); * for any"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from config.settings import Settings
+from handlers.joins import ReplayBudgets
 from handlers.rate_limit import TokenBucket
 
 
@@ -85,6 +86,17 @@ class RateLimits:
             self._buckets.popitem(last=False)
 
 
+class JoinLimits:
+    """The per-client budgets of joins (handlers/joins.py): handshakes, new rooms, replayed bytes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.handshakes = RateLimits(settings.join_rate, settings.join_burst)
+        per_minute = settings.room_create_rate
+        self.new_rooms = RateLimits(per_minute / 60.0, max(1, round(per_minute)))
+        self.creates_limited = per_minute > 0
+        self.replay = ReplayBudgets(settings.replay_rate, settings.replay_burst)
+
+
 @dataclass(frozen=True)
 class SocketLimits:
     """The limits shared by every socket of the process: open slots, and rates per user and per address."""
@@ -92,6 +104,7 @@ class SocketLimits:
     connections: ConnectionLimits
     per_user: RateLimits
     per_client: RateLimits
+    joins: JoinLimits
 
     @classmethod
     def from_settings(cls, settings: Settings, max_connections: int | None = None) -> "SocketLimits":
@@ -100,4 +113,5 @@ class SocketLimits:
             RateLimits(settings.rate_limit, settings.rate_burst),
             # --rate-limit 0 turns message limits off altogether, the per-address one included.
             RateLimits(settings.client_rate_limit if settings.rate_limit > 0 else 0, settings.client_rate_burst),
+            JoinLimits(settings),
         )

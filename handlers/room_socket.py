@@ -27,6 +27,7 @@ from config.settings import Settings
 from handlers import room_requests
 from handlers.identity import Identity, cookie_user, guest_name, is_room_name
 from handlers.inbound import ChatRequest, EditRequest, FrameError, TypingRequest, parse_frame
+from handlers.joins import REFUSALS, room_is_new
 from handlers.limits import SocketLimits
 from handlers.moderated import CLOSE_MODERATED, banned, muted
 from handlers.proxies import address_key, forwarded_from_proxy
@@ -180,24 +181,27 @@ class RoomSocket(WebSocketHandler):
                 raise HTTPError(400, reason="since must be a message id") from None
         self._client = self.request.remote_ip or ""
         client = self._client_key = address_key(self._client)
+        joins = self._limits.joins  # without tokens the address's join rate was taken as the request was routed
         if self._tokens is not None:  # token mode: refuses a token in the URL, reads the cookie's
             self._gate = await open_gate(self._tokens, self.request, room, self._settings)
-        # A user known by the cookie's token has connection slots of its own, not its address's.
+        # A user known by the cookie's token has budgets and slots of its own, not its address's.
         slot = self._gate.slot(client) if self._gate is not None else client
+        if self._gate is not None and not joins.handshakes.take(slot):
+            return self._refuse_handshake(429, "join_rate")
+        if joins.creates_limited and await room_is_new(self._bus, room) and not joins.new_rooms.take(slot):
+            return self._refuse_handshake(429, "room_create_rate")
         refused = self._limits.connections.admit(slot)
         if refused is not None:
-            self._refuse_handshake(refused)
-            return
+            return self._refuse_handshake(refused, "server_full" if refused == 503 else "client_full")
         try:
             # Returns when the connection ends (Tornado reads its frames in here).
             await super().get(*args, **kwargs)
         finally:
             self._limits.connections.release(slot)
 
-    def _refuse_handshake(self, status: int) -> None:
-        reason = "server_full" if status == 503 else "client_full"
+    def _refuse_handshake(self, status: int, reason: str) -> None:
         self._metrics.connection_refused(reason)
-        log.info("ws.refused", status=status, reason=reason, client=self.request.remote_ip)
+        REFUSALS.refused(status, reason, self._client)  # a flood is made of refusals: their log is sampled
         self.set_status(status)
         if status == 503:
             self.set_header("Retry-After", "5")
@@ -329,15 +333,23 @@ class RoomSocket(WebSocketHandler):
         the bound, the replay waits for what is queued to reach the kernel: a
         reader is never dropped for a large history, and a client that reads
         nothing for ``replay_stall`` seconds is dropped holding no more than
-        the bound. Live messages wait in the member's seat meanwhile.
+        the bound. Each client's replays together keep to ``--replay-rate``
+        after a first ``--replay-burst`` (handlers/joins.py). Live messages
+        wait in the member's seat meanwhile.
         ``--history 0`` replays nothing to a plain join, on any backend.
         """
         replay_all = self._since is not None or self._settings.history > 0
         in_flight = self._settings.send_buffer_limit // 2  # the other half for what goes live after it
+        budget, payer = self._limits.joins.replay, (self.identity or Identity(self.user)).budgets(self._client_key)[1]
         for message in history.messages if replay_all else ():
             frame = message.frame(replay=True)
             if self._unsent + len(frame) > in_flight and not await self._drained():
                 return False
+            wait = budget.reserve(payer, len(frame))  # paced per client: a burst, then --replay-rate
+            if wait > 0:
+                await asyncio.sleep(wait)
+                if self._closed:
+                    return False
             self.send_frame(frame)
         self.send_frame(frames.ready(self.room, self.user, history.last_id, history.complete))
         return not self._closed
@@ -429,6 +441,28 @@ class RoomSocket(WebSocketHandler):
             await self._publish(request)
         except FrameError as error:
             self._reject(error)  # a bad frame keeps its own code; it used up a token all the same
+
+    def charge_control(self) -> bool:
+        """A ping or pong from the client (frame_reader): charged like any frame; False: ignore it.
+
+        Past the rate it goes unanswered, and counts against the over-rate
+        budget like a refused message; past that the connection is closed
+        with 1008. Once closing, nothing more is answered.
+        """
+        if self._closed or self._server_close_code is not None:
+            return False
+        # Before the identity is known (token mode, awaiting auth) only the address is charged.
+        if self._charge() if self.identity is not None else self._limits.per_client.take(self._client_key):
+            return True
+        self._metrics.message_rejected("rate_limited")
+        budget = self._over_rate = self._over_rate or TokenBucket(OVER_RATE_PER_SECOND, OVER_RATE_BURST)
+        if not budget.take():
+            # The reader then ends the connection at once: a flooder goes on
+            # sending after the close frame, and every frame would be read
+            # until Tornado gives up waiting for the answer (5 s).
+            log.warning("ws.too_many_refused", reason="rate_limited", frame="control")
+            self._close_by_server(CLOSE_POLICY, "too many refused frames")
+        return False
 
     def _charge(self) -> bool:
         # The user's bucket is per room: a room's pace is what --rate-limit

@@ -25,7 +25,7 @@ class SocketMetrics(Protocol):
         """A join's replay was written, up to ``ready``, in this long."""
 
     def connection_refused(self, reason: str) -> None:
-        """A handshake refused by a limit: ``server_full`` (503) or ``client_full`` (429)."""
+        """A handshake refused by a limit: 503 server_full; 429 client_full, join_rate or room_create_rate."""
 
     def message_published(self) -> None:
         """A message was stored on the bus (not counted for resends)."""

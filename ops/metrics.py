@@ -60,7 +60,12 @@ REJECT_REASONS = (
     "not_allowed",
     "muted",
 )
-REFUSE_REASONS = ("server_full", "client_full")  # the handshake's 503 and 429 (docs/protocol.md)
+REFUSE_REASONS = (
+    "server_full",
+    "client_full",
+    "join_rate",
+    "room_create_rate",
+)  # the handshake's 503 and 429s (docs/protocol.md)
 # The close codes this server sends or sees (README, "Metrics"); 1006 stands
 # for a connection that ended with no close frame. Anything else is "other",
 # so a client choosing codes cannot make series without bound.
@@ -163,7 +168,7 @@ class Metrics:
         )
         self.refused_total = Counter(
             "chat_connections_refused",
-            "WebSocket handshakes refused by a connection limit, by reason.",
+            "WebSocket handshakes refused by a connection or join limit, by reason.",
             ["reason"],
             registry=self.registry,
         )

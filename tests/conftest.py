@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, Protocol, TypeVar
@@ -38,8 +39,23 @@ REDIS_DATABASES = 1000  # one per test, reused round-robin after FLUSHDB
 MakeServer = Callable[..., Awaitable[ChatServer]]
 
 
+# Tests connect from one address, into many new rooms, far faster than a person:
+# the join limits are off unless a test sets them (tests/test_floods.py does).
+UNLIMITED_JOINS = {"CHAT_JOIN_RATE": "0", "CHAT_ROOM_CREATE_RATE": "0"}
+for _name, _value in UNLIMITED_JOINS.items():
+    os.environ.setdefault(_name, _value)  # the launcher's processes (ops/cluster.py) inherit it
+
+
 def base_settings(**overrides: Any) -> Settings:
-    settings = Settings(port=0, node_id="test-node", cookie_secret=SECRET, log_format="json", shutdown_timeout=2.0)
+    settings = Settings(
+        port=0,
+        node_id="test-node",
+        cookie_secret=SECRET,
+        log_format="json",
+        shutdown_timeout=2.0,
+        join_rate=0,
+        room_create_rate=0,
+    )
     return dataclasses.replace(settings, **overrides)
 
 

@@ -153,7 +153,7 @@ def close_codes_in_code() -> set[int]:
 def close_reasons_in_code() -> set[str]:
     """Close reasons the server sends: literal reasons passed to a close, and the named ones (pings, token refusals)."""
     source = _sources("handlers", "bus", "api", "ops") + (ROOT / "server.py").read_text(encoding="utf-8")
-    reasons = set(re.findall(r"\b(?:\w*close\w*|Refused)\(\s*[\w.]+,\s*(?:reason=)?\"([^\"]+)\"", source, re.I))
+    reasons = set(re.findall(r"\b(?:(?i:\w*close\w*)|Refused)\(\s*[\w.]+,\s*(?:reason=)?\"([^\"]+)\"", source))
     constants = dict(re.findall(r"^([A-Z_]+)\s*=\s*\"([^\"]+)\"", source, re.M))
     # A token refusal's first argument is the close reason the client is told.
     named = set(re.findall(r"\bTokenRefused\(\s*([A-Z_]+)\b", source)) | {"PING_TIMED_OUT"}

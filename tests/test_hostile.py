@@ -85,7 +85,9 @@ async def test_out_of_descriptors_the_accept_loop_neither_spins_nor_floods_and_h
 async def test_websockets_stop_short_of_the_descriptor_limit_so_healthz_keeps_answering(
     tmp_path: Path, start_raw: StartRaw
 ) -> None:
-    server = await start_raw(tmp_path / "server.log", "--max-connections-per-client", "1000", nofile=256)
+    server = await start_raw(
+        tmp_path / "server.log", "--max-connections-per-client", "1000", "--join-rate", "0", nofile=256
+    )
     opened: list[ChatClient] = []
     statuses: list[int] = []
     for _ in range(300):

@@ -24,10 +24,10 @@ SERVER_PACKAGES = ("api", "bus", "clients", "config", "handlers", "ops", "script
 # Raised once, by the operator metrics (two settings; join, replay, close and
 # slow-drop reports; the sampler's wiring; the Prometheus targets file).
 OVER_THE_LIMIT: dict[str, int] = {
-    "config/settings.py": 694,
-    "handlers/room_socket.py": 538,
+    "config/settings.py": 704,
+    "handlers/room_socket.py": 569,
     "ops/cluster.py": 429,
-    "server.py": 465,
+    "server.py": 471,
 }
 
 # package -> module prefixes it must not import (a prefix matches the module and its submodules)

@@ -36,6 +36,7 @@ from tornado.websocket import WebSocketProtocol13
 
 from handlers.websocket.rfc6455 import (
     CLOSE,
+    CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TOO_BIG,
     KNOWN_OPCODES,
@@ -136,6 +137,10 @@ def cut_frame(protocol: WebSocketProtocol13, data: bytes, start: int) -> Frame |
     return Frame(bool(first & protocol.FIN), opcode, payload, end)
 
 
+def _free() -> bool:
+    return True
+
+
 def take_frame(protocol: WebSocketProtocol13, frame: Frame, text: TextCheck) -> "asyncio.Future[None] | None":
     """One frame: fragments gathered and checked, a whole message handed to Tornado's ``_handle_message``."""
     opcode, payload = frame.opcode, frame.payload
@@ -146,6 +151,10 @@ def take_frame(protocol: WebSocketProtocol13, frame: Frame, text: TextCheck) -> 
             raise Refused(CLOSE_PROTOCOL_ERROR, "a fragmented control frame")
         if opcode == CLOSE:
             check_close(payload)
+        elif not getattr(protocol.handler, "charge_control", _free)():
+            if protocol.server_terminated:  # closed for it (1008): read nothing more of a flooder
+                raise Refused(CLOSE_POLICY_VIOLATION, "pings or pongs past the refusal budget")
+            return None  # a ping or pong past the frame limits: not answered, not noted
     elif opcode == 0:
         fragments = protocol._fragmented_message_buffer
         if fragments is None:

@@ -13,6 +13,7 @@ import codecs
 
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
 
 # Opcodes a client may send (RFC 6455 section 5.2): continuation, text, binary, close, ping, pong.

@@ -94,7 +94,7 @@ Scenario = Callable[[RoomBus, Backend], Awaitable[None]]
 def run(scenario: Scenario, history: int = 50, retention: int = 100, observer: Observer | None = None) -> None:
     async def main() -> None:
         backend = Backend(retention=retention, resend_window=600)
-        bus = RoomBus(backend, history, observer=observer)
+        bus = RoomBus(backend, history, observer=observer, coalesce=0)  # notices at once (test_floods.py coalesces)
         await bus.start()
         try:
             await scenario(bus, backend)
