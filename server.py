@@ -25,11 +25,10 @@ from typing import Callable, Sequence, TextIO, cast
 
 import structlog
 import tornado.httpserver
-import tornado.netutil
 import tornado.web
 import uvloop
 
-from api.app import ApiServer, make_api_app
+from api.app import ApiServer, listen_on, make_api_app
 from api.base import ApiContext
 from api.keys import ApiKeys
 from bus.backend import Backend
@@ -271,9 +270,7 @@ class ChatServer:
             idle_connection_timeout=settings.header_timeout,
             body_timeout=settings.header_timeout,
         )
-        sockets = tornado.netutil.bind_sockets(self.port, self.settings.host, backlog=LISTEN_BACKLOG)
-        self.port = sockets[0].getsockname()[1]
-        self.http.add_sockets(sockets)
+        self.port = listen_on(self.http, self.settings.host, self.port, LISTEN_BACKLOG)
 
     async def stop(self) -> None:
         """Stop accepting, close sockets with 1001, wait for them, close the bus."""

@@ -56,6 +56,16 @@ def make_api_app(context: ApiContext, host: str, allowed_hosts: tuple[str, ...])
     )
 
 
+def listen_on(http: tornado.httpserver.HTTPServer, host: str, port: int, backlog: int = 128) -> int:
+    """Bind ``host``:``port`` (0: any free port), serve ``http`` there; the port bound.
+
+    ``backlog``: 128 is Tornado's own default.
+    """
+    sockets = tornado.netutil.bind_sockets(port, host, backlog=backlog)
+    http.add_sockets(sockets)
+    return int(sockets[0].getsockname()[1])
+
+
 class ApiServer:
     """The listener of the API application; ``port`` is the bound one after ``listen``."""
 
@@ -73,9 +83,7 @@ class ApiServer:
             idle_connection_timeout=self._header_timeout,
             body_timeout=self._header_timeout,
         )
-        sockets = tornado.netutil.bind_sockets(self.port, self.host)
-        self.port = sockets[0].getsockname()[1]
-        self.http.add_sockets(sockets)
+        self.port = listen_on(self.http, self.host, self.port)
 
     async def stop(self) -> None:
         if self.http is not None:

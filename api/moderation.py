@@ -70,13 +70,20 @@ class RoomBansHandler(ModerationHandler):
         self.listing("ban", inputs.room(room))
 
 
-class RoomBanHandler(ModerationHandler):
-    route = "/api/rooms/{room}/bans/{user}"
+class RoomLiftHandler(ModerationHandler):
+    """Lift the user's sanction of ``kind`` in one room: bans and mutes alike."""
+
+    kind = "ban"
 
     async def delete(self, room: str, raw_user: str) -> None:
         room = inputs.room(room)
         self.no_body()
-        await self.lift("ban", room, self.path_user(raw_user))
+        await self.lift(self.kind, room, self.path_user(raw_user))
+
+
+class RoomBanHandler(RoomLiftHandler):
+    route = "/api/rooms/{room}/bans/{user}"
+    kind = "ban"
 
 
 class BansHandler(ModerationHandler):
@@ -115,13 +122,9 @@ class MutesHandler(ModerationHandler):
         self.reply(201, mute.as_json())
 
 
-class MuteHandler(ModerationHandler):
+class MuteHandler(RoomLiftHandler):
     route = "/api/rooms/{room}/mutes/{user}"
-
-    async def delete(self, room: str, raw_user: str) -> None:
-        room = inputs.room(room)
-        self.no_body()
-        await self.lift("mute", room, self.path_user(raw_user))
+    kind = "mute"
 
 
 def _string(value: object, field: str) -> str:

@@ -49,6 +49,16 @@ def _op(summary: str, responses: dict[str, Any], *params: dict[str, Any], body: 
     return operation
 
 
+def _listing(summary: str, plural: str, refusals: tuple[str, ...], *params: dict[str, Any]) -> dict[str, Any]:
+    """A GET of the bans or the mutes in force."""
+    return _op(summary, _ok("200", plural.title(), f"the {plural}", refusals), *params)
+
+
+def _lift(summary: str, *params: dict[str, Any]) -> dict[str, Any]:
+    """A DELETE that lifts a ban or a mute: 404 when there is none to lift."""
+    return _op(summary, _ok("200", "Lifted", "lifted", ("400", "404", "503")), *params)
+
+
 def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(required)}
 
@@ -233,19 +243,13 @@ PATHS: dict[str, Any] = {
         )
     },
     "/api/rooms/{room}/bans": {
-        "get": _op(
-            "Bans in force in the room, those in every room included", _ok("200", "Bans", "the bans", ("400",)), _ROOM
-        )
+        "get": _listing("Bans in force in the room, those in every room included", "bans", ("400",), _ROOM)
     },
-    "/api/rooms/{room}/bans/{user}": {
-        "delete": _op("Lift a ban from the room", _ok("200", "Lifted", "lifted", ("400", "404", "503")), _ROOM, _USER)
-    },
-    "/api/bans": {"get": _op("Bans in every room", _ok("200", "Bans", "the bans", ()))},
-    "/api/bans/{user}": {
-        "delete": _op("Lift a ban from every room", _ok("200", "Lifted", "lifted", ("400", "404", "503")), _USER)
-    },
+    "/api/rooms/{room}/bans/{user}": {"delete": _lift("Lift a ban from the room", _ROOM, _USER)},
+    "/api/bans": {"get": _listing("Bans in every room", "bans", ())},
+    "/api/bans/{user}": {"delete": _lift("Lift a ban from every room", _USER)},
     "/api/rooms/{room}/mutes": {
-        "get": _op("Mutes in force in the room", _ok("200", "Mutes", "the mutes", ("400",)), _ROOM),
+        "get": _listing("Mutes in force in the room", "mutes", ("400",), _ROOM),
         "post": _op(
             "Mute a user in the room: they read, their messages get the error muted",
             _ok("201", "Sanction", "muted", ("400", "503")),
@@ -253,9 +257,7 @@ PATHS: dict[str, Any] = {
             body="Mute",
         ),
     },
-    "/api/rooms/{room}/mutes/{user}": {
-        "delete": _op("Lift a mute", _ok("200", "Lifted", "lifted", ("400", "404", "503")), _ROOM, _USER)
-    },
+    "/api/rooms/{room}/mutes/{user}": {"delete": _lift("Lift a mute", _ROOM, _USER)},
     "/api/cluster": {
         "get": _op(
             "The processes (readiness, load, lag read from Redis) and the busiest rooms, as the admin page shows them",

@@ -46,8 +46,23 @@ def id_key(message_id: str) -> IdKey:
     raise ValueError(f"message id out of range: {message_id[:50]!r}")
 
 
+class _Logged:
+    """An entry of a room's log (a message or a change): its id parsed once, for ordering and ``ts``."""
+
+    __slots__ = ()
+    id: str
+    key: IdKey
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", id_key(self.id))
+
+    @property
+    def ts(self) -> int:
+        return self.key.ms
+
+
 @dataclass(frozen=True, slots=True)
-class Message:
+class Message(_Logged):
     """One accepted chat message. ``ts`` is the id's millisecond part."""
 
     id: str
@@ -58,13 +73,6 @@ class Message:
     edited_ts: int = 0  # when its text was last edited (ms since the epoch); 0: never
     key: IdKey = field(init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", id_key(self.id))
-
-    @property
-    def ts(self) -> int:
-        return self.key.ms
-
     def frame(self, replay: bool = False) -> bytes:
         """The ``message`` frame (docs/protocol.md); callers encode once per message."""
         return frames.message(self.id, self.room, self.user, self.text, self.ts, replay, self.edited_ts)
@@ -74,7 +82,7 @@ CHANGE_KINDS = ("edit", "delete")
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class Change(_Logged):
     """An edit or a deletion of an earlier message: an entry of the room's log in its own right.
 
     It takes an id in the room's order like a message, so every member gets
@@ -90,13 +98,6 @@ class Change:
     target: str
     text: str = ""  # the new text of an edit
     key: IdKey = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", id_key(self.id))
-
-    @property
-    def ts(self) -> int:
-        return self.key.ms
 
     def frame(self, replay: bool = False) -> bytes:
         if self.kind == "edit":

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine, TypedDict
 
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.keyed_locks import KeyedLocks
@@ -38,6 +38,14 @@ from bus.redis.publish import Publisher
 from bus.redis.room_list import rooms_with_members
 from bus.redis.scripts import Scripts
 from bus.redis.status import ClusterReader, write_record
+
+
+class _Shared(TypedDict):
+    redis: Redis
+    keys: Keys
+    scripts: Scripts
+    incarnation: Callable[[], str]
+    locks: KeyedLocks
 
 
 class RedisBroker:
@@ -62,23 +70,11 @@ class RedisBroker:
 
         self._publisher = Publisher(self._redis, keys, scripts, options)
         self._changes = RoomChanges(self._redis, keys, scripts, options)
-        self._presence = Presence(
-            redis=self._redis,
-            keys=keys,
-            scripts=scripts,
-            incarnation=incarnation,
-            locks=locks,
-            consumed=lambda room: self._consumer.holds(room),
-        )
+        # What presence and the consumer share: one room's listing and subscription change under one lock.
+        shared = _Shared(redis=self._redis, keys=keys, scripts=scripts, incarnation=incarnation, locks=locks)
+        self._presence = Presence(**shared, consumed=lambda room: self._consumer.holds(room))
         self._consumer = Consumer(
-            redis=self._redis,
-            keys=keys,
-            scripts=scripts,
-            incarnation=incarnation,
-            locks=locks,
-            members=self._presence.members,
-            timeout=timeout,
-            room_ttl_ms=int(options.room_ttl * 1000),
+            **shared, members=self._presence.members, timeout=timeout, room_ttl_ms=int(options.room_ttl * 1000)
         )
         self._liveness = Liveness(
             redis=self._redis,

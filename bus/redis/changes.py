@@ -12,22 +12,11 @@ from typing import Any
 
 from bus.changes import fold, refused
 from bus.message import Change, ChangeDraft, IdKey, Message, Older
-from bus.redis.client import Redis
 from bus.redis.groups import decode_flat
-from bus.redis.keys import Keys
-from bus.redis.options import RedisOptions
-from bus.redis.scripts import Scripts
+from bus.redis.publish import RoomWriter
 
 
-class RoomChanges:
-    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts, options: RedisOptions) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._scripts = scripts
-        self._retention = options.retention
-        self._history_bytes = options.history_bytes
-        self._ttl_ms = int(options.room_ttl * 1000)
-
+class RoomChanges(RoomWriter):
     async def change(self, draft: ChangeDraft) -> Change:
         k, room = self._keys, draft.room
         keys = [k.stream(room), k.born(room), k.trimmed(room), k.channel(room), k.size(room)]

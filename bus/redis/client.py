@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypedDict, TypeVar, Unpack
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
@@ -227,6 +227,13 @@ def _parse_slots(reply: Any) -> list[tuple[int, int, str]]:
 # ---- the one call policy ---------------------------------------------------------
 
 
+class Policy(TypedDict, total=False):
+    """``call_shard``'s keywords, for the calls that pass them on."""
+
+    idempotent: bool
+    part: str | None
+
+
 class Redis:
     """The topology, the health, and ``call``: what every part of the Redis bus uses to reach Redis."""
 
@@ -235,16 +242,10 @@ class Redis:
         self.health = health
 
     async def call(
-        self,
-        key: str,
-        command: Callable[[RedisClient], Awaitable[T]],
-        what: str,
-        *,
-        idempotent: bool = True,
-        part: str | None = None,
+        self, key: str, command: Callable[[RedisClient], Awaitable[T]], what: str, **policy: Unpack[Policy]
     ) -> T:
         """Run ``command`` with the pooled client of the shard that serves ``key`` (see ``call_shard``)."""
-        return await self.call_shard(key, lambda shard: command(shard.client), what, idempotent=idempotent, part=part)
+        return await self.call_shard(key, lambda shard: command(shard.client), what, **policy)
 
     async def script(
         self,

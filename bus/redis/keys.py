@@ -50,13 +50,41 @@ Moderation (bus/redis/moderation.py) lives under the tag ``{@moderation}``:
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from bus.user_key import user_parts
 
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
+def _in_room(tail: str) -> Callable[[Keys, str], str]:
+    """The method that names one of a room's keys: ``P:{<room>}`` then ``tail``."""
+
+    def key(self: Keys, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}{tail}"
+
+    return key
+
+
+def _of_process(kind: str) -> Callable[[Keys, str], str]:
+    """The method that names one of a process's keys: ``P:{@nodes}:<kind>:<incarnation>``."""
+
+    def key(self: Keys, incarnation: str) -> str:
+        return f"{self.prefix}:{{@nodes}}:{kind}:{incarnation}"
+
+    return key
+
+
 class Keys:
+    stream = _in_room("")
+    born = _in_room(":born")
+    trimmed = _in_room(":trimmed")
+    size = _in_room(":bytes")
+    users = _in_room(":users")
+    rooms_of = _of_process("rooms")
+    status = _of_process("status")
+    control = _of_process("control")  # a plain channel a process always listens on, so a read has something to wait on
+
     def __init__(self, prefix: str = "chat") -> None:
         if not PREFIX_PATTERN.fullmatch(prefix):
             raise ValueError(f"a Redis prefix is 1 to 64 of A-Z a-z 0-9 _ . -, not {prefix!r}")
@@ -65,18 +93,6 @@ class Keys:
         self.sanctions = f"{prefix}:{{@moderation}}:sanctions"
         self.moderation_events = f"{prefix}:{{@moderation}}:events"
         self._channel_head, self._channel_tail = f"{prefix}:{{", "}:events"
-
-    def stream(self, room: str) -> str:
-        return f"{self.prefix}:{{{room}}}"
-
-    def born(self, room: str) -> str:
-        return f"{self.prefix}:{{{room}}}:born"
-
-    def trimmed(self, room: str) -> str:
-        return f"{self.prefix}:{{{room}}}:trimmed"
-
-    def size(self, room: str) -> str:
-        return f"{self.prefix}:{{{room}}}:bytes"
 
     def resend(self, room: str, user: str, client_id: str) -> str:
         safe_user = user.replace("%", "%25").replace(":", "%3A")
@@ -87,9 +103,6 @@ class Keys:
         name, user_id = user_parts(user)
         owner = f"name:{name}" if user_id is None else f"sub:{user_id}"
         return f"{self.prefix}:{{{room}}}:rate:{owner}"
-
-    def users(self, room: str) -> str:
-        return f"{self.prefix}:{{{room}}}:users"
 
     def members(self, room: str, incarnation: str) -> str:
         return f"{self.prefix}:{{{room}}}:members:{incarnation}"
@@ -105,13 +118,3 @@ class Keys:
         if channel.startswith(head) and channel.endswith(tail):
             return channel[len(head) : -len(tail)]
         return None
-
-    def rooms_of(self, incarnation: str) -> str:
-        return f"{self.prefix}:{{@nodes}}:rooms:{incarnation}"
-
-    def status(self, incarnation: str) -> str:
-        return f"{self.prefix}:{{@nodes}}:status:{incarnation}"
-
-    def control(self, incarnation: str) -> str:
-        """A plain channel a process always listens on, so a subscribed read always has something to wait on."""
-        return f"{self.prefix}:{{@nodes}}:control:{incarnation}"

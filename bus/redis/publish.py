@@ -33,7 +33,9 @@ from bus.redis.wire import Wire
 OVER_RATE = 2  # publish.lua's answer when the user's shared budget in the room is spent
 
 
-class Publisher:
+class RoomWriter:
+    """What the scripts that add to a room's stream need: Redis, the keys, the scripts and the room's bounds."""
+
     def __init__(self, redis: Redis, keys: Keys, scripts: Scripts, options: RedisOptions) -> None:
         self._redis = redis
         self._keys = keys
@@ -41,6 +43,11 @@ class Publisher:
         self._retention = options.retention
         self._history_bytes = options.history_bytes
         self._ttl_ms = int(options.room_ttl * 1000)
+
+
+class Publisher(RoomWriter):
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts, options: RedisOptions) -> None:
+        super().__init__(redis, keys, scripts, options)
         self._resend_ms = int(options.resend_window * 1000)
         self._replicas = options.wait_replicas
         self._wait_ms = options.wait_timeout_ms

@@ -14,7 +14,9 @@ from redis.asyncio import Redis as RedisClient
 from redis.commands.core import AsyncScript
 
 _HERE = Path(__file__).resolve().parent / "scripts"
-_TRIMMING = {"publish", "change"}  # the scripts that add to a room's stream, and so trim it (trim.lua)
+# Redis scripts cannot include one another: a shared part goes in front of each script that uses it.
+# trim.lua: the scripts that add to a room's stream trim it; entries.lua: the scripts that read entries' fields.
+_FRONT = {"publish": ("trim",), "change": ("entries", "trim"), "older": ("entries",), "history": ("entries",)}
 
 
 class Scripts:
@@ -33,7 +35,5 @@ class Scripts:
 
     @staticmethod
     def _load(client: RedisClient, name: str) -> AsyncScript:
-        text = (_HERE / f"{name}.lua").read_text()
-        if name in _TRIMMING:  # Redis scripts cannot include one another: the shared part goes in front
-            text = (_HERE / "trim.lua").read_text() + text
-        return client.register_script(text)
+        parts = (*_FRONT.get(name, ()), name)
+        return client.register_script("".join((_HERE / f"{part}.lua").read_text() for part in parts))

@@ -5,18 +5,11 @@
 -- A change always comes after its message: trimming (oldest first) never
 -- keeps a change whose message is gone, and the stream alone says what each
 -- message is now (bus/changes.py).
--- Trimming, by count and by size, is trim.lua's.
+-- Trimming, by count and by size, is trim.lua's; field() is entries.lua's.
 -- KEYS: stream, born, trimmed, channel, bytes (the room's size counter).
 -- ARGV: target id, op ('edit' or 'delete'), user, text, author ('' anyone's),
 --       window_ms (0: any time), retention, ttl_ms (0: never), history_bytes (0: no bound).
 -- Returns {'ok', id} or {'refused', 'not_found' or 'not_allowed', why: 'gone', 'deleted', 'author' or 'late'}.
-local function field(fields, name)
-  for i = 1, #fields, 2 do
-    if fields[i] == name then return fields[i + 1] end
-  end
-  return nil
-end
-
 local target = ARGV[1]
 local found = redis.call('XRANGE', KEYS[1], target, target)[1]
 if not found or field(found[2], 'of') then return {'refused', 'not_found', 'gone'} end

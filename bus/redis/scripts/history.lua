@@ -22,27 +22,7 @@ if ARGV[1] == '18446744073709551615-18446744073709551615' then
 elseif ARGV[1] ~= '' then
   entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')
 elseif tonumber(ARGV[2]) > 0 then
-  -- Back to the `limit`-th message still shown: edits, deletions and deleted
-  -- messages on the way do not count (bus/changes.py, tail).
-  local limit, shown, hidden, from = tonumber(ARGV[2]), 0, {}, '+'
-  local done = false
-  while not done do
-    local batch = redis.call('XREVRANGE', KEYS[1], from, '-', 'COUNT', limit - shown + 16)
-    if #batch == 0 then break end
-    for _, entry in ipairs(batch) do
-      local op, of = nil, nil
-      for i = 1, #entry[2], 2 do
-        if entry[2][i] == 'op' then op = entry[2][i + 1] elseif entry[2][i] == 'of' then of = entry[2][i + 1] end
-      end
-      if of then
-        if op == 'delete' then hidden[of] = true end
-      elseif not hidden[entry[1]] then
-        if shown == limit then done = true break end
-        shown = shown + 1
-      end
-      entries[#entries + 1] = entry
-    end
-    from = '(' .. batch[#batch][1]
-  end
+  -- Back to the `limit`-th message still shown (entries.lua; bus/changes.py, tail).
+  entries = back_to_shown(KEYS[1], '+', tonumber(ARGV[2]), {})
 end
 return {born, max_deleted, trimmed, length, newest and newest[1] or false, entries}
