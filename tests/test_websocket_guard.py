@@ -6,6 +6,7 @@ end) and checks that the guard names it; none compares Tornado's source text.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -61,3 +62,9 @@ def test_the_server_refuses_to_start_on_such_a_tornado(
     monkeypatch.setattr(WebSocketProtocol13, "_abort", lambda self, now: None)
     assert server.main(["--port", "0"]) == 2
     assert "lacks what the WebSocket code uses" in capsys.readouterr().err
+
+
+def test_the_guard_runs_where_no_event_loop_is_current() -> None:
+    """As after an earlier test closed its loop, or at start-up: the objects it builds make Futures."""
+    asyncio.set_event_loop(None)
+    assert tornado_problems() == []

@@ -10,6 +10,7 @@ check (tests/test_websocket_writer.py, and ``server.py`` at start-up).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -83,6 +84,18 @@ _SIGNATURES: list[tuple[Any, str, list[str]]] = [
 
 def tornado_problems() -> list[str]:
     """What of ``RELIED_ON`` this Tornado no longer offers; empty when all is there."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # outside a loop (start-up, a test): the objects built here make Futures
+        return asyncio.run(_problems_in_a_loop())
+    return _problems()
+
+
+async def _problems_in_a_loop() -> list[str]:
+    return _problems()
+
+
+def _problems() -> list[str]:
     problems = _signature_problems()
     for check in (_protocol_problems, _handshake_problems, _server_problems, _mask_problems):
         try:
