@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,45 +15,33 @@ from config.settings import load_settings
 from ops.cluster import Cluster
 from ops.cluster_cli import build_parser
 
+# RedisOptions field -> (the setting it comes from, a value unlike the option's default)
+REDIS_OPTIONS: dict[str, tuple[str, Any]] = {
+    "url": ("redis_url", "redis://127.0.0.1:7000/0"),
+    "node_id": ("node_id", "node-7"),
+    "cluster": ("redis_cluster", True),
+    "prefix": ("redis_prefix", "tenant"),
+    "retention": ("retention", 77),
+    "resend_window": ("resend_window", 12.5),
+    "room_ttl": ("room_ttl", 99.0),
+    "history_bytes": ("history_bytes", 4096),
+    "timeout": ("redis_timeout", 3.5),
+    "presence_timeout": ("presence_timeout", 44.0),
+    "wait_replicas": ("redis_wait_replicas", 2),
+    "wait_timeout_ms": ("redis_wait_timeout", 250),
+    "rate_limit": ("rate_limit", 6.0),
+    "rate_burst": ("rate_burst", 9),
+}
+
 
 def test_each_redis_option_comes_from_its_setting() -> None:
-    # Every value differs from RedisOptions' default: an option left at its default would show.
-    settings = dataclasses.replace(
-        load_settings([], {}),
-        redis_url="redis://127.0.0.1:7000/0",
-        node_id="node-7",
-        redis_cluster=True,
-        redis_prefix="tenant",
-        retention=77,
-        resend_window=12.5,
-        room_ttl=99.0,
-        history_bytes=4096,
-        redis_timeout=3.5,
-        presence_timeout=44.0,
-        redis_wait_replicas=2,
-        redis_wait_timeout=250,
-        rate_limit=6.0,
-        rate_burst=9,
-    )
-    expected = RedisOptions(
-        url="redis://127.0.0.1:7000/0",
-        node_id="node-7",
-        cluster=True,
-        prefix="tenant",
-        retention=77,
-        resend_window=12.5,
-        room_ttl=99.0,
-        history_bytes=4096,
-        timeout=3.5,
-        presence_timeout=44.0,
-        wait_replicas=2,
-        wait_timeout_ms=250,
-        rate_limit=6.0,
-        rate_burst=9,
-    )
-    assert server.redis_options(settings) == expected
+    assert set(REDIS_OPTIONS) == {f.name for f in dataclasses.fields(RedisOptions)}
+    settings = dataclasses.replace(load_settings([], {}), **dict(REDIS_OPTIONS.values()))
+    options = server.redis_options(settings)
     defaults = RedisOptions(url="", node_id="")
-    assert all(getattr(expected, f.name) != getattr(defaults, f.name) for f in dataclasses.fields(RedisOptions))
+    for option, (setting, value) in REDIS_OPTIONS.items():
+        # Unlike the default: an option the settings never reached would show.
+        assert getattr(options, option) == value != getattr(defaults, option), (option, setting)
 
 
 def test_every_launcher_flag_reaches_the_cluster(tmp_path: Path) -> None:
