@@ -1,6 +1,6 @@
 """Room chat server: ``python server.py [flags]`` serves one process;
 ``python server.py report [...]`` summarises its logs (ops/report.py);
-``python server.py cluster [...]`` runs N processes behind nginx (ops/cluster.py);
+``python server.py cluster [...]`` runs N processes behind nginx (ops/cluster_cli.py);
 ``python server.py status [...]`` shows a running deployment's processes (ops/status_cli.py).
 
 Start-up reads the settings once, sets up logging, builds the bus (Redis
@@ -39,6 +39,7 @@ from bus.redis import RedisBroker, RedisOptions
 from bus.room_bus import RoomBus
 from config.log_writer import NonBlockingLineWriter
 from config.logging import configure_logging, stdout_writer
+from config.same_named import same_named
 from config.settings import Settings, SettingsError, load_settings
 from handlers.health import HealthHandler, ReadyHandler
 from handlers.hosts import host_policy
@@ -71,22 +72,16 @@ LISTEN_BACKLOG = 1024
 
 
 def redis_options(settings: Settings) -> RedisOptions:
-    """The Redis bus's share of the settings."""
-    return RedisOptions(
+    """The Redis bus's share of the settings: each option from the setting of its name, or as given here."""
+    return same_named(
+        RedisOptions,
+        settings,
         url=settings.redis_url or "",
-        node_id=settings.node_id,
         cluster=settings.redis_cluster,
         prefix=settings.redis_prefix,
-        retention=settings.retention,
-        resend_window=settings.resend_window,
         timeout=settings.redis_timeout,
-        presence_timeout=settings.presence_timeout,
         wait_replicas=settings.redis_wait_replicas,
         wait_timeout_ms=settings.redis_wait_timeout,
-        room_ttl=settings.room_ttl,
-        history_bytes=settings.history_bytes,
-        rate_limit=settings.rate_limit,  # the per-user budget in a room, also kept over every process
-        rate_burst=settings.rate_burst,
     )
 
 
@@ -433,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return status_main(argv[1:])
     if argv[:1] == ["cluster"]:
-        from ops.cluster import main as cluster_main
+        from ops.cluster_cli import main as cluster_main
 
         return cluster_main(argv[1:])
     try:
