@@ -47,7 +47,7 @@ if [[ -n "${MODULES_ONLY:-}" ]]; then read -r -a MODULES <<<"$MODULES_ONLY"; fi
 # The tests that must kill them: the fast unit tests (no Redis needed).
 TESTS=(tests/unit)
 # Everything else the tests import or read, copied beside the mutants.
-ALSO_COPY=(server.py config handlers bus ops templates static pytest.ini)
+ALSO_COPY=(server.py config handlers bus ops runtime telemetry templates static pytest.ini)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY="$ROOT/.venv/bin/python"
