@@ -38,7 +38,7 @@ def _guard(handler: RequestHandler) -> None:
 
 
 class ClusterHandler(ApiHandler):
-    """Every process with its readiness and lag, and the busiest rooms (ops/status.py says how they are read)."""
+    """Every process with its readiness and lag, and the busiest rooms (telemetry/status.py says how they are read)."""
 
     route = "/api/cluster"
 

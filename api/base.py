@@ -50,7 +50,7 @@ class ApiContext:
     settings: Settings
     keys: ApiKeys
     metrics: ApiMetrics
-    status: ClusterStatus | None = None  # the processes and busiest rooms (ops/status.py)
+    status: ClusterStatus | None = None  # the processes and busiest rooms (telemetry/status.py)
 
 
 class ApiError(HTTPError):

@@ -47,9 +47,9 @@ sys.path.insert(0, str(ROOT))
 import redis as redis_py  # noqa: E402
 
 from bus.message import Message  # noqa: E402
-from config.settings import load_settings  # noqa: E402
-from ops.metrics import Metrics  # noqa: E402
-from server import ChatServer  # noqa: E402
+from config.cli import load_settings  # noqa: E402
+from runtime.chat_server import ChatServer  # noqa: E402
+from telemetry.metrics import Metrics  # noqa: E402
 
 BURST = 200  # messages per burst: the receivers keep up, the sockets' buffers never fill
 

@@ -82,7 +82,7 @@ def latin_reading(text: str) -> str | None:
     return read if read.isascii() or mixed else None
 
 
-# Read at import, before a process started as root gives up its privileges (server.drop_privileges).
+# Read at import, before a process started as root gives up its privileges (runtime/process.py, drop_privileges).
 _ignorable()
 _prototypes()
 

@@ -1,6 +1,6 @@
 """What the room socket reports to metrics: a protocol, so handlers need no metrics library.
 
-``ops.metrics.Metrics`` implements it; a test may pass anything that does.
+``telemetry.metrics.Metrics`` implements it; a test may pass anything that does.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Operator tools: the cluster launcher, Prometheus metrics, the traffic report of the logs."""
+"""Operator tools: the cluster launcher, the local Redis Cluster, the process runner, the log report, status."""

@@ -21,7 +21,7 @@ from bus.redis.client import Health, Redis, Topology
 from bus.redis.keys import PREFIX_PATTERN, Keys
 from bus.redis.status import ClusterReader
 from config.logging import configure_logging
-from ops.status import TOP_ROOMS, cluster_json
+from telemetry.status import TOP_ROOMS, cluster_json
 
 COLUMNS = ("process", "state", "address", "rooms", "conns", "deliv/s", "lag", "behind", "pending")
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from config.logging import configure_logging  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from server import ChatServer  # noqa: E402
+from runtime.chat_server import ChatServer  # noqa: E402
 from tests.browser import chromium  # noqa: E402
 from tests.client import TEST_SECRET, ChatClient  # noqa: E402
 from tests.processes import ServerProcess  # noqa: E402

@@ -18,11 +18,11 @@
 #     already holds changes nothing.
 #   bus.redis.groups text 8, handlers.identity cookie_user 11: decode("UTF-8");
 #     codec names ignore case.
-#   config.settings _origins 17, 20: rpartition("://"), "not sep and not rest";
+#   config.values origins 17, 20: rpartition("://"), "not sep and not rest";
 #     after rstrip("/") a "://" always has a non-empty rest, and none has none.
-#   config.settings _help 11, 12, 13, 14: the branch for a setting whose default
+#   config.cli _help 11, 12, 13, 14: the branch for a setting whose default
 #     is True; no boolean setting defaults to True (False is shown as "off").
-#   config.settings add_setting_flags 3, 8, 21, 25: dest=None or no dest;
+#   config.cli add_setting_flags 3, 8, 21, 25: dest=None or no dest;
 #     argparse derives the same dest from --the-flag.
 #   config.settings _fill_derived 10: token_urlsafe(None) is its default, 32 bytes.
 # It works on a scratch copy of the repository, so no mutmut configuration or
@@ -42,12 +42,15 @@ MODULES=(
     handlers/rate_limit.py
     handlers/identity.py
     config/settings.py
+    config/values.py
+    config/flags.py
+    config/cli.py
 )
 if [[ -n "${MODULES_ONLY:-}" ]]; then read -r -a MODULES <<<"$MODULES_ONLY"; fi
 # The tests that must kill them: the fast unit tests (no Redis needed).
 TESTS=(tests/unit)
 # Everything else the tests import or read, copied beside the mutants.
-ALSO_COPY=(server.py config handlers bus ops templates static pytest.ini)
+ALSO_COPY=(server.py config handlers bus ops runtime telemetry templates static pytest.ini)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY="$ROOT/.venv/bin/python"

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from config.logging import configure_logging  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from handlers.identity import USER_COOKIE  # noqa: E402
-from server import ChatServer  # noqa: E402
+from runtime.chat_server import ChatServer  # noqa: E402
 from tests.browser import chromium  # noqa: E402
 
 ROOM = "design_review"

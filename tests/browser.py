@@ -33,7 +33,7 @@ from playwright.async_api import (
     expect,
 )
 
-from server import ChatServer
+from runtime.chat_server import ChatServer
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, chromium, launch_chromium  # noqa: F401 (re-exported)
 
 TIMEOUT_MS = 5_000

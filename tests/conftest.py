@@ -20,7 +20,7 @@ from config.settings import Settings
 from ops.cluster import Cluster
 from ops.process_runner import ProcessError, free_port
 from ops.redis_cluster import LocalRedisCluster
-from server import ChatServer
+from runtime.chat_server import ChatServer
 from tests.client import TEST_SECRET
 from tests.processes import RawProcess, ServerProcess, StartRaw
 from tests.services import RedisServer

@@ -19,7 +19,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from config.logging import configure_logging
 from config.settings import Settings
-from server import ChatServer
+from runtime.chat_server import ChatServer
 
 SECRET_LOCAL = "a local value that must not reach the log"
 

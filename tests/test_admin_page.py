@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Iterator
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, ViewportSize, expect
 
-from server import ChatServer
+from runtime.chat_server import ChatServer
 from tests.api_kit import API_KEY, api_settings, call
 from tests.browser import TIMEOUT_MS, browser, io_loop  # noqa: F401  (fixtures)
 from tests.client import ChatClient

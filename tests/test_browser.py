@@ -40,7 +40,7 @@ import tornado.httpserver
 from playwright.async_api import Browser, expect
 from tornado.netutil import bind_sockets
 
-from server import ChatServer
+from runtime.chat_server import ChatServer
 from tests.browser import TIMEOUT_MS, OpenUser, browser, expect_log, io_loop, open_user  # noqa: F401  (fixtures)
 from tests.client import ChatClient
 from tests.helpers import ON_MEMORY

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from ops.process_runner import Process, free_port, http_ok
-from server import page_url
+from runtime.process import page_url
 from tests.processes import launcher
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,8 @@ from bus.backend import BusUnavailable, ChangeRefused
 from bus.memory import MemoryBackend
 from bus.memory_store import MessageStore
 from bus.message import ChangeDraft, Draft, IdKey, id_key
-from config.settings import SettingsError, load_settings
+from config.cli import load_settings
+from config.settings import SettingsError
 from tests.api_kit import API_KEY, call
 from tests.client import NOTICES, TEST_SECRET, ChatClient, ids, strictly_increasing
 from tests.helpers import free_port

@@ -37,7 +37,7 @@ COMMENTED = (
     "server.py",
 )
 # The packages whose every module (in subfolders too) the README's folder table names.
-PACKAGES = ("bus", "handlers", "api", "ops", "config", "clients", "scripts")
+PACKAGES = ("bus", "handlers", "api", "ops", "config", "clients", "runtime", "scripts", "telemetry")
 
 # A citation of a document outside the repository. "section N" is fine after
 # "RFC": a public standard, not a file the reader lacks.
@@ -140,9 +140,13 @@ def _sources(*folders: str) -> str:
     return "\n".join(p.read_text(encoding="utf-8") for f in folders for p in sorted((ROOT / f).rglob("*.py")))
 
 
+# The server's own code, where it closes connections (server.py besides).
+SERVER_CODE = ("handlers", "bus", "api", "ops", "runtime", "telemetry")
+
+
 def close_codes_in_code() -> set[int]:
     """Close codes the server sends: ``CLOSE_* = N`` constants and literal codes passed to a close."""
-    source = _sources("handlers", "bus", "api", "ops") + (ROOT / "server.py").read_text(encoding="utf-8")
+    source = _sources(*SERVER_CODE) + (ROOT / "server.py").read_text(encoding="utf-8")
     codes = {int(n) for n in re.findall(r"\bCLOSE_[A-Z_]+\s*(?::\s*\w+\s*)?=\s*(\d{4})\b", source)}
     # A literal code as the first argument of anything that closes, refuses or fails a connection.
     called = r"\b\w*(?:close|refuse|fail|abort)\w*\(\s*(?:[\w.]+,\s*)?(?:code=)?([1-4]\d{3})\b"
@@ -152,7 +156,7 @@ def close_codes_in_code() -> set[int]:
 
 def close_reasons_in_code() -> set[str]:
     """Close reasons the server sends: literal reasons passed to a close, and the named ones (pings, token refusals)."""
-    source = _sources("handlers", "bus", "api", "ops") + (ROOT / "server.py").read_text(encoding="utf-8")
+    source = _sources(*SERVER_CODE) + (ROOT / "server.py").read_text(encoding="utf-8")
     reasons = set(re.findall(r"\b(?:(?i:\w*close\w*)|Refused)\(\s*[\w.]+,\s*(?:reason=)?\"([^\"]+)\"", source))
     constants = dict(re.findall(r"^([A-Z_]+)\s*=\s*\"([^\"]+)\"", source, re.M))
     # A token refusal's first argument is the close reason the client is told.

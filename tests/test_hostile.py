@@ -27,7 +27,7 @@ from bus.message import Draft
 from config.settings import SettingsError, settings_from
 from handlers.identity import USER_COOKIE
 from ops.cluster import Cluster
-from server import ChatServer
+from runtime.chat_server import ChatServer
 from tests.client import ChatClient
 from tests.conftest import SECRET, base_settings
 from tests.helpers import eventually

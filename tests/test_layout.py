@@ -3,7 +3,9 @@
 The data path is the spine: handlers speak WebSocket and HTTP and see the bus
 only through its interface; the bus knows nothing of Tornado, the handlers,
 the operator tools or the settings; only the Redis package speaks to Redis.
-``server.py`` wires the parts together and may import anything.
+``telemetry/`` (metrics, status records) sees the bus, not the handlers;
+``runtime/`` wires the parts together and may import anything but the
+operator tools; ``server.py`` is the entry point.
 """
 
 from __future__ import annotations
@@ -17,21 +19,26 @@ import tornado
 ROOT = Path(__file__).resolve().parent.parent
 MAX_MODULE_LINES = 320  # "about 300": a module a reader takes in at one sitting
 # The server's code: every module under these, and server.py.
-SERVER_PACKAGES = ("api", "bus", "clients", "config", "handlers", "ops", "scripts")
+SERVER_PACKAGES = ("api", "bus", "clients", "config", "handlers", "ops", "runtime", "scripts", "telemetry")
 # The modules over MAX_MODULE_LINES when the rule came, at most as long as they
 # were then. The list only shrinks: a module split below the limit comes off it,
 # and none may be added (split the module instead).
 # Raised once, by the operator metrics (two settings; join, replay, close and
 # slow-drop reports; the sampler's wiring; the Prometheus targets file).
-OVER_THE_LIMIT: dict[str, int] = {"config/settings.py": 704, "handlers/room_socket.py": 569, "server.py": 471}
+OVER_THE_LIMIT: dict[str, int] = {"handlers/room_socket.py": 569}
 
 # package -> module prefixes it must not import (a prefix matches the module and its submodules)
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "bus": ("tornado", "handlers", "ops", "config", "server"),
-    "config": ("bus", "handlers", "ops", "server", "tornado"),
-    "handlers": ("redis", "bus.redis", "bus.memory", "ops", "server", "api"),
+    "bus": ("tornado", "handlers", "ops", "config", "server", "runtime", "telemetry"),
+    "config": ("bus", "handlers", "ops", "server", "tornado", "runtime", "telemetry"),
+    # The socket reports through a protocol (handlers/socket_metrics.py), never the telemetry package.
+    "handlers": ("redis", "bus.redis", "bus.memory", "ops", "server", "api", "runtime", "telemetry"),
     # The server API is another edge, like the handlers: rooms through the RoomBus only.
-    "api": ("redis", "bus.redis", "bus.memory", "ops", "server"),
+    "api": ("redis", "bus.redis", "bus.memory", "ops", "server", "runtime", "telemetry"),
+    # What a process tells about itself: it reads the bus, and is wired in by runtime/.
+    "telemetry": ("redis", "handlers", "api", "ops", "server", "runtime", "config"),
+    # The wiring: everything the process runs, nothing of the operator tools or the entry point.
+    "runtime": ("redis", "ops", "server"),
 }
 # Only the Redis package (and the wiring) speaks to Redis.
 REDIS_ONLY_IN = ("bus/redis/",)
@@ -82,7 +89,7 @@ def test_packages_import_only_what_the_layout_allows(package: str) -> None:
 def test_only_the_redis_package_imports_redis() -> None:
     offences = [
         str(path.relative_to(ROOT))
-        for folder in ("bus", "handlers", "config", "ops", "api")
+        for folder in ("bus", "handlers", "config", "ops", "api", "runtime", "telemetry")
         for path in python_files(folder)
         if any(matches(m, "redis") for m in imported_modules(path))
         and not str(path.relative_to(ROOT)).startswith(REDIS_ONLY_IN)
@@ -247,7 +254,9 @@ def private_tornado_uses(source: str, tornado_names: set[str], own: set[str]) ->
 
 def outside_the_seam() -> list[Path]:
     paths = [ROOT / "server.py"]
-    for folder in ("api", "bench", "bus", "clients", "config", "examples", "handlers", "ops", "scripts", "tests"):
+    for folder in ("api", "bench", "bus", "clients", "config", "examples", "handlers", "ops", "runtime", "scripts"):
+        paths += python_files(folder)
+    for folder in ("telemetry", "tests"):
         paths += python_files(folder)
     return [
         path

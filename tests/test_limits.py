@@ -15,7 +15,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from config.settings import settings_from
-from server import ChatServer
+from runtime.chat_server import ChatServer
 from tests.client import TEST_SECRET, ChatClient, ids, user_cookie
 from tests.conftest import base_settings
 

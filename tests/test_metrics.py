@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient
 
-from ops.metrics import Metrics
+from telemetry.metrics import Metrics
 from tests.client import NOTICES, ChatClient
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -20,7 +20,7 @@ import pytest
 from playwright.async_api import expect
 
 from ops.process_runner import Process, free_port
-from server import shown_url
+from runtime.process import shown_url
 from tests.browser import OpenUser, browser, expect_log, io_loop, open_user  # noqa: F401  (fixtures)
 from tests.helpers import ON_MEMORY
 from tests.services import RedisServer

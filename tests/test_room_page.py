@@ -24,7 +24,7 @@ import pytest
 from playwright.async_api import Page, ViewportSize, expect
 from tornado.httpclient import AsyncHTTPClient
 
-from server import ChatServer
+from runtime.chat_server import ChatServer
 from tests.browser import OpenUser, User, browser, expect_log, io_loop, open_user  # noqa: F401  (fixtures)
 from tests.client import ChatClient
 

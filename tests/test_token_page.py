@@ -17,7 +17,7 @@ from playwright.async_api import expect
 from structlog.testing import capture_logs
 from tornado.web import RequestHandler
 
-from server import ChatServer
+from runtime.chat_server import ChatServer
 from tests.browser import OpenUser, browser, expect_log, io_loop, open_user  # noqa: F401  (fixtures)
 from tests.client import ChatClient
 from tests.test_room_page import axe_violations

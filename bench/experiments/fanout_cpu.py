@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bus.message import Message  # noqa: E402
-from config.settings import load_settings  # noqa: E402
+from config.cli import load_settings  # noqa: E402
 from handlers.websocket.writer import text_frame  # noqa: E402
-from server import ChatServer  # noqa: E402
+from runtime.chat_server import ChatServer  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "bench"
 BURST = 200  # messages per burst: the receivers keep up, the sockets' buffers never fill

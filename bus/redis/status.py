@@ -1,7 +1,7 @@
 """The processes' status records in Redis, and the cluster's state read back (``server.py status``, the admin page).
 
 Each process writes a small JSON record under ``Keys.status(<incarnation>)``
-every few seconds (what it holds is the server's business: ops/status.py),
+every few seconds (what it holds is the server's business: telemetry/status.py),
 kept for a minute. A reader lists the processes from the heartbeat set
 (``Keys.alive``) and tells how old each record is from its remaining TTL
 (Redis's clock alone, whatever the processes' clocks say): one not

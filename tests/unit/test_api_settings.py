@@ -8,7 +8,8 @@ import pytest
 
 import config.settings as settings_module
 from api.keys import ApiKeys, key_id
-from config.settings import SettingsError, load_settings
+from config.cli import load_settings
+from config.settings import SettingsError
 
 KEY_A = "a" * 40
 KEY_B = "b" * 40

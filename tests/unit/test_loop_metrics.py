@@ -1,11 +1,11 @@
-"""The per-message instruments, kept as plain numbers (ops/metrics.py), expose what prometheus_client's would."""
+"""The per-message instruments, kept as plain numbers (telemetry/metrics.py), expose what prometheus_client's would."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import generate_latest
 
-from ops.metrics import FANOUT_BUCKETS, Metrics
+from telemetry.metrics import FANOUT_BUCKETS, Metrics
 
 
 def _samples(exposition: bytes, name: str) -> list[str]:

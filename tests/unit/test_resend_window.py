@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bus.message import Draft
-from ops.metrics import Metrics
-from server import build_backend
+from runtime.chat_server import build_backend
+from telemetry.metrics import Metrics
 from tests.conftest import base_settings
 
 WINDOW = 0.2  # seconds; short, so the test runs in well under a second

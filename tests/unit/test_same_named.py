@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-import server
 from bus.redis import RedisOptions
+from config.cli import load_settings
 from config.same_named import same_named
-from config.settings import load_settings
 from ops.cluster import Cluster
 from ops.cluster_cli import build_parser
+from runtime.chat_server import redis_options
 
 # RedisOptions field -> (the setting it comes from, a value unlike the option's default)
 REDIS_OPTIONS: dict[str, tuple[str, Any]] = {
@@ -37,7 +37,7 @@ REDIS_OPTIONS: dict[str, tuple[str, Any]] = {
 def test_each_redis_option_comes_from_its_setting() -> None:
     assert set(REDIS_OPTIONS) == {f.name for f in dataclasses.fields(RedisOptions)}
     settings = dataclasses.replace(load_settings([], {}), **dict(REDIS_OPTIONS.values()))
-    options = server.redis_options(settings)
+    options = redis_options(settings)
     defaults = RedisOptions(url="", node_id="")
     for option, (setting, value) in REDIS_OPTIONS.items():
         # Unlike the default: an option the settings never reached would show.

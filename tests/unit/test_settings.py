@@ -1,4 +1,4 @@
-"""config/settings.py: precedence flag > environment > file > default, loud errors, exit code 2."""
+"""The settings (config/settings.py, cli.py, flags.py, values.py): flag > environment > file > default, loud errors."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import config.cli as cli_module
 import config.settings as settings_module
 import server
-from config.settings import Settings, SettingsError, build_arg_parser, load_settings
+from config.cli import build_arg_parser, load_settings
+from config.settings import Settings, SettingsError
 
 
 @pytest.fixture
@@ -322,11 +324,11 @@ def test_an_empty_log_format_means_choose_by_terminal() -> None:
     ],
 )
 def test_each_flags_help_names_its_default_and_its_environment_variable(name: str, text: str, expected: str) -> None:
-    assert settings_module._help(name, text) == expected
+    assert cli_module._help(name, text) == expected
 
 
 def test_flags_show_the_last_word_of_their_name_as_the_value() -> None:
-    usage = settings_module.build_arg_parser().format_usage()
+    usage = cli_module.build_arg_parser().format_usage()
     assert "[--redis-wait-timeout TIMEOUT]" in usage and "[--port PORT]" in usage
     assert "[--behind-proxy]" in usage and "[--config FILE]" in usage
 
@@ -399,9 +401,9 @@ def test_a_redis_prefix_that_could_break_keys_is_refused(prefix: str) -> None:
 
 
 def test_the_help_keeps_its_description_and_its_epilog_as_written() -> None:
-    help_text = settings_module.build_arg_parser().format_help()
-    assert settings_module._DESCRIPTION in help_text  # line breaks kept (raw formatting)
-    assert settings_module._EPILOG in help_text
+    help_text = cli_module.build_arg_parser().format_help()
+    assert cli_module._DESCRIPTION in help_text  # line breaks kept (raw formatting)
+    assert cli_module._EPILOG in help_text
     assert "  server.py cluster [...]   a deployment on this machine" in help_text
 
 

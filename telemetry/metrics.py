@@ -18,7 +18,7 @@ Everything else uses prometheus_client's classes.
 
 The registry also holds prometheus_client's process, platform and GC
 collectors (``process_*``: memory, CPU, descriptors, start time), and the
-figures sampled every ``--metrics-interval`` (ops/operator_metrics.py).
+figures sampled every ``--metrics-interval`` (telemetry/operator_metrics.py).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.utils import floatToGoString
 from tornado.web import RequestHandler
 
-from ops.operator_metrics import OperatorView
+from telemetry.operator_metrics import OperatorView
 
 # A ``_created`` series per counter and histogram (the time it was made) is
 # noise on a dashboard and doubles the series count; Prometheus does not need

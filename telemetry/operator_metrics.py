@@ -2,7 +2,7 @@
 
 A collector read at scrape time. Members, readiness and failing shards are
 asked of the bus then (cheap, no I/O); lag and the top rooms are what the
-sampler (ops/metrics_sampler.py) last found, every ``--metrics-interval``
+sampler (telemetry/metrics_sampler.py) last found, every ``--metrics-interval``
 seconds, so a scrape never waits on Redis.
 
 Labels stay bounded: ``shard`` (Redis masters), ``node`` (processes of the

@@ -1,6 +1,6 @@
 """Every ``--metrics-interval`` seconds: reader lag from Redis and the busiest rooms, for ``/metrics``.
 
-The per-message path only counts messages per room in a dict (ops/metrics.py);
+The per-message path only counts messages per room in a dict (telemetry/metrics.py);
 everything else is done here, off that path, and a scrape reads the result.
 A sample that fails leaves the previous figures in place until the next one.
 """
@@ -18,8 +18,8 @@ import structlog
 from bus.backend import BusUnavailable
 from bus.redis.lag import LagReport
 from bus.room_bus import RoomBus
-from ops.metrics import Metrics
-from ops.operator_metrics import TopRoom
+from telemetry.metrics import Metrics
+from telemetry.operator_metrics import TopRoom
 
 log = structlog.get_logger("chat.metrics")
 

@@ -1,0 +1,1 @@
+"""The serving process: its parts wired together, the Tornado application, start-up and shutdown."""

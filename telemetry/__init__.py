@@ -1,0 +1,1 @@
+"""What a serving process tells about itself: /metrics, the sampled operator figures, the status records."""
