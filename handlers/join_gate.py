@@ -8,7 +8,7 @@ picked the room socket for the path, the address's join budget is taken and
 a refusal is a fixed 429 written straight to the connection. Without token
 mode the address is all the budget needs; in token mode the user comes from
 the cookie's token, which only the handler verifies, so the handler takes it
-(handlers/room_socket.py).
+(handlers/socket_handshake.py).
 """
 
 from __future__ import annotations

@@ -173,7 +173,9 @@ class Cluster:
             *self.extra_args,
         ]
         if self.run_as is not None and self.chat_run_as is None:
-            env["CHAT_RUN_AS"] = self.run_as.name  # the process drops to it itself (runtime/process.py, drop_privileges)
+            env["CHAT_RUN_AS"] = (
+                self.run_as.name
+            )  # the process drops to it itself (runtime/process.py, drop_privileges)
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             env["CHAT_ALLOWED_HOSTS"] = "*"  # nginx on a public address: its clients use real host names
         node = ChatNode(service(f"node-{index}", argv, env, self.run_dir / f"node-{index}.log", self.chat_run_as), port)

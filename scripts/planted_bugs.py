@@ -62,7 +62,7 @@ BUGS = [
     ),
     Bug(
         "the origin check ignores default ports",
-        "handlers/room_socket.py",
+        "handlers/socket_handshake.py",
         "return netloc if has_port else f\"{netloc}:{_DEFAULT_PORTS.get(scheme, '80')}\"",
         "return netloc",
         ("tests/unit/test_origin.py::test_same_host_with_default_ports_made_explicit",),

@@ -167,7 +167,8 @@ def close_reasons_in_code() -> set[str]:
 def handshake_statuses_in_code() -> set[int]:
     """HTTP statuses our code refuses a room WebSocket's handshake with (Tornado's 400, 403 and 426 are not here)."""
     handlers = ROOT / "handlers"
-    socket = "\n".join((handlers / name).read_text(encoding="utf-8") for name in ("room_socket.py", "token_gate.py"))
+    refusing = ("socket_handshake.py", "token_gate.py")
+    socket = "\n".join((handlers / name).read_text(encoding="utf-8") for name in refusing)
     statuses = {int(n) for n in re.findall(r"\bHTTPError\(\s*(\d{3})\b", socket)}
     statuses |= {int(n) for n in re.findall(r"\"status_code\":\s*(\d{3})\b", (handlers / "hosts.py").read_text())}
     statuses |= {int(n) for n in re.findall(r"\breturn (\d{3})\b", (handlers / "limits.py").read_text())}

@@ -61,7 +61,7 @@ for path in sys.argv[1:]:
             c["  XACK pipeline"] += n
         if has("decode_fields"):
             c["  decode_fields"] += n
-        if has("_accept_connection") or has("RoomSocket.open"):
+        if has("_accept_connection") or has("Joining.open"):
             c["handshake/open/join"] += n
         if names[-1] in ("EpollSelector.select",):
             c["epoll (self)"] += n
