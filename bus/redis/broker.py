@@ -3,7 +3,7 @@
     publish.py        publish (Lua: XADD, trim, TTL, doorbell; WAIT) and history
     changes.py        edits and deletions (Lua: check, XADD, doorbell) and older pages
     consumer.py       which rooms this process consumes; shard_reader.py reads them per shard
-    presence.py       member counts and typing notices
+    presence.py       member counts and typing notices (room_parts.py: what it shares with the consumer)
     liveness.py       the one heartbeat and janitor loop
     status.py         the processes' status records and their lag (server.py status, the admin page)
     client.py         one Redis or a cluster: topology, health, the call policy, the runner
