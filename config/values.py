@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from typing import Any, TypeVar
+
+_Number = TypeVar("_Number", int, float)
 
 
 class SettingsError(ValueError):
@@ -17,16 +19,18 @@ class SettingsError(ValueError):
 
 
 def positive_int(name: str, raw: Any) -> int:
-    value = whole_number(name, raw)
-    if value < 1:
-        raise SettingsError(f"{name} must be at least 1, got {raw!r}")
-    return value
+    return _at_least(name, raw, whole_number(name, raw), 1)
 
 
 def non_negative_int(name: str, raw: Any) -> int:
-    value = whole_number(name, raw)
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative, got {raw!r}")
+    return _at_least(name, raw, whole_number(name, raw), 0)
+
+
+def _at_least(name: str, raw: Any, value: _Number, least: float) -> _Number:
+    """``value`` (parsed from ``raw``) when it is ``least`` or more; 0 reads "must not be negative"."""
+    if value < least:
+        rule = "must not be negative" if least == 0 else f"must be at least {least}"
+        raise SettingsError(f"{name} {rule}, got {raw!r}")
     return value
 
 
@@ -61,17 +65,12 @@ def non_negative_float(name: str, raw: Any) -> float:
         value = float(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative, got {raw!r}")
-    return value
+    return _at_least(name, raw, value, 0)
 
 
 def positive_float(name: str, raw: Any) -> float:
     """A period: 0.05 s at least (each tick costs Redis a write)."""
-    value = non_negative_float(name, raw)
-    if value < 0.05:
-        raise SettingsError(f"{name} must be at least 0.05, got {raw!r}")
-    return value
+    return _at_least(name, raw, non_negative_float(name, raw), 0.05)
 
 
 def boolean(name: str, raw: Any) -> bool:

@@ -9,6 +9,7 @@ close codes the parts send, and the hooks the ping wheel calls.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tornado.concurrent import Future
@@ -31,6 +32,19 @@ from handlers.websocket.slots import HANDLER_SLOTS
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
+
+
+@dataclass(frozen=True)
+class SocketContext:
+    """What every room socket works with, given to each through ``initialize`` (runtime/app.py)."""
+
+    bus: RoomBus
+    settings: Settings
+    registry: SocketRegistry
+    metrics: SocketMetrics
+    limits: SocketLimits
+    tokens: TokenVerifier | None = None  # token mode's verifier; None without token settings
+    moderation: Moderation | None = None  # the host application's bans and mutes
 
 
 class SocketState(WebSocketHandler):
@@ -70,23 +84,14 @@ class SocketState(WebSocketHandler):
         "ping_awaiting",
     ) + HANDLER_SLOTS
 
-    def initialize(
-        self,
-        bus: RoomBus,
-        settings: Settings,
-        registry: SocketRegistry,
-        metrics: SocketMetrics,
-        limits: SocketLimits,
-        tokens: TokenVerifier | None = None,
-        moderation: Moderation | None = None,
-    ) -> None:
-        self._bus = bus
-        self._moderation = moderation  # the host application's bans and mutes
-        self._limits = limits
-        self._metrics = metrics
+    def initialize(self, context: SocketContext) -> None:
+        self._bus = context.bus
+        self._moderation = context.moderation
+        self._limits = context.limits
+        self._metrics = context.metrics
         self._counted = False  # in chat_connections; on_close must undo only what open did
-        self._settings = settings
-        self._registry = registry
+        self._settings = context.settings
+        self._registry = context.registry
         self._joined = False
         self._closed = False
         self._opened_at = 0.0
@@ -106,7 +111,7 @@ class SocketState(WebSocketHandler):
         self.room = ""
         self.user = ""  # the bus's key of the user: identity.key once joined
         self.identity: Identity | None = None  # who this connection is, once known
-        self._tokens = tokens  # token mode's verifier; None without token settings
+        self._tokens = context.tokens
         self._gate: TokenGate | None = None  # token mode: this connection's token
         self.conn = ""
         self._since: IdKey | None = None

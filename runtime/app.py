@@ -7,15 +7,13 @@ from pathlib import Path
 import structlog
 import tornado.web
 
-from bus.moderation import Moderation
-from bus.room_bus import RoomBus
 from config.settings import Settings
 from handlers.health import HealthHandler, ReadyHandler
 from handlers.hosts import host_policy
 from handlers.join_gate import JoinCheckedApplication, JoinGate
 from handlers.pages import LobbyHandler, NotFoundHandler, RoomPageHandler, UserNameHandler
-from handlers.room_socket import RoomSocket, SocketLimits, SocketRegistry
-from handlers.tokens import TokenVerifier
+from handlers.room_socket import RoomSocket
+from handlers.socket_state import SocketContext
 from telemetry.metrics import Metrics, MetricsHandler
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: templates/ and static/
@@ -47,24 +45,9 @@ def _no_request_log(handler: tornado.web.RequestHandler) -> None:
     return None
 
 
-def make_app(
-    settings: Settings,
-    bus: RoomBus,
-    registry: SocketRegistry,
-    metrics: Metrics,
-    limits: SocketLimits,
-    tokens: TokenVerifier | None = None,
-    moderation: Moderation | None = None,
-) -> tornado.web.Application:
-    socket_args = dict(
-        bus=bus,
-        settings=settings,
-        registry=registry,
-        metrics=metrics,
-        limits=limits,
-        tokens=tokens,
-        moderation=moderation,
-    )
+def make_app(socket: SocketContext, metrics: Metrics) -> tornado.web.Application:
+    """The application; ``metrics`` is ``socket.metrics`` whole (``/metrics`` serves its registry)."""
+    settings, bus, limits = socket.settings, socket.bus, socket.limits
     # Without tokens the join rate is checked as a handshake is routed (handlers/join_gate.py).
     gate = None if settings.token_mode else JoinGate(RoomSocket, limits.joins, metrics)
     return JoinCheckedApplication(
@@ -78,7 +61,7 @@ def make_app(
                 dict(max_chars=settings.max_message_chars, token=page_token_settings(settings)),
                 name="room",
             ),
-            tornado.web.url(r"/ws/chat/([^/]+)/", RoomSocket, socket_args),
+            tornado.web.url(r"/ws/chat/([^/]+)/", RoomSocket, dict(context=socket)),
             tornado.web.url(r"/healthz", HealthHandler),
             tornado.web.url(r"/readyz", ReadyHandler, dict(bus=bus)),
             tornado.web.url(r"/metrics", MetricsHandler, dict(metrics=metrics)),

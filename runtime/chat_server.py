@@ -28,6 +28,7 @@ from handlers.pings import PingWheel
 from handlers.proxies import address_key
 from handlers.proxies import policy as proxy_policy
 from handlers.room_socket import CLOSE_GOING_AWAY, SocketLimits, SocketRegistry
+from handlers.socket_state import SocketContext
 from handlers.tokens import TokenVerifier
 from handlers.websocket.accept import (
     AddressCap,
@@ -109,7 +110,10 @@ class ChatServer:
         self.limits = SocketLimits.from_settings(settings, cap)
         # Token mode (identity from the host site) when a token key is configured.
         self.tokens = TokenVerifier(settings) if settings.token_mode else None
-        self.app = make_app(settings, self.bus, self.registry, self.metrics, self.limits, self.tokens, self.moderation)
+        context = SocketContext(
+            self.bus, settings, self.registry, self.metrics, self.limits, self.tokens, self.moderation
+        )
+        self.app = make_app(context, self.metrics)
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port = settings.port
         facts = ProcessFacts(

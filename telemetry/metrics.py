@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from functools import partial
 from typing import Callable, Iterator
 
 from prometheus_client import (
@@ -151,46 +152,37 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.connections = Gauge("chat_connections", "Open room WebSockets on this process.", registry=self.registry)
-        self.rooms = Gauge("chat_rooms", "Rooms with at least one member on this process.", registry=self.registry)
+        # Every instrument in this process's own registry, never the global one.
+        counter = partial(Counter, registry=self.registry)
+        gauge = partial(Gauge, registry=self.registry)
+        self.connections = gauge("chat_connections", "Open room WebSockets on this process.")
+        self.rooms = gauge("chat_rooms", "Rooms with at least one member on this process.")
         self.hot = _HotPath()
         self.registry.register(self.hot)  # a collector: read at scrape time
-        self.rejected_total = Counter(
-            "chat_messages_rejected", "Client messages refused, by error code.", ["reason"], registry=self.registry
+        self.rejected_total = counter("chat_messages_rejected", "Client messages refused, by error code.", ["reason"])
+        self.bus_reconnects_total = counter(
+            "chat_bus_reconnects", "Times the bus backend reconnected after losing its server."
         )
-        self.bus_reconnects_total = Counter(
-            "chat_bus_reconnects", "Times the bus backend reconnected after losing its server.", registry=self.registry
-        )
-        self.bus_out_of_memory_total = Counter(
+        self.bus_out_of_memory_total = counter(
             "chat_bus_out_of_memory",
             "Writes Redis refused for lack of memory (maxmemory, noeviction); a message refused so is unavailable.",
-            registry=self.registry,
         )
-        self.refused_total = Counter(
+        self.refused_total = counter(
             "chat_connections_refused",
             "WebSocket handshakes refused by a connection or join limit, by reason.",
             ["reason"],
-            registry=self.registry,
         )
-        self.log_lines_dropped = Gauge(
-            "chat_log_lines_dropped", "Log lines dropped because stdout was not being read.", registry=self.registry
+        self.log_lines_dropped = gauge("chat_log_lines_dropped", "Log lines dropped because stdout was not being read.")
+        self.api_requests_total = counter(
+            "chat_api_requests", "Server API requests, by route and status.", ["route", "status"]
         )
-        self.api_requests_total = Counter(
-            "chat_api_requests",
-            "Server API requests, by route and status.",
-            ["route", "status"],
-            registry=self.registry,
-        )
-        self.closes_total = Counter(
+        self.closes_total = counter(
             "chat_websocket_closes",
             "Room WebSockets closed, by close code (the server's, else the client's; 1006: none).",
             ["code"],
-            registry=self.registry,
         )
-        self.slow_clients_dropped_total = Counter(
-            "chat_slow_clients_dropped",
-            "Clients dropped (close 1008) because their unsent data passed the bound.",
-            registry=self.registry,
+        self.slow_clients_dropped_total = counter(
+            "chat_slow_clients_dropped", "Clients dropped (close 1008) because their unsent data passed the bound."
         )
         self.view = OperatorView(top_rooms)
         self.registry.register(self.view)

@@ -12,7 +12,7 @@ deployment), and ``room`` only for the ``--metrics-top-rooms`` busiest rooms.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -58,20 +58,12 @@ class OperatorView:
             ("chat_reader_pending_entries", "Entries read and not acknowledged (reads are NOACK: 0).", "pending"),
             ("chat_reader_oldest_pending_seconds", "Idle time of the oldest unacknowledged entry.", "pending_seconds"),
         ]
-        for name, text, attribute in own:
-            family = GaugeMetricFamily(name, text, labels=["shard"])
-            for shard, lag in sorted(report.own.items()):
-                family.add_metric([shard], _figure(lag, attribute))
-            yield family
+        yield from _lag_families(own, "shard", report.own)
         peers = [
             ("chat_consumer_lag_entries", "Entries behind, per process (node), over the rooms held here.", "entries"),
             ("chat_consumer_lag_seconds", "Age of the oldest entry a process (node) has not delivered.", "seconds"),
         ]
-        for name, text, attribute in peers:
-            family = GaugeMetricFamily(name, text, labels=["node"])
-            for node, lag in sorted(report.nodes.items()):
-                family.add_metric([node], _figure(lag, attribute))
-            yield family
+        yield from _lag_families(peers, "node", report.nodes)
 
     def _top(self) -> Iterator[Metric]:
         members = GaugeMetricFamily(
@@ -87,6 +79,15 @@ class OperatorView:
             rate.add_metric([top.room], top.messages_per_second)
         yield members
         yield rate
+
+
+def _lag_families(table: list[tuple[str, str, str]], label: str, lags: Mapping[str, Lag]) -> Iterator[Metric]:
+    """A gauge per (name, help, Lag attribute) of ``table``, with a child per ``label`` value of ``lags``."""
+    for name, text, attribute in table:
+        family = GaugeMetricFamily(name, text, labels=[label])
+        for key, lag in sorted(lags.items()):
+            family.add_metric([key], _figure(lag, attribute))
+        yield family
 
 
 def _figure(lag: Lag, attribute: str) -> float:

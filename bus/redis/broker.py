@@ -3,7 +3,7 @@
     publish.py        publish (Lua: XADD, trim, TTL, doorbell; WAIT) and history
     changes.py        edits and deletions (Lua: check, XADD, doorbell) and older pages
     consumer.py       which rooms this process consumes; shard_reader.py reads them per shard
-    presence.py       member counts and typing notices
+    presence.py       member counts and typing notices (room_parts.py: what it shares with the consumer)
     liveness.py       the one heartbeat and janitor loop
     status.py         the processes' status records and their lag (server.py status, the admin page)
     client.py         one Redis or a cluster: topology, health, the call policy, the runner
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Callable, Coroutine, TypedDict
+from typing import Any, Callable, Coroutine
 
 from bus.backend import BusUnavailable, Deliver, Notify
 from bus.keyed_locks import KeyedLocks
@@ -36,16 +36,9 @@ from bus.redis.options import RedisOptions
 from bus.redis.presence import Presence
 from bus.redis.publish import Publisher
 from bus.redis.room_list import rooms_with_members
+from bus.redis.room_parts import RoomParts
 from bus.redis.scripts import Scripts
 from bus.redis.status import ClusterReader, write_record
-
-
-class _Shared(TypedDict):
-    redis: Redis
-    keys: Keys
-    scripts: Scripts
-    incarnation: Callable[[], str]
-    locks: KeyedLocks
 
 
 class RedisBroker:
@@ -71,10 +64,10 @@ class RedisBroker:
         self._publisher = Publisher(self._redis, keys, scripts, options)
         self._changes = RoomChanges(self._redis, keys, scripts, options)
         # What presence and the consumer share: one room's listing and subscription change under one lock.
-        shared = _Shared(redis=self._redis, keys=keys, scripts=scripts, incarnation=incarnation, locks=locks)
-        self._presence = Presence(**shared, consumed=lambda room: self._consumer.holds(room))
+        shared = RoomParts(redis=self._redis, keys=keys, scripts=scripts, incarnation=incarnation, locks=locks)
+        self._presence = Presence(shared, consumed=lambda room: self._consumer.holds(room))
         self._consumer = Consumer(
-            **shared, members=self._presence.members, timeout=timeout, room_ttl_ms=int(options.room_ttl * 1000)
+            shared, members=self._presence.members, timeout=timeout, room_ttl_ms=int(options.room_ttl * 1000)
         )
         self._liveness = Liveness(
             redis=self._redis,

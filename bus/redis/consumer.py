@@ -16,43 +16,26 @@ import time
 from typing import Callable
 
 from bus.backend import BusUnavailable, Deliver, Notify
-from bus.keyed_locks import KeyedLocks
-from bus.redis.client import REDIS_ERRORS, Redis, Shard, describe
+from bus.redis.client import REDIS_ERRORS, Shard, describe
 from bus.redis.groups import RoomGroup
-from bus.redis.keys import Keys
-from bus.redis.scripts import Scripts
+from bus.redis.room_parts import RoomParts, UsesRoomParts
 from bus.redis.shard_reader import Members, ReaderContext, ShardReader
 
 DROP_LATER = 0.0  # orphans are dropped by the next liveness tick...
 RECHECK = 10.0  # ...and once more this much later: a command that timed out here may still run there
 
 
-class Consumer:
-    def __init__(
-        self,
-        *,
-        redis: Redis,
-        keys: Keys,
-        scripts: Scripts,
-        incarnation: Callable[[], str],
-        locks: KeyedLocks,
-        members: Members,
-        timeout: float | None,
-        room_ttl_ms: int,
-    ) -> None:
+class Consumer(UsesRoomParts):
+    def __init__(self, parts: RoomParts, *, members: Members, timeout: float | None, room_ttl_ms: int) -> None:
+        super().__init__(parts)  # the lock is shared with presence: a room's listing changes under one lock
         self.groups: dict[str, RoomGroup] = {}
-        self._redis = redis
-        self._keys = keys
-        self._scripts = scripts
-        self._incarnation = incarnation
-        self._locks = locks  # shared with presence: a room's listing changes under one lock
         self._ttl_ms = room_ttl_ms
         self._readers: dict[str, ShardReader] = {}
         self._holder: dict[str, ShardReader] = {}
         self._orphans: dict[str, float] = {}  # room -> when to drop this process's group unless a member came
         self._rechecks: dict[str, float] = {}  # room -> seconds after the first drop to drop it once more
-        self._ctx = ReaderContext(redis, keys, incarnation, self._ensure, members, timeout=timeout)
-        redis.topology.listeners.append(self._topology_changed)
+        self._ctx = ReaderContext(parts.redis, parts.keys, parts.incarnation, self._ensure, members, timeout=timeout)
+        parts.redis.topology.listeners.append(self._topology_changed)
 
     def start(self, deliver: Deliver, notify: Notify | None) -> None:
         self._ctx.deliver, self._ctx.notify = deliver, notify

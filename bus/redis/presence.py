@@ -31,28 +31,14 @@ from typing import Any, Awaitable, Callable
 from bus.backend import BusUnavailable
 from bus.keyed_locks import KeyedLocks
 from bus.message import Notice
-from bus.redis.client import PRESENCE, Redis
-from bus.redis.keys import Keys
-from bus.redis.scripts import Scripts
+from bus.redis.client import PRESENCE
+from bus.redis.room_parts import RoomParts, UsesRoomParts
 
 
-class Presence:
-    def __init__(
-        self,
-        *,
-        redis: Redis,
-        keys: Keys,
-        scripts: Scripts,
-        incarnation: Callable[[], str],
-        locks: KeyedLocks,
-        consumed: Callable[[str], bool],
-    ) -> None:
+class Presence(UsesRoomParts):
+    def __init__(self, parts: RoomParts, *, consumed: Callable[[str], bool]) -> None:
+        super().__init__(parts)  # the lock is shared with the consumer: a room's listing changes under one lock
         self.dirty = False  # a write failed (or Redis came back): write every share again
-        self._redis = redis
-        self._keys = keys
-        self._scripts = scripts
-        self._incarnation = incarnation
-        self._locks = locks  # shared with the consumer: a room's listing changes under one lock
         self._consumed = consumed
         self._wanted: dict[str, dict[str, int]] = {}
         self._rooms: set[str] = set()  # rooms where the current incarnation may have counts
