@@ -25,8 +25,10 @@ window.ChatLog = (function () {
     function nearBottom() {
       return log.scrollHeight - log.scrollTop - log.clientHeight <= NEAR_BOTTOM_PX;
     }
+    let ownTop = 0;                 // where scrollToNewest last put the log
     function scrollToNewest() {
       log.scrollTop = log.scrollHeight;
+      ownTop = log.scrollTop;
       stuck = true;
       unseen = 0;
       marker.hidden = true;
@@ -36,6 +38,10 @@ window.ChatLog = (function () {
       marker.hidden = false;
     }
     log.addEventListener("scroll", function () {
+      // The scroll event of our own scrollToNewest can arrive after the log
+      // shrank (the composer grew) and before the ResizeObserver: measured
+      // then, it looks scrolled up. Only a move up from there unsticks.
+      if (stuck && log.scrollTop >= ownTop) return;
       stuck = nearBottom();
       if (stuck) { unseen = 0; marker.hidden = true; }
     });
