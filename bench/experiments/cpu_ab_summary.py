@@ -8,7 +8,7 @@ import statistics
 import sys
 
 LINE = re.compile(
-    r"\S*/(before|after)\s+redis\s+cpu\s+([\d.]+)%\s+us/delivery\s+([\d.]+)\s+delivered/s\s+([\d.]+)"
+    r"\S*/(before|after)\s+(?:redis|memory)\s+cpu\s+([\d.]+)%\s+us/delivery\s+([\d.]+)\s+delivered/s\s+([\d.]+)"
     r"\s+p50\s+([\d.]+)\s+p99\s+([\d.]+)\s+lost\s+(\d+)"
 )
 runs: dict[str, list[tuple[float, ...]]] = {"before": [], "after": []}

@@ -9,12 +9,15 @@
 # deliveries/s, p50/p99, lost, and Redis's CPU % (redis only). Stops what it started.
 # Every message limit is off, unless LIMITS gives the rate flags instead, e.g. limits on but never reached:
 #   LIMITS="--rate-limit 1000 --rate-burst 2000 --client-rate-limit 0" flock /tmp/bench.lock bench/experiments/cpu_at_8000.sh TREE redis
+# EXTRA adds server flags that only some trees know, e.g. the join and room-creation limits (all 200
+# clients connect from one address within a second):
+#   EXTRA="--join-rate 0 --room-create-rate 0" flock /tmp/bench.lock bench/experiments/cpu_at_8000.sh TREE redis
 set -euo pipefail
 repo=$PWD
 tree=$1; bus=$2; rate=${3:-40}
 shared=${SHARED:-$repo/../shared/bench}
 py=$repo/.venv/bin/python
-unlimited="${LIMITS:---rate-limit 0 --client-rate-limit 0} --max-connections-per-client 100000 --max-connections 20000"
+unlimited="${LIMITS:---rate-limit 0 --client-rate-limit 0} --max-connections-per-client 100000 --max-connections 20000 ${EXTRA:-}"
 extra=""; redis_pid=""
 if [[ $bus == redis ]]; then
   redis-server --port 6398 --bind 127.0.0.1 --save '' --appendonly no >/dev/null & redis_pid=$!
