@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Awaitable, Callable
 
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
@@ -98,7 +98,9 @@ async def http_ok_async(url: str) -> bool:
     """``http_ok`` on the event loop (a test's server may share it)."""
     try:
         response = await AsyncHTTPClient().fetch(url, raise_error=False, request_timeout=1.0)
-    except (OSError, asyncio.TimeoutError):
+    # raise_error=False still raises for no answer: a closed stream or a
+    # timeout come as HTTPClientError (code 599), which is not an OSError.
+    except (OSError, asyncio.TimeoutError, HTTPClientError):
         return False
     return response.code == 200
 
