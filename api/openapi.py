@@ -59,6 +59,11 @@ def _lift(summary: str, *params: dict[str, Any]) -> dict[str, Any]:
     return _op(summary, _ok("200", "Lifted", "lifted", ("400", "404", "503")), *params)
 
 
+def _post(summary: str, body: str, ok: tuple[str, str, str], *params: dict[str, Any]) -> dict[str, Any]:
+    """A POST with a JSON body; ``ok`` is its success (status, schema, description); refused with 400 or 503."""
+    return _op(summary, _ok(*ok, ("400", "503")), *params, body=body)
+
+
 def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(required)}
 
@@ -198,12 +203,7 @@ SCHEMAS: dict[str, Any] = {
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 PATHS: dict[str, Any] = {
     "/api/rooms/{room}/messages": {
-        "post": _op(
-            "Publish a message, as a member would",
-            _ok("201", "Published", "stored", ("400", "503")),
-            _ROOM,
-            body="Publish",
-        ),
+        "post": _post("Publish a message, as a member would", "Publish", ("201", "Published", "stored"), _ROOM),
         "get": _op(
             "Read the room's retained messages, oldest first",
             _ok("200", "Messages", "a page", ("400", "503")),
@@ -235,11 +235,11 @@ PATHS: dict[str, Any] = {
         )
     },
     "/api/users/{user}/disconnect": {
-        "post": _op(
+        "post": _post(
             "Close the user's connections (4003), optionally banning them",
-            _ok("200", "Disconnected", "done", ("400", "503")),
+            "Disconnect",
+            ("200", "Disconnected", "done"),
             _USER,
-            body="Disconnect",
         )
     },
     "/api/rooms/{room}/bans": {
@@ -250,11 +250,11 @@ PATHS: dict[str, Any] = {
     "/api/bans/{user}": {"delete": _lift("Lift a ban from every room", _USER)},
     "/api/rooms/{room}/mutes": {
         "get": _listing("Mutes in force in the room", "mutes", ("400",), _ROOM),
-        "post": _op(
+        "post": _post(
             "Mute a user in the room: they read, their messages get the error muted",
-            _ok("201", "Sanction", "muted", ("400", "503")),
+            "Mute",
+            ("201", "Sanction", "muted"),
             _ROOM,
-            body="Mute",
         ),
     },
     "/api/rooms/{room}/mutes/{user}": {"delete": _lift("Lift a mute", _ROOM, _USER)},

@@ -32,19 +32,7 @@ from bus.backend import BusUnavailable, Deliver, Notify
 from bus.memory_file import Loaded
 from bus.memory_logs import NO_ID, RoomLog, RoomLogs
 from bus.memory_store import MessageStore, StoreError, resend_expiry
-from bus.message import (
-    Change,
-    ChangeDraft,
-    Draft,
-    Entry,
-    History,
-    IdKey,
-    Message,
-    Notice,
-    Older,
-    Published,
-    completeness,
-)
+from bus.message import Change, ChangeDraft, Draft, Entry, History, IdKey, Message, Notice, Older, Published
 
 MAX_RESENDS = 100_000  # client ids remembered at most; the oldest go first past it
 SWEEP_EVERY = 60.0  # seconds between two looks for expired rooms (less for a short TTL)
@@ -252,11 +240,8 @@ class MemoryBackend:
             replay, _ = changes.tail(reversed(retained), limit)
         else:
             replay = [m for m in retained if m.key > since]
-        complete = completeness(
-            since, born=log.born, max_deleted=log.max_deleted, retained=len(retained), replayed=len(replay)
-        )
         last_id = retained[-1].id if retained else None
-        return History(changes.fold(replay, since), last_id, complete)
+        return History(changes.fold(replay, since), last_id, log.complete(since, len(replay)))
 
     async def subscribe(self, room: str) -> None:
         self._subscribed.add(room)

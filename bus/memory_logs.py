@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from bus.message import Entry, IdKey
+from bus.message import Entry, IdKey, completeness
 
 NO_ID = IdKey(0, 0)
 
@@ -36,6 +36,12 @@ class RoomLog:
     born: IdKey | None = None
     max_deleted: IdKey = NO_ID
     size: int = 0  # text bytes of ``messages``
+
+    def complete(self, since: IdKey | None, replayed: int) -> bool:
+        """Whether a replay of ``replayed`` entries after ``since`` vouches that nothing is missing."""
+        return completeness(
+            since, born=self.born, max_deleted=self.max_deleted, retained=len(self.messages), replayed=replayed
+        )
 
 
 class RoomLogs:

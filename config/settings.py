@@ -6,7 +6,7 @@ TOML file named by ``--config``/``CHAT_CONFIG``, ``config/chat.toml``, and the
 built-in default. A bad value stops start-up with an error naming the setting
 and the value. ``os.environ`` is read in one place: config/cli.py's
 ``load_settings``, which parses the command line and calls ``settings_from``
-here. Each setting's parser and --help text: config/flags.py.
+here. Each setting's parser and --help text: config/flags.toml (read by config/flags.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The parsers of setting values: each takes the name a person knows the setting by and the raw value.
 
 A parser returns the typed value or raises SettingsError naming the setting
-and the value (never a secret's value). config/flags.py says which setting
+and the value (never a secret's value). config/flags.toml says which setting
 each parses.
 """
 

@@ -9,7 +9,7 @@ import socket
 import struct
 from typing import Any, Iterator
 
-from tests.client import TIMEOUT
+from tests.client import TEST_SECRET, TIMEOUT, user_cookie
 from tests.helpers import handshake_request, status_of
 
 TEXT, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x8, 0x9, 0xA, 0x0
@@ -47,9 +47,22 @@ class RawSocket:
         self.loop = asyncio.get_running_loop()
 
     @classmethod
-    async def open(cls, port: int, room: str, headers: dict[str, str] | None = None) -> "RawSocket":
+    async def open(
+        cls,
+        port: int,
+        room: str,
+        headers: dict[str, str] | None = None,
+        *,
+        source: str = "",
+        receive_buffer: int | None = None,
+    ) -> "RawSocket":
+        """Complete the handshake; ``source`` is the client's address, ``receive_buffer`` its SO_RCVBUF."""
         sock = socket.socket()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each write its own segment
+        if receive_buffer is not None:  # a small one: a client that stops reading fills it soon
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        if source:
+            sock.bind((source, 0))
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         received = b""
@@ -137,3 +150,15 @@ def raw_rooms(make_server: Any) -> Iterator[Any]:
     yield open_one
     for raw in sockets:
         raw.sock.close()
+
+
+async def open_paused(
+    port: int, room: str, user: str, *, source: str = "", receive_buffer: int | None = None
+) -> tuple[socket.socket, bytes]:
+    """A WebSocket of ``user`` that completes the handshake, then reads nothing and answers nothing.
+
+    The socket (the caller closes it) and the bytes read past the 101.
+    """
+    cookie = {"Cookie": user_cookie(TEST_SECRET, user)}
+    raw = await RawSocket.open(port, room, cookie, source=source, receive_buffer=receive_buffer)
+    return raw.sock, raw.buffer

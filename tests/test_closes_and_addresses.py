@@ -13,34 +13,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from handlers.proxies import address_key
-from tests.client import TEST_SECRET, user_cookie
 from tests.helpers import eventually
 from tests.processes import StartRaw
+from tests.raw_socket import open_paused
 from tests.test_limits import handshake_status
-
-
-async def open_paused(port: int, room: str, user: str, source: str = "") -> tuple[socket.socket, bytes]:
-    """A WebSocket that completes the handshake and then answers nothing; the bytes read past the 101."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    if source:
-        sock.bind((source, 0))
-    sock.setblocking(False)
-    await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 5)
-    request = (
-        f"GET /ws/chat/{room}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        f"Sec-WebSocket-Version: 13\r\nCookie: {user_cookie(TEST_SECRET, user)}\r\n\r\n"
-    )
-    await loop.sock_sendall(sock, request.encode())
-    received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
-        assert chunk, "closed during the handshake"
-        received += chunk
-    head, rest = received.split(b"\r\n\r\n", 1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock, rest
 
 
 def next_frame(buffer: bytes) -> tuple[int, bytes, bytes] | None:

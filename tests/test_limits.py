@@ -7,7 +7,6 @@ of 1.6 MB, 300 handshakes from one address, a paused client.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from typing import Any
 
@@ -15,9 +14,9 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from config.settings import settings_from
-from runtime.chat_server import ChatServer
-from tests.client import TEST_SECRET, ChatClient, ids, user_cookie
-from tests.conftest import base_settings
+from tests.client import ChatClient, ids
+from tests.helpers import ON_MEMORY
+from tests.raw_socket import open_paused
 
 Frame = dict[str, Any]
 EMOJI_TEXT = "\U0001f600" * 4096  # 4,096 code points, 16 KiB of UTF-8: the longest message
@@ -41,27 +40,6 @@ async def handshake_status(port: int, room: str = "r", headers: dict[str, str] |
     return 101
 
 
-async def raw_socket_that_never_answers(
-    port: int, room: str, user: str, receive_buffer: int | None = None
-) -> socket.socket:
-    """A WebSocket client that completes the handshake, then reads nothing and answers nothing (paused)."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    if receive_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.setblocking(False)
-    await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 5)
-    request = (
-        f"GET /ws/chat/{room}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        f"Sec-WebSocket-Version: 13\r\nCookie: {user_cookie(TEST_SECRET, user)}\r\n\r\n"
-    )
-    await loop.sock_sendall(sock, request.encode())
-    head = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
-
-
 # ---- ping ---------------------------------------------------------------------------
 
 
@@ -69,7 +47,7 @@ async def raw_socket_that_never_answers(
 async def test_a_client_that_answers_no_ping_is_closed_and_leaves_the_room(make_server: Any) -> None:
     server = await make_server(ping_interval=0.5, ping_timeout=0.5)
     watcher = await ChatClient.connect(server.port, "ping", user="watcher")
-    paused = await raw_socket_that_never_answers(server.port, "ping", "paused")
+    paused, _ = await open_paused(server.port, "ping", "paused")
     try:
         started = time.monotonic()
         seen: list[tuple[str, str]] = []
@@ -124,25 +102,10 @@ async def test_a_closed_connection_gives_its_slot_back(make_server: Any) -> None
 # ---- room lifetime ------------------------------------------------------------------
 
 
-@pytest.fixture
-def memory_server(io_loop: Any) -> Any:
-    """Servers on the in-process bus only: the Redis half of --room-ttl is the Redis bus's own."""
-    servers: list[ChatServer] = []
-
-    async def make(**overrides: Any) -> ChatServer:
-        server = ChatServer(base_settings(**overrides))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        io_loop.run_sync(server.stop, timeout=10)
-
-
 @pytest.mark.gen_test(timeout=30)
-async def test_an_empty_room_older_than_the_ttl_is_freed_and_a_since_into_it_is_incomplete(memory_server: Any) -> None:
-    server = await memory_server(room_ttl=0.3)
+@ON_MEMORY  # the Redis half of --room-ttl is the Redis bus's own
+async def test_an_empty_room_older_than_the_ttl_is_freed_and_a_since_into_it_is_incomplete(make_server: Any) -> None:
+    server = await make_server(room_ttl=0.3)
     sent = await fill_room(server.port, "brief", 3, "x")
     stays = await ChatClient.connect(server.port, "kept")
     await stays.say("kept while someone is here")
@@ -198,7 +161,7 @@ async def test_a_join_that_reads_nothing_of_a_large_replay_is_dropped_holding_no
         history=300, rate_limit=0, ping_interval=5, ping_timeout=5, history_bytes=8 << 20
     )
     await fill_room(server.port, "hoard", 300, EMOJI_TEXT)  # 4.8 MB of history: more than the kernel buffers
-    stuck = await raw_socket_that_never_answers(server.port, "hoard", "hoarder", receive_buffer=4096)
+    stuck, _ = await open_paused(server.port, "hoard", "hoarder", receive_buffer=4096)
     try:
         [socket_] = [s for s in server.registry.sockets if s.user == "hoarder"]
         most_queued = 0

@@ -35,7 +35,7 @@ from bus.redis.groups import RoomGroup
 LAG_CAP = 1000  # entries counted per room and group
 
 
-@dataclass
+@dataclass(slots=True)
 class Lag:
     """Entries behind, the age of the oldest (s), pending entries and the oldest pending's idle time (s)."""
 
