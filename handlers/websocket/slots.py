@@ -12,7 +12,8 @@ from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13, _WebSocketParams
 
-from handlers.websocket.reader import receive_frames
+from handlers.websocket.reader import FrameReader
+from handlers.websocket.stream import lean_stream
 
 # Tornado's per-connection attributes, kept in slots by our subclasses rather
 # than in instance dicts: with 20 to 30 keys each, Tornado's handler and
@@ -82,7 +83,8 @@ class SlottedProtocol13(WebSocketProtocol13):
     __slots__ = PROTOCOL_SLOTS
 
     async def _receive_frame_loop(self) -> None:
-        await receive_frames(self)
+        # Returns at once: the reads go on in callbacks (reader.FrameReader says why).
+        FrameReader(self).start()
 
 
 _params: dict[tuple[Any, ...], _WebSocketParams] = {}
@@ -127,7 +129,7 @@ RELEASED_HEADERS: HTTPHeaders = _ReleasedHeaders()
 
 
 def release_handshake(handler: WebSocketHandler) -> None:
-    """Let go of what only the handshake needed, so an idle socket holds less.
+    """Let go of what only the handshake needed, so an idle socket holds less; the stream's write queues too.
 
     A browser's handshake headers (cookies, user agent, languages: 1 to 2
     KiB), the parsed cookies, the response headers already sent and the
@@ -143,6 +145,14 @@ def release_handshake(handler: WebSocketHandler) -> None:
     connection = request.connection
     if isinstance(connection, HTTP1Connection):  # detached: it writes no more responses that would read them
         connection._request_headers = None
+    # The detached HTTP connection and the server's connection object (with
+    # their Futures, start lines, context and the request loop's finished
+    # Task) are Tornado's only until the upgrade; the handler reads neither after it.
+    request.connection = None
+    request.server_connection = None
     request.__dict__.pop("_cookies", None)
     handler._headers = RELEASED_HEADERS
     handler.ui = None  # type: ignore[assignment]
+    protocol = handler.ws_connection
+    if protocol is not None:
+        lean_stream(getattr(protocol, "stream", None))
