@@ -171,7 +171,11 @@ def main() -> int:
                 [PY, "-c", WRAPPER, *flags], cwd=args.root, env=env, stdout=open(workdir / "server.log", "wb")
             )
             procs.append(server)
-            wait_port(port, proc=server)
+            try:
+                wait_port(port, proc=server)
+            except SystemExit:
+                print((workdir / "server.log").read_text()[-3000:], file=sys.stderr)
+                raise
             url = f"ws://127.0.0.1:{port}/ws/chat/{{room}}/"
             loadgen = ["node", str(SHARED / "loadgen.mjs"), "--url-template", url]
             # compare.py's warm-up, so that the first census is of a server that served (lazy imports and all).
