@@ -112,7 +112,14 @@ def take(pid: int, workdir: Path, n: int) -> dict:
         return pickle.load(f)
 
 
-def report(workdir: Path, before: dict, after: dict, n: int, top: int) -> None:
+def short(filename: str, root: Path) -> str:
+    """A file's name relative to the tree, to site-packages or to the standard library."""
+    for prefix in (str(root) + "/", str(ROOT) + "/", "site-packages/", "python3.11/"):
+        filename = filename.split(prefix)[-1]
+    return filename
+
+
+def report(workdir: Path, before: dict, after: dict, n: int, top: int, root: Path) -> None:
     import tracemalloc
 
     rss = (after["rss_kib"] - before["rss_kib"]) / n
@@ -124,14 +131,14 @@ def report(workdir: Path, before: dict, after: dict, n: int, top: int) -> None:
     print("\n== tracemalloc, by line, bytes per connection ==")
     for stat in snap1.compare_to(snap0, "lineno")[:top]:
         frame = stat.traceback[0]
-        name = frame.filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
-        print(f"{stat.size_diff / n:8.1f} B  {stat.count_diff / n:6.2f} blocks  {name}:{frame.lineno}")
+        where = f"{short(frame.filename, root)}:{frame.lineno}"
+        print(f"{stat.size_diff / n:8.1f} B  {stat.count_diff / n:6.2f} blocks  {where}")
     if os.environ.get("CENSUS_FRAMES", "1") != "1":
         print("\n== tracemalloc, by traceback ==")
         for stat in snap1.compare_to(snap0, "traceback")[:top]:
             print(f"{stat.size_diff / n:8.1f} B  {stat.count_diff / n:6.2f} blocks")
             for frame in stat.traceback[-6:]:  # the innermost
-                print(f"      {frame.filename.split('site-packages/')[-1].split('python3.11/')[-1]}:{frame.lineno}")
+                print(f"      {short(frame.filename, root)}:{frame.lineno}")
     print("\n== gc census, by type, per connection (getsizeof, not counting non-gc contents) ==")
     rows = []
     for name, count in after["counts"].items():
@@ -204,8 +211,8 @@ def main() -> int:
             out, _ = hold.communicate(timeout=120)
             result = json.loads(out)
             n = result["connected"]
-            print(f"{n}/{args.connections} connected ({args.bus}, {args.root})")
-            report(workdir, before, after, n, args.top)
+            print(f"{n}/{args.connections} connected ({args.bus}, {args.root.name})")
+            report(workdir, before, after, n, args.top, args.root.resolve())
         finally:
             for p in reversed(procs):
                 p.terminate()

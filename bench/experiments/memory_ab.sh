@@ -14,18 +14,18 @@ HEAD=$2
 HERE=$(pwd)
 PY=$HERE/.venv/bin/python
 OUT=$HERE/bench/results
-export PY
+# Each tree's run.py runs its own .venv/bin/python (a link to this one): the JSON lines record it relatively.
 ours() {
-    "$PY" bench/run.py --rounds 1 --scenarios conns,idle10k --servers naive,redis --all-pairs \
-        --shared "$SHARED" --out "$OUT/issue-24-memory.jsonl"
+    (cd "$HEAD" && PY=.venv/bin/python "$PY" bench/run.py --rounds 1 --scenarios conns,idle10k --servers naive,redis --all-pairs \
+        --shared "$SHARED" --out "$OUT/issue-24-memory.jsonl")
 }
 base() {
-    (cd "$BASE" && "$PY" bench/run.py --rounds 1 --scenarios conns,idle10k --servers redis \
+    (cd "$BASE" && PY=.venv/bin/python "$PY" bench/run.py --rounds 1 --scenarios conns,idle10k --servers redis \
         --shared "$SHARED" --out "$OUT/issue-24-memory-base.jsonl")
 }
 for round in 1 2 3; do
     if [ $((round % 2)) -eq 1 ]; then base; ours; else ours; base; fi
 done
-"$PY" bench/experiments/idle_census.py --top 40 > "$OUT/issue-24-census-after.txt" 2>&1
+"$PY" bench/experiments/idle_census.py --root "$HEAD" --top 40 > "$OUT/issue-24-census-after.txt" 2>&1
 "$PY" bench/experiments/idle_census.py --root "$BASE" --top 40 > "$OUT/issue-24-census-before.txt" 2>&1
 "$PY" bench/experiments/issue25_cpu_ab.py "$BASE" "$HEAD" --bus redis --rounds 4 > "$OUT/issue-24-cpu-ab.txt" 2>&1
