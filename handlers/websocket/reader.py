@@ -109,18 +109,18 @@ class FrameReader:
         future.add_done_callback(self._on_read, context=self._context)
 
     def _on_read(self, future: "asyncio.Future[bytes]") -> None:
-        if future.cancelled():
-            self._end()
-            return
-        error = future.exception()
-        if error is not None:
-            if not isinstance(error, StreamClosedError):
-                self._failed(error)
-                return
+        try:
+            chunk = future.result()  # one call on the common path: the data
+        except StreamClosedError:
             self._protocol._abort()
             self._end()
             return
-        chunk = future.result()
+        except asyncio.CancelledError:
+            self._end()
+            return
+        except Exception as error:
+            self._failed(error)
+            return
         self._protocol._wire_bytes_in += len(chunk)
         if self._kept is not None:
             self._kept += chunk
@@ -149,7 +149,8 @@ class FrameReader:
                 if handled is not None:  # a client is read no faster than its messages are handled
                     handled.add_done_callback(self._on_handled, context=self._context)
                     return
-                if self._yielded():
+                if self._work >= YIELD_AFTER:
+                    self._yield()
                     return
         except Refused as refused:
             refuse(protocol, refused)
@@ -166,16 +167,15 @@ class FrameReader:
         # when the awaited handling raises, the connection ends.
         if handled.cancelled() or handled.exception() is not None:
             self._end()
-        elif not self._yielded():
+        elif self._work >= YIELD_AFTER:
+            self._yield()
+        else:
             self._cut()
 
-    def _yielded(self) -> bool:
+    def _yield(self) -> None:
         """After a burst, the rest of this read waits one turn of the loop, so one client does not hold it."""
-        if self._work < YIELD_AFTER:
-            return False
         self._work = 0
         asyncio.get_running_loop().call_soon(self._cut, context=self._context)
-        return True
 
     def _failed(self, error: BaseException) -> None:
         """A bug, not the client: logged as Tornado logs an error escaping a handler, and the connection ends."""
