@@ -108,6 +108,7 @@ class RoomSocket(Handshake, Inbound):
 
     def on_close(self) -> None:
         self._closed = True
+        self._release_slot()
         if self._gate is not None:
             self._gate.stop()
         self._registry.discard(self)

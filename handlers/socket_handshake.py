@@ -60,11 +60,23 @@ class Handshake(SocketState):
         refused = self._limits.connections.admit(slot)
         if refused is not None:
             return self._refuse_handshake(refused, "server_full" if refused == 503 else "client_full")
+        self._slot = slot
         try:
-            # Returns when the connection ends (Tornado reads its frames in here).
             await super().get(*args, **kwargs)
         finally:
-            self._limits.connections.release(slot)
+            # Tornado's get returns once the WebSocket is open; its frames are
+            # read in callbacks from then on (handlers/websocket/reader.py), and
+            # on_close gives the slot back when the connection ends. Refused by
+            # Tornado or ended during open: given back now.
+            connection = self.ws_connection
+            if connection is None or connection.client_terminated or self._closed:
+                self._release_slot()
+
+    def _release_slot(self) -> None:
+        """The connection's place in the per-address and per-process counts, given back once."""
+        if self._slot is not None:
+            self._limits.connections.release(self._slot)
+            self._slot = None
 
     def _refuse_handshake(self, status: int, reason: str) -> None:
         self._metrics.connection_refused(reason)

@@ -72,6 +72,7 @@ class SocketState(WebSocketHandler):
         "_unlogged",
         "_client",
         "_client_key",
+        "_slot",
         "room",
         "user",
         "identity",
@@ -117,6 +118,7 @@ class SocketState(WebSocketHandler):
         self._since: IdKey | None = None
         self._client = ""  # the client's address, kept once the request's headers are let go
         self._client_key = ""  # what the address's budgets are kept under: its /64 for IPv6
+        self._slot: str | None = None  # held in the connection counts from the handshake until the close
         self.ping_slot = -1  # the registry's ping wheel keeps these
         self.ping_awaiting = False
 

@@ -9,11 +9,11 @@ import socket
 from typing import Any
 
 import pytest
-from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketProtocol13
 
 from handlers.websocket.control import aborter
+from handlers.websocket.stream import NO_WRITES, LeanIOStream
 from handlers.websocket.writer import Written, text_frame, write_text
 from tests.client import ChatClient
 from tests.helpers import ON_MEMORY
@@ -62,13 +62,13 @@ async def test_an_open_room_socket_lets_go_of_its_handshake_but_keeps_working(ma
     [room_socket] = server.registry.sockets
     request = room_socket.request
     assert len(request.headers) == 0 and "_cookies" not in vars(request)
-    assert isinstance(request.connection, HTTP1Connection) and request.connection._request_headers is None
+    assert request.connection is None and request.server_connection is None  # the HTTP/1 objects are let go
     assert len(room_socket._headers) == 0 and room_socket.ui is None
     with pytest.raises(RuntimeError):
         request.headers["X-Late"] = "nobody may write into the shared empty headers"
     # Our state and Tornado's are in slots: left in the dicts are the methods Tornado replaces on the instance.
     assert set(vars(room_socket)) <= {"finish", "flush", "redirect", "set_cookie", "set_header", "set_status", "write"}
-    assert set(vars(room_socket.ws_connection)) <= {"close"}  # watch_closes
+    assert not hasattr(room_socket.ws_connection, "__dict__") or not vars(room_socket.ws_connection)
     assert room_socket._refusals is None  # made at the first refusal
     # Pinged by the server's one wheel, not by a task of its own.
     assert room_socket.ws_connection._ping_coroutine is None and room_socket.ping_slot >= 0
@@ -104,6 +104,8 @@ async def test_frames_past_what_the_kernel_takes_wait_in_tornado_and_arrive_whol
     server = await make_server()
     client = await ChatClient.connect(server.port, "frames")
     [socket_handler] = server.registry.sockets
+    stream = socket_handler.ws_connection.stream
+    assert isinstance(stream, LeanIOStream) and stream._write_futures is NO_WRITES  # queues made by the first wait
     padding = "x" * 60_000
     results = [  # written without yielding: the client reads nothing meanwhile, the kernel's buffers fill
         write_text(socket_handler, b'{"type":"typing","user":"%d","pad":"%s"}' % (k, padding.encode()))

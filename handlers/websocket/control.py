@@ -14,6 +14,8 @@ from typing import Callable
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
+from handlers.websocket.slots import SlottedProtocol13
+
 PING_TIMED_OUT = "ping timed out"  # the reason a socket that answered no ping is closed with
 PING_TIMEOUT_CODE = 1008  # its close code, on the wire and in the log alike
 
@@ -56,6 +58,9 @@ def aborter(handler: WebSocketHandler) -> Callable[[], None]:
 
 def watch_closes(protocol: WebSocketProtocol, seen: Callable[[int | None, str | None], None]) -> None:
     """Call ``seen(code, reason)`` whenever Tornado (or we) close the protocol, then close it."""
+    if isinstance(protocol, SlottedProtocol13):
+        protocol.close_seen = seen  # its close calls it
+        return
     protocol_close = protocol.close
 
     def close_noting_code(code: int | None = None, reason: str | None = None) -> None:

@@ -11,7 +11,9 @@ check (tests/test_websocket_writer.py, and ``server.py`` at start-up).
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
+import socket
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -19,18 +21,19 @@ import tornado.util
 from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, _StreamBuffer
 from tornado.tcpserver import TCPServer
 from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13, _WebSocketParams
 
 from handlers.websocket.slots import HANDLER_SLOTS, PROTOCOL_SLOTS
+from handlers.websocket.stream import LeanIOStream, lean_stream
 
 # Each private name, read or written by this package, and what for.
 PRIVATE_NAMES: dict[str, str] = {
     "_WebSocketParams": "slots.slotted_protocol: one shared parameters object per application",
     "_websocket_mask": "reader: unmasking client payloads (tornado.util)",
-    "_receive_frame_loop": "slots.SlottedProtocol13: the receive loop, replaced by reader.receive_frames",
+    "_receive_frame_loop": "slots.SlottedProtocol13: the receive loop, replaced by reader.FrameReader",
     "_handle_message": "reader: Tornado's handling of a whole message, a close, a ping or a pong",
     "_abort": "reader: ending the TCP connection after a refused frame or a closed stream",
     "_fragmented_message_buffer": "reader: a fragmented message gathered where Tornado gathers it",
@@ -43,6 +46,10 @@ PRIVATE_NAMES: dict[str, str] = {
     "_sockets": "accept.GuardedHTTPServer: the listening sockets, as TCPServer.stop closes them",
     "_handlers": "accept.GuardedHTTPServer: the functions that stop accepting, as TCPServer.stop calls them",
     "_handle_connection": "accept.GuardedHTTPServer: what TCPServer does with an accepted socket",
+    "_StreamBuffer": "stream.LeanIOStream: the write buffer, made at the first write that queues",
+    "_write_buffer": "stream.lean_stream: the stream's write buffer, shared and empty until then",
+    "_write_futures": "stream.lean_stream: the deque of the writes' Futures, likewise",
+    "_handle_write": "guard: the lean stream's check steps a queued write by hand, without a running loop",
 }  # plus the attribute names in slots.HANDLER_SLOTS and slots.PROTOCOL_SLOTS, checked below
 
 RELIED_ON = (
@@ -61,6 +68,8 @@ RELIED_ON = (
     "HANDLER_SLOTS, PROTOCOL_SLOTS: no class attributes of WebSocketHandler or WebSocketProtocol13 by those names",
     "TCPServer instance dicts _sockets and _handlers; _handle_connection(connection, address); add_sockets(sockets)",
     "tornado.util._websocket_mask(mask, data): data XOR the 4-byte mask, repeated",
+    "IOStream._write_buffer (a _StreamBuffer()) and _write_futures (a deque) are its only write queues:"
+    " a stream with empty ones in their place writes, queues and closes",
 )
 
 _SIGNATURES: list[tuple[Any, str, list[str]]] = [
@@ -97,7 +106,7 @@ async def _problems_in_a_loop() -> list[str]:
 
 def _problems() -> list[str]:
     problems = _signature_problems()
-    for check in (_protocol_problems, _handshake_problems, _server_problems, _mask_problems):
+    for check in (_protocol_problems, _handshake_problems, _server_problems, _mask_problems, _stream_problems):
         try:
             problems += check()
         except Exception as error:  # a changed constructor: say which check could not run
@@ -178,3 +187,36 @@ def _mask_problems() -> list[str]:
     if not callable(mask) or mask(b"\x01\x02\x03\x04", b"\x00\x00\x00\x00\xff") != b"\x01\x02\x03\x04\xfe":
         return ["tornado.util._websocket_mask(mask, data) no longer unmasks"]
     return []
+
+
+def _stream_problems() -> list[str]:
+    """A lean stream on a socket pair: idle, it closes; written past what the kernel takes, it queues and sends all."""
+    problems = []
+    for data in (b"", b"x" * 2_000_000):
+        near, far = socket.socketpair()
+        far.setblocking(False)
+        stream = IOStream(near)
+        if not isinstance(vars(stream).get("_write_buffer"), _StreamBuffer):
+            problems.append("IOStream keeps no _StreamBuffer in _write_buffer")
+        if not isinstance(vars(stream).get("_write_futures"), collections.deque):
+            problems.append("IOStream keeps no deque in _write_futures")
+        lean_stream(stream)
+        if data and (not isinstance(stream, LeanIOStream) or not _sent_whole(stream, far, data)):
+            problems.append("a lean IOStream no longer queues and sends what the kernel did not take")
+        stream.close()
+        far.close()
+    return problems
+
+
+def _sent_whole(stream: IOStream, far: socket.socket, data: bytes) -> bool:
+    """Write ``data`` (more than the socket pair's buffers hold) and drain it, stepping the writes by hand."""
+    stream.write(data)
+    if not stream.writing():
+        return False
+    received = 0
+    while received < len(data):
+        try:
+            received += len(far.recv(1 << 20))
+        except BlockingIOError:
+            stream._handle_write()
+    return received == len(data) and not stream.writing()

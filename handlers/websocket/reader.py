@@ -1,5 +1,7 @@
 """Reading a client's frames: the protocol's receive loop, taking whatever has arrived in one read.
 
+The loop is callbacks on the reads' Futures, not a coroutine (``FrameReader`` says why).
+
 Tornado's own receive loop (``WebSocketProtocol13``'s) reads a frame in
 three or four ``read_bytes`` calls (header, length, mask, payload). After the first,
 the rest of the frame waits in the ``IOStream``'s buffer with no read
@@ -15,7 +17,7 @@ Tornado's checks are kept in Tornado's order (reserved bits, control
 frames short and final, ``max_message_size`` against the length before the
 payload arrives, continuation frames), with the state on the protocol that
 Tornado keeps (``_fragmented_message_*``, ``_wire_bytes_in``), Tornado's
-``_handle_message`` for each whole message (awaited, so a client is read no
+``_handle_message`` for each whole message (waited for, so a client is read no
 faster than its messages are handled), the same yield to the loop after a
 burst, and ``on_ws_connection_close`` at the end. Added are what RFC 6455
 asks and Tornado does not do (rfc6455.py): masking required, close payloads
@@ -28,7 +30,8 @@ like the other reserved bits.
 from __future__ import annotations
 
 import asyncio
-from typing import NamedTuple
+import contextvars
+from typing import NamedTuple, cast
 
 from tornado.iostream import StreamClosedError
 from tornado.util import _websocket_mask
@@ -58,43 +61,133 @@ class Frame(NamedTuple):
     end: int  # where the next frame starts in the data read
 
 
-async def receive_frames(protocol: WebSocketProtocol13) -> None:
-    """The protocol's receive loop, until the client or the server ends the connection."""
-    kept: bytearray | None = None  # the start of a frame whose end has not arrived (none on most sockets)
-    needed = 0  # bytes ``kept`` must reach before a frame can be whole
-    work = 0
-    text = TextCheck()
-    try:
-        while not protocol.client_terminated:
-            chunk = await protocol.stream.read_bytes(READ_AT_MOST, partial=True)
-            protocol._wire_bytes_in += len(chunk)
-            if kept is not None:
-                kept += chunk
-                if len(kept) < needed:
-                    continue
-                data, kept = bytes(kept), None
-            else:
-                data = chunk
-            start = 0
+class FrameReader:
+    """The protocol's receive loop, as callbacks on the reads' Futures rather than a coroutine.
+
+    Tornado awaits the receive loop at the bottom of the handshake's
+    coroutines (the request's ``_execute``, ``get``, ``accept_connection``),
+    so while a coroutine read, an idle socket kept that whole chain
+    suspended: seven coroutine frames, their Task, and the handshake's
+    headers that ``get`` holds in a local, about 4 KiB per connection
+    (bench/RESULTS.md, "Idle connections: where each KiB goes"). Started
+    from the loop, this returns at once and the chain ends; what stays is
+    this object, held by the pending read's callback.
+
+    Every callback runs in one context, the connection's (taken when the
+    loop starts, after ``open`` bound the log's fields), as a Task's steps
+    all run in the Task's context.
+    """
+
+    __slots__ = ("_protocol", "_context", "_kept", "_needed", "_work", "_text", "_data", "_start", "_ended")
+
+    def __init__(self, protocol: WebSocketProtocol13) -> None:
+        self._protocol = protocol
+        self._context = contextvars.copy_context()
+        self._kept: bytearray | None = None  # the start of a frame whose end has not arrived (none on most sockets)
+        self._needed = 0  # bytes ``_kept`` must reach before a frame can be whole
+        self._work = 0
+        self._text = TextCheck()
+        self._data = b""  # what the last read brought, cut from ``_start`` on
+        self._start = 0
+        self._ended = False
+
+    def start(self) -> None:
+        self._context.run(self._read)
+
+    def _read(self) -> None:
+        protocol = self._protocol
+        if protocol.client_terminated:
+            self._end()
+            return
+        try:
+            # A Future (typed Awaitable): its callbacks are run by the loop, never from inside read_bytes.
+            future = cast("asyncio.Future[bytes]", protocol.stream.read_bytes(READ_AT_MOST, partial=True))
+        except StreamClosedError:
+            protocol._abort()
+            self._end()
+            return
+        future.add_done_callback(self._on_read, context=self._context)
+
+    def _on_read(self, future: "asyncio.Future[bytes]") -> None:
+        try:
+            chunk = future.result()  # one call on the common path: the data
+        except StreamClosedError:
+            self._protocol._abort()
+            self._end()
+            return
+        except asyncio.CancelledError:
+            self._end()
+            return
+        except Exception as error:
+            self._failed(error)
+            return
+        self._protocol._wire_bytes_in += len(chunk)
+        if self._kept is not None:
+            self._kept += chunk
+            if len(self._kept) < self._needed:
+                self._read()
+                return
+            self._data, self._kept = bytes(self._kept), None
+        else:
+            self._data = chunk
+        self._start = 0
+        self._cut()
+
+    def _cut(self) -> None:
+        """The frames of ``_data`` from ``_start`` on, until one's handling is pending or a yield is due."""
+        protocol, data = self._protocol, self._data
+        try:
             while not protocol.client_terminated:
-                frame = cut_frame(protocol, data, start)
+                frame = cut_frame(protocol, data, self._start)
                 if isinstance(frame, int):  # not all there yet: at least this many bytes are
-                    if start < len(data):
-                        kept, needed = bytearray(memoryview(data)[start:]), frame
+                    if self._start < len(data):
+                        self._kept, self._needed = bytearray(memoryview(data)[self._start :]), frame
                     break
-                start = frame.end
-                handled = take_frame(protocol, frame, text)
-                if handled is not None:
-                    await handled
-                work += FRAME_COST + len(frame.payload)
-                if work >= YIELD_AFTER:  # one client's burst does not hold the loop
-                    work = 0
-                    await asyncio.sleep(0)
-    except Refused as refused:
-        refuse(protocol, refused)
-    except StreamClosedError:
-        protocol._abort()
-    finally:
+                self._start = frame.end
+                handled = take_frame(protocol, frame, self._text)
+                self._work += FRAME_COST + len(frame.payload)
+                if handled is not None:  # a client is read no faster than its messages are handled
+                    handled.add_done_callback(self._on_handled, context=self._context)
+                    return
+                if self._work >= YIELD_AFTER:
+                    self._yield()
+                    return
+        except Refused as refused:
+            refuse(protocol, refused)
+            self._end()
+            return
+        except Exception as error:
+            self._failed(error)
+            return
+        self._data = b""
+        self._read()
+
+    def _on_handled(self, handled: "asyncio.Future[None]") -> None:
+        # Its error was logged where Tornado made the Future (_run_callback); as Tornado's own loop does
+        # when the awaited handling raises, the connection ends.
+        if handled.cancelled() or handled.exception() is not None:
+            self._end()
+        elif self._work >= YIELD_AFTER:
+            self._yield()
+        else:
+            self._cut()
+
+    def _yield(self) -> None:
+        """After a burst, the rest of this read waits one turn of the loop, so one client does not hold it."""
+        self._work = 0
+        asyncio.get_running_loop().call_soon(self._cut, context=self._context)
+
+    def _failed(self, error: BaseException) -> None:
+        """A bug, not the client: logged as Tornado logs an error escaping a handler, and the connection ends."""
+        self._protocol.handler.log_exception(type(error), error, error.__traceback__)
+        self._end()
+
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._data, self._kept = b"", None
+        protocol = self._protocol
         protocol.handler.on_ws_connection_close(protocol.close_code, protocol.close_reason)
 
 

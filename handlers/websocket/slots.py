@@ -6,13 +6,14 @@ receive loop of ``SlottedProtocol13`` is handlers/websocket/reader.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13, _WebSocketParams
 
-from handlers.websocket.reader import receive_frames
+from handlers.websocket.reader import FrameReader
+from handlers.websocket.stream import lean_stream
 
 # Tornado's per-connection attributes, kept in slots by our subclasses rather
 # than in instance dicts: with 20 to 30 keys each, Tornado's handler and
@@ -79,10 +80,21 @@ PROTOCOL_SLOTS = (
 class SlottedProtocol13(WebSocketProtocol13):
     """Tornado's protocol 13, its attributes in slots (``PROTOCOL_SLOTS`` says why), read by ``reader``."""
 
-    __slots__ = PROTOCOL_SLOTS
+    close_seen: Callable[[int | None, str | None], None] | None
+
+    # close_seen: control.watch_closes's callback, in a slot rather than a closure replacing ``close``
+    # on the instance (a closure, a cell and an instance dict: about 0.3 KiB per connection).
+    __slots__ = PROTOCOL_SLOTS + ("close_seen",)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        seen = self.close_seen
+        if seen is not None:
+            seen(code, reason)
+        super().close(code, reason)
 
     async def _receive_frame_loop(self) -> None:
-        await receive_frames(self)
+        # Returns at once: the reads go on in callbacks (reader.FrameReader says why).
+        FrameReader(self).start()
 
 
 _params: dict[tuple[Any, ...], _WebSocketParams] = {}
@@ -110,7 +122,9 @@ def slotted_protocol(handler: WebSocketHandler) -> WebSocketProtocol | None:
             max_message_size=handler.max_message_size,
             compression_options=handler.get_compression_options(),
         )
-    return SlottedProtocol13(handler, False, params)
+    protocol = SlottedProtocol13(handler, False, params)
+    protocol.close_seen = None
+    return protocol
 
 
 class _ReleasedHeaders(HTTPHeaders):
@@ -127,7 +141,7 @@ RELEASED_HEADERS: HTTPHeaders = _ReleasedHeaders()
 
 
 def release_handshake(handler: WebSocketHandler) -> None:
-    """Let go of what only the handshake needed, so an idle socket holds less.
+    """Let go of what only the handshake needed, so an idle socket holds less; the stream's write queues too.
 
     A browser's handshake headers (cookies, user agent, languages: 1 to 2
     KiB), the parsed cookies, the response headers already sent and the
@@ -143,6 +157,14 @@ def release_handshake(handler: WebSocketHandler) -> None:
     connection = request.connection
     if isinstance(connection, HTTP1Connection):  # detached: it writes no more responses that would read them
         connection._request_headers = None
+    # The detached HTTP connection and the server's connection object (with
+    # their Futures, start lines, context and the request loop's finished
+    # Task) are Tornado's only until the upgrade; the handler reads neither after it.
+    request.connection = None
+    request.server_connection = None
     request.__dict__.pop("_cookies", None)
     handler._headers = RELEASED_HEADERS
     handler.ui = None  # type: ignore[assignment]
+    protocol = handler.ws_connection
+    if protocol is not None:
+        lean_stream(getattr(protocol, "stream", None))

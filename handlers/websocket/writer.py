@@ -18,6 +18,8 @@ from tornado.concurrent import Future
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
+from handlers.websocket.stream import PLAIN_STREAMS
+
 
 class _LastFrame:
     """The frame made last, kept by its payload: a fan-out hands the same bytes object to every member."""
@@ -64,7 +66,7 @@ def write_text(handler: WebSocketHandler, payload: bytes) -> "Future[None] | Wri
     if stream is None:
         return Written.GONE
     frame = text_frame(payload)
-    if not stream.writing() and type(stream) is IOStream:  # not SSLIOStream: its socket takes no plain bytes
+    if not stream.writing() and type(stream) in PLAIN_STREAMS:  # not SSLIOStream: its socket takes no plain bytes
         try:
             sent = stream.socket.send(frame)
         except BlockingIOError:
