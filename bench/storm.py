@@ -142,6 +142,15 @@ class Clients:
             await asyncio.wait_for(proc.wait(), 30)
 
 
+async def profile(pid: int) -> asyncio.subprocess.Process:
+    """py-spy on the survivor from the kill until every member is back (``--profile``: raw folded stacks)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    args = ["record", "-p", str(pid), "--nonblocking", "--rate", "250", "--format", "raw", "-o", ARGS.profile]
+    proc = await asyncio.create_subprocess_exec(str(spy), *args, stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(0.5)  # py-spy attaches before the kill
+    return proc
+
+
 async def sample_rss(pid: int, peak: list[float], stop: asyncio.Event) -> None:
     while not stop.is_set():
         peak[0] = max(peak[0], rss_mib(pid))
@@ -169,11 +178,15 @@ async def storm(label: str, root: Path, clients: int) -> dict[str, Any]:
         others = {"nginx": nginx_pids(cluster), "clients": [p.pid for p in crowd.procs]}
         others0 = {name: sum(map(cpu_seconds, pids)) for name, pids in others.items()}
         cpu0, redis0, t0 = cpu_seconds(survivor), cpu_seconds(redis), time.monotonic()
+        profiler = await profile(survivor) if ARGS.profile else None
         killed_at = time.time()
         os.kill(victim, signal.SIGKILL)
         await crowd.wait_for(lambda: crowd.total("ready") < clients, 30, "the kill to be seen")
         await crowd.wait_for(lambda: crowd.total("ready") == clients, 120, "every member to be ready again")
         window = time.monotonic() - t0
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            await asyncio.wait_for(profiler.wait(), 60)
         cpu, redis_cpu = cpu_seconds(survivor) - cpu0, cpu_seconds(redis) - redis0
         others_cpu = {name: sum(map(cpu_seconds, pids)) - others0[name] for name, pids in others.items()}
         await asyncio.sleep(ARGS.after)  # traffic after the storm
@@ -297,6 +310,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--after", type=float, default=5.0, help="seconds of traffic after every member is back")
     parser.add_argument("--root", action="append", default=[], help="LABEL=DIR: a checkout to run (repeatable)")
     parser.add_argument("--out", help="append the JSON lines here")
+    parser.add_argument("--profile", help="py-spy's folded stacks of the survivor during the storm, to this file")
     parser.add_argument("server_args", nargs="*", help="chat process flags, after --")
     args = parser.parse_args()
     args.clients = [int(n) for n in args.clients.split(",")]
