@@ -35,7 +35,6 @@ import os
 import resource
 import signal
 import socket
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import storm_cluster  # noqa: E402
 from bench.storm_cluster import SECRET  # noqa: E402
+from bench.storm_report import summary, tally  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -74,11 +74,6 @@ def nginx_pids(cluster: storm_cluster.StormCluster) -> list[int]:
     master = cluster.nginx.process.pid
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     return [master, *map(int, children)]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else float("nan")
 
 
 class Clients:
@@ -218,54 +213,6 @@ async def storm(label: str, root: Path, clients: int) -> dict[str, Any]:
     return result
 
 
-def tally(records: list[dict[str, Any]], killed_at: float) -> dict[str, Any]:
-    """Resume times, and each member's losses and doubles against every acknowledged message of its room."""
-    acked: dict[str, set[str]] = {}
-    for r in records:
-        acked.setdefault(r["room"], set()).update(r["acked"])
-    resume, lost, doubled, lossy, refused = [], 0, 0, 0, {}
-    phases: dict[str, list[float]] = {"backoff": [], "tcp": [], "handshake": [], "to_ready": []}
-    for r in records:
-        start = r.get("start")
-        got = r["ids"]
-        missing = [m for m in acked[r["room"]] if m not in got and (start is None or key(m) > key(start))]
-        lost += len(missing)
-        lossy += bool(missing)
-        doubled += sum(n - 1 for n in got.values())
-        cut = [t for t in r["closes"] if t >= killed_at]
-        if cut:
-            back = [t for t in r["readies"] if t > cut[0]]
-            resume.append(back[0] - killed_at if back else float("inf"))
-            tries = [a for a in r["attempts"] if a[0] > cut[0]]
-            if tries and back:  # the first reconnect attempt's phases
-                began, connected, answered = tries[0]
-                for name, value in zip(
-                    phases, (began - killed_at, connected - began, answered - connected, back[0] - answered)
-                ):
-                    phases[name].append(value)
-        for status, n in r["refused"].items():
-            refused[status] = refused.get(status, 0) + n
-    return {
-        "cut_off": len(resume),
-        "resume_p50_s": pct(resume, 0.5),
-        "resume_p99_s": pct(resume, 0.99),
-        "resume_max_s": round(max(resume), 3) if resume else None,
-        "acked": sum(len(v) for v in acked.values()),
-        "lost": lost,
-        "members_with_loss": lossy,
-        "doubled": doubled,
-        "unacked": sum(r["unacked"] for r in records),
-        "refused": refused,
-        "first_try_p50_s": {name: pct(values, 0.5) for name, values in phases.items()},
-        "refused_first_joins": sum(sum(r["refused_initial"].values()) for r in records),
-    }
-
-
-def key(message_id: str) -> tuple[int, int]:
-    ms, seq = message_id.split("-")
-    return int(ms), int(seq)
-
-
 async def run() -> list[dict[str, Any]]:
     results = []
     for round_no in range(ARGS.rounds):
@@ -282,25 +229,6 @@ async def run() -> list[dict[str, Any]]:
     return results
 
 
-def summary(results: list[dict[str, Any]]) -> None:
-    print(
-        "\nclients  checkout  cut off  resume p50/p99/max s  lost  doubled  survivor CPU %  RSS MiB before/peak"
-        "  Redis CPU %  refused"
-    )
-    for r in results:
-        print(
-            f"{r['clients']:7}  {r['label']:8}  {r['cut_off']:7}  {r['resume_p50_s']:.2f}/{r['resume_p99_s']:.2f}/"
-            f"{r['resume_max_s']:.2f}  {r['lost']:4}  {r['doubled']:7}  {r['survivor_cpu_pct']:14.1f}"
-            f"  {r['survivor_rss_mib_before']:.0f}/{r['survivor_rss_mib_peak']:.0f}  {r['redis_cpu_pct']:11.1f}"
-            f"  {r['refused']}"
-        )
-    for clients in ARGS.clients:
-        for label, _ in ARGS.root:
-            rows = [r for r in results if r["clients"] == clients and r["label"] == label]
-            if len(rows) > 1:
-                print(f"median {clients} {label}: resume p99 {statistics.median(r['resume_p99_s'] for r in rows)} s")
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="5000,10000", help="comma-separated member counts")
@@ -310,6 +238,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--after", type=float, default=5.0, help="seconds of traffic after every member is back")
     parser.add_argument("--root", action="append", default=[], help="LABEL=DIR: a checkout to run (repeatable)")
     parser.add_argument("--out", help="append the JSON lines here")
+    parser.add_argument("--summarize", help="print the tables of a file of such JSON lines, and run nothing")
     parser.add_argument("--profile", help="py-spy's folded stacks of the survivor during the storm, to this file")
     parser.add_argument("server_args", nargs="*", help="chat process flags, after --")
     args = parser.parse_args()
@@ -323,6 +252,9 @@ ARGS = argparse.Namespace()
 
 if __name__ == "__main__":
     ARGS = parse_args()
+    if ARGS.summarize:
+        summary([json.loads(line) for line in Path(ARGS.summarize).read_text().splitlines() if line.strip()])
+        sys.exit(0)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the survivor holds every member; it inherits this
     summary(asyncio.run(run()))
