@@ -51,7 +51,6 @@ from bus.message import (
     id_key,
 )
 from bus.presence_batch import COALESCE_EVERY, NoticeBatcher
-from bus.shared_reads import SharedReads
 
 TYPING_EVERY = 1.0  # seconds: at most one typing notice per user per room
 
@@ -114,7 +113,6 @@ class RoomBus:
         self._subscribing: dict[str, asyncio.Task[None]] = {}
         self._leaving: set[asyncio.Future[None]] = set()
         self._batches = NoticeBatcher(self._notify, backend.members, coalesce)  # joins and leaves coalesced
-        self._reads: SharedReads[Any] = SharedReads()  # a room's joiners share history and presence reads
 
     @property
     def backend(self) -> Backend:
@@ -167,11 +165,12 @@ class RoomBus:
         return await self._backend.rooms(after, limit)
 
     async def join(self, room: str, member: Member, user: str, since: IdKey | None) -> History:
-        """Seat a member and read the history to replay to it, and who is in the room (reads shared by
-        joiners asking at once, bus/shared_reads.py). The caller sends the history and its ``ready``
-        frame, then calls ``go_live``; live messages and notices wait in the member's seat until then.
-        Raises BusUnavailable (the member is not seated) when the backend fails to subscribe or read
-        history; presence failures do not.
+        """Seat a member and read the history to replay to it, and who is in the room.
+
+        The caller sends the history and its ``ready`` frame, then calls
+        ``go_live``; live messages and notices wait in the member's seat until
+        then. Raises BusUnavailable (the member is not seated) when the
+        backend fails to subscribe or read history; presence failures do not.
         """
         seat = _Seat(member, user)
         state = self._rooms.setdefault(room, _Room())
@@ -179,8 +178,9 @@ class RoomBus:
         state.connections[user] += 1
         try:
             await self._ensure_subscribed(room)
-            read = self._reads.read(("history", room, since), lambda: self._backend.history(room, since, self._history))
-            history, _ = await asyncio.gather(read, self._register(room, user))
+            history, _ = await asyncio.gather(
+                self._backend.history(room, since, self._history), self._register(room, user)
+            )
         except BaseException:
             await self.leave(room, member)
             raise
@@ -267,7 +267,7 @@ class RoomBus:
 
     async def _snapshot(self, room: str) -> bytes:
         try:
-            members = dict(await self._reads.read(("members", room), lambda: self._backend.members(room)))
+            members = dict(await self._backend.members(room))
         except BusUnavailable:
             members = {}
         return self._with_local(Notice.presence(room, members)).frame()
