@@ -44,9 +44,12 @@ from telemetry.status import ProcessFacts, StatusReporter
 
 log = structlog.get_logger("chat.server")
 # Handshakes waiting to be accepted. Tornado's 128 is short for thousands of
-# pages reconnecting at once after a restart (nginx then sees refusals);
-# the kernel caps it at net.core.somaxconn.
-LISTEN_BACKLOG = 1024
+# pages reconnecting at once after a restart (nginx then sees refusals). When
+# a process dies and 5,000 of its pages come back through nginx to one other
+# process within a second, 1,024 overflowed: SYNs dropped, retried 1 s and 3 s
+# later, past nginx's 2 s connect timeout (504s; bench/storm.py). The kernel
+# caps it at net.core.somaxconn (4096 on current kernels).
+LISTEN_BACKLOG = 4096
 
 
 def redis_options(settings: Settings) -> RedisOptions:
