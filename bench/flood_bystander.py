@@ -101,6 +101,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def waited_ms(pid: int) -> float:
+    """How long the process's threads have waited, runnable, for a CPU (the kernel's schedstat): time
+    the machine's other work took from it, which shows as latency though the process was not busy."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total / 1e6
+
+
 def p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
@@ -110,7 +122,7 @@ async def helper(mode: str, port: int, seconds: float = 0.0) -> asyncio.subproce
     """This script in a process of its own (``--mode``): the attack and the members do not share the
     bystanders' event loop, so their own work is not measured as the server's latency."""
     args = [__file__, "--mode", mode, "--port", str(port), "--seconds", str(seconds)]
-    args += ["--churn-rate", str(ARGS.churn_rate)]
+    args += ["--churn-rate", str(ARGS.churn_rate), "--nice", str(ARGS.nice)]
     if ARGS.client_cpu is not None:
         args += ["--client-cpu", str(ARGS.client_cpu)]
     return await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE)
@@ -122,8 +134,10 @@ async def phase(port: int, pid: int, name: str, seconds: float, members: Counts)
     tasks = [asyncio.ensure_future(b.run(port, k, stop)) for k, b in enumerate(bystanders)]
     attack = await helper(name, port, seconds) if name != "quiet" else None
     before_cpu, before_bytes = cpu_seconds(pid), members.get("member_bytes", 0)
+    before_wait = waited_ms(pid), waited_ms(os.getpid())
     await asyncio.sleep(seconds)  # the phase's length, not a synchronisation
     cpu = cpu_seconds(pid) - before_cpu
+    server_wait, bystander_wait = waited_ms(pid) - before_wait[0], waited_ms(os.getpid()) - before_wait[1]
     member_bytes = members.get("member_bytes", 0) - before_bytes
     stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
@@ -139,6 +153,8 @@ async def phase(port: int, pid: int, name: str, seconds: float, members: Counts)
         "p99_ms": round(p(latencies, 0.99), 2),
         "server_cpu_pct": round(100 * cpu / seconds, 1),
         "member_kib_s": round(member_bytes / 1024 / seconds / MEMBERS, 1),
+        "server_waited_ms": round(server_wait, 1),
+        "bystanders_waited_ms": round(bystander_wait, 1),
         "attack": counts,
     }
 
@@ -178,6 +194,7 @@ async def helper_main() -> None:
     """``--mode members|churn|ping``: run one side of the load and report it as JSON on stdout."""
     counts = Counts()
     stop = asyncio.Event()
+    os.nice(-ARGS.nice)  # the load at the machine's default priority, not the bystanders' (see --nice)
     if ARGS.client_cpu is not None:  # the load's side of the machine (see --client-cpu)
         os.sched_setaffinity(0, {ARGS.client_cpu})
     if ARGS.mode == "members":
@@ -199,16 +216,27 @@ async def helper_main() -> None:
 
 
 def summary(results: list[dict[str, Any]]) -> None:
-    quiet = statistics.median(r["p99_ms"] for r in results if r["phase"] == "quiet")
-    print("\nphase   median p50 ms  median p99 ms  p99 / quiet  server CPU %  member KiB/s")
+    """Medians over rounds; ``round ratios``: each round's p99 over that round's quiet p99 (the machine's
+    load from other work changes between rounds more than within one)."""
+    quiet_of = {r["round"]: r["p99_ms"] for r in results if r["phase"] == "quiet"}
+    quiet = statistics.median(quiet_of.values())
+    print("\nphase   median p50 ms  median p99 ms  p99 / quiet  server CPU %  server waited ms  round ratios")
     for name in ("quiet", "churn", "ping"):
         rows = [r for r in results if r["phase"] == name]
         p99 = statistics.median(r["p99_ms"] for r in rows)
+        ratios = " ".join(f"{r['p99_ms'] / quiet_of[r['round']]:.2f}" for r in rows)
         print(
             f"{name:6}  {statistics.median(r['p50_ms'] for r in rows):13.2f}  {p99:13.2f}"
             f"  {p99 / quiet:11.2f}  {statistics.median(r['server_cpu_pct'] for r in rows):12.1f}"
-            f"  {statistics.median(r['member_kib_s'] for r in rows):12.1f}"
+            f"  {statistics.median(r['server_waited_ms'] for r in rows):16.1f}  {ratios}"
         )
+
+
+def place_server() -> None:
+    """In the server's process before it starts: its CPU and priority (--server-cpu, --nice)."""
+    if ARGS.server_cpu is not None:
+        os.sched_setaffinity(0, {ARGS.server_cpu})
+    os.nice(ARGS.nice)
 
 
 def main() -> int:
@@ -228,7 +256,12 @@ def main() -> int:
         "--log-format",
         "json",
     ]
-    server = subprocess.Popen(command + ARGS.server_args, cwd=ARGS.root, env=env, stdout=log, stderr=log)
+    server = subprocess.Popen(
+        command + ARGS.server_args, cwd=ARGS.root, env=env, stdout=log, stderr=log, preexec_fn=place_server
+    )
+    os.nice(ARGS.nice)  # this process, the bystanders that measure
+    if ARGS.bystander_cpu is not None:  # this process: the bystanders that measure
+        os.sched_setaffinity(0, {ARGS.bystander_cpu})
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -257,6 +290,15 @@ def parse_args() -> argparse.Namespace:
         type=int,
         help="run the attack and the members on this CPU only: on a small machine an attacker flooding the"
         " loopback would otherwise take the server's CPU, which one elsewhere could not",
+    )
+    parser.add_argument("--server-cpu", type=int, help="run the server on this CPU only (with --client-cpu: another)")
+    parser.add_argument("--bystander-cpu", type=int, help="run this process, the bystanders that measure, on this CPU")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="the server's and the bystanders' niceness (negative, as root: before the rest of a shared machine;"
+        " the attack and the members stay at 0)",
     )
     parser.add_argument("--root", default=str(ROOT), help="the checkout whose server.py runs (a baseline)")
     parser.add_argument("server_args", nargs="*", help="more server flags, after --")
