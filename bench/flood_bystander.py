@@ -5,7 +5,7 @@ clients can stand for many addresses with ``X-Real-Ip``), then per round
 three phases of ``--seconds`` each:
 
 - quiet: 100 members sit in room ``busy`` (one address each, reading
-  everything), two bystanders in rooms of their own send a message every
+  everything), four bystanders in rooms of their own send a message every
   1/12 s and time each to its ``ack``;
 - churn: the same, and one address opens and closes WebSockets into ``busy``
   as fast as it can, up to ``--churn-rate`` handshakes a second (the audit's
@@ -14,11 +14,13 @@ three phases of ``--seconds`` each:
   fast as they can (reconnecting when closed).
 
 Reports per phase the bystanders' p50/p99 ack latency, the attack's attempts
-and what they met (101, 429, closes), the frames the members got, and the
-server's CPU; then the medians over rounds and the ratios to quiet. From the
+and what they met (101, 429, closes), the frames the members got, the
+server's CPU, and how long the server and the bystanders waited, runnable,
+for a CPU (the machine's other work); then the medians over rounds, the
+ratios to quiet, and each round's ratio to its own quiet phase. From the
 project root:
 
-    flock /tmp/bench.lock .venv/bin/python bench/flood_bystander.py [--rounds 3] [--seconds 8] [--client-cpu 1]
+    flock /tmp/bench.lock .venv/bin/python bench/flood_bystander.py [--rounds 3] [--isolate | --client-cpu 1]
 
 ``--root DIR`` runs the server of another checkout (a baseline) with the same load.
 """
@@ -122,9 +124,9 @@ async def helper(mode: str, port: int, seconds: float = 0.0) -> asyncio.subproce
     """This script in a process of its own (``--mode``): the attack and the members do not share the
     bystanders' event loop, so their own work is not measured as the server's latency."""
     args = [__file__, "--mode", mode, "--port", str(port), "--seconds", str(seconds)]
-    args += ["--churn-rate", str(ARGS.churn_rate), "--nice", str(ARGS.nice)]
-    if ARGS.client_cpu is not None:
-        args += ["--client-cpu", str(ARGS.client_cpu)]
+    args += ["--churn-rate", str(ARGS.churn_rate)]
+    if ARGS.client_cpu is not None or ARGS.isolate:
+        args += ["--client-cpu", str(1 if ARGS.isolate else ARGS.client_cpu)]
     return await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE)
 
 
@@ -194,7 +196,7 @@ async def helper_main() -> None:
     """``--mode members|churn|ping``: run one side of the load and report it as JSON on stdout."""
     counts = Counts()
     stop = asyncio.Event()
-    os.nice(-ARGS.nice)  # the load at the machine's default priority, not the bystanders' (see --nice)
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # the load: not the bystanders' priority
     if ARGS.client_cpu is not None:  # the load's side of the machine (see --client-cpu)
         os.sched_setaffinity(0, {ARGS.client_cpu})
     if ARGS.mode == "members":
@@ -233,10 +235,10 @@ def summary(results: list[dict[str, Any]]) -> None:
 
 
 def place_server() -> None:
-    """In the server's process before it starts: its CPU and priority (--server-cpu, --nice)."""
-    if ARGS.server_cpu is not None:
-        os.sched_setaffinity(0, {ARGS.server_cpu})
-    os.nice(ARGS.nice)
+    """In the server's process before it starts: its CPU and priority (see --isolate)."""
+    if ARGS.isolate:
+        os.sched_setaffinity(0, {0})
+        os.nice(-10)
 
 
 def main() -> int:
@@ -259,9 +261,9 @@ def main() -> int:
     server = subprocess.Popen(
         command + ARGS.server_args, cwd=ARGS.root, env=env, stdout=log, stderr=log, preexec_fn=place_server
     )
-    os.nice(ARGS.nice)  # this process, the bystanders that measure
-    if ARGS.bystander_cpu is not None:  # this process: the bystanders that measure
-        os.sched_setaffinity(0, {ARGS.bystander_cpu})
+    if ARGS.isolate:  # this process, the bystanders that measure (see --isolate)
+        os.sched_setaffinity(0, {1})
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -291,14 +293,12 @@ def parse_args() -> argparse.Namespace:
         help="run the attack and the members on this CPU only: on a small machine an attacker flooding the"
         " loopback would otherwise take the server's CPU, which one elsewhere could not",
     )
-    parser.add_argument("--server-cpu", type=int, help="run the server on this CPU only (with --client-cpu: another)")
-    parser.add_argument("--bystander-cpu", type=int, help="run this process, the bystanders that measure, on this CPU")
     parser.add_argument(
-        "--nice",
-        type=int,
-        default=0,
-        help="the server's and the bystanders' niceness (negative, as root: before the rest of a shared machine;"
-        " the attack and the members stay at 0)",
+        "--isolate",
+        action="store_true",
+        help="(as root, 2 CPUs or more) the server alone on CPU 0 at nice -10; the attack and the members on CPU 1;"
+        " the bystanders on CPU 1 under SCHED_FIFO (they use little CPU): neither the load generator nor the"
+        " rest of a shared machine then shows as the server's latency",
     )
     parser.add_argument("--root", default=str(ROOT), help="the checkout whose server.py runs (a baseline)")
     parser.add_argument("server_args", nargs="*", help="more server flags, after --")
