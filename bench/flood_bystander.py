@@ -5,7 +5,7 @@ clients can stand for many addresses with ``X-Real-Ip``), then per round
 three phases of ``--seconds`` each:
 
 - quiet: 100 members sit in room ``busy`` (one address each, reading
-  everything), two bystanders in rooms of their own send a message every
+  everything), four bystanders in rooms of their own send a message every
   1/12 s and time each to its ``ack``;
 - churn: the same, and one address opens and closes WebSockets into ``busy``
   as fast as it can, up to ``--churn-rate`` handshakes a second (the audit's
@@ -14,11 +14,13 @@ three phases of ``--seconds`` each:
   fast as they can (reconnecting when closed).
 
 Reports per phase the bystanders' p50/p99 ack latency, the attack's attempts
-and what they met (101, 429, closes), the frames the members got, and the
-server's CPU; then the medians over rounds and the ratios to quiet. From the
+and what they met (101, 429, closes), the frames the members got, the
+server's CPU, and how long the server and the bystanders waited, runnable,
+for a CPU (the machine's other work); then the medians over rounds, the
+ratios to quiet, and each round's ratio to its own quiet phase. From the
 project root:
 
-    flock /tmp/bench.lock .venv/bin/python bench/flood_bystander.py [--rounds 3] [--seconds 8] [--client-cpu 1]
+    flock /tmp/bench.lock .venv/bin/python bench/flood_bystander.py [--rounds 3] [--isolate | --client-cpu 1]
 
 ``--root DIR`` runs the server of another checkout (a baseline) with the same load.
 """
@@ -101,6 +103,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def waited_ms(pid: int) -> float:
+    """How long the process's threads have waited, runnable, for a CPU (the kernel's schedstat): time
+    the machine's other work took from it, which shows as latency though the process was not busy."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total / 1e6
+
+
 def p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
@@ -111,8 +125,8 @@ async def helper(mode: str, port: int, seconds: float = 0.0) -> asyncio.subproce
     bystanders' event loop, so their own work is not measured as the server's latency."""
     args = [__file__, "--mode", mode, "--port", str(port), "--seconds", str(seconds)]
     args += ["--churn-rate", str(ARGS.churn_rate)]
-    if ARGS.client_cpu is not None:
-        args += ["--client-cpu", str(ARGS.client_cpu)]
+    if ARGS.client_cpu is not None or ARGS.isolate:
+        args += ["--client-cpu", str(1 if ARGS.isolate else ARGS.client_cpu)]
     return await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE)
 
 
@@ -122,8 +136,10 @@ async def phase(port: int, pid: int, name: str, seconds: float, members: Counts)
     tasks = [asyncio.ensure_future(b.run(port, k, stop)) for k, b in enumerate(bystanders)]
     attack = await helper(name, port, seconds) if name != "quiet" else None
     before_cpu, before_bytes = cpu_seconds(pid), members.get("member_bytes", 0)
+    before_wait = waited_ms(pid), waited_ms(os.getpid())
     await asyncio.sleep(seconds)  # the phase's length, not a synchronisation
     cpu = cpu_seconds(pid) - before_cpu
+    server_wait, bystander_wait = waited_ms(pid) - before_wait[0], waited_ms(os.getpid()) - before_wait[1]
     member_bytes = members.get("member_bytes", 0) - before_bytes
     stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
@@ -139,6 +155,8 @@ async def phase(port: int, pid: int, name: str, seconds: float, members: Counts)
         "p99_ms": round(p(latencies, 0.99), 2),
         "server_cpu_pct": round(100 * cpu / seconds, 1),
         "member_kib_s": round(member_bytes / 1024 / seconds / MEMBERS, 1),
+        "server_waited_ms": round(server_wait, 1),
+        "bystanders_waited_ms": round(bystander_wait, 1),
         "attack": counts,
     }
 
@@ -178,6 +196,7 @@ async def helper_main() -> None:
     """``--mode members|churn|ping``: run one side of the load and report it as JSON on stdout."""
     counts = Counts()
     stop = asyncio.Event()
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # the load: not the bystanders' priority
     if ARGS.client_cpu is not None:  # the load's side of the machine (see --client-cpu)
         os.sched_setaffinity(0, {ARGS.client_cpu})
     if ARGS.mode == "members":
@@ -199,16 +218,27 @@ async def helper_main() -> None:
 
 
 def summary(results: list[dict[str, Any]]) -> None:
-    quiet = statistics.median(r["p99_ms"] for r in results if r["phase"] == "quiet")
-    print("\nphase   median p50 ms  median p99 ms  p99 / quiet  server CPU %  member KiB/s")
+    """Medians over rounds; ``round ratios``: each round's p99 over that round's quiet p99 (the machine's
+    load from other work changes between rounds more than within one)."""
+    quiet_of = {r["round"]: r["p99_ms"] for r in results if r["phase"] == "quiet"}
+    quiet = statistics.median(quiet_of.values())
+    print("\nphase   median p50 ms  median p99 ms  p99 / quiet  server CPU %  server waited ms  round ratios")
     for name in ("quiet", "churn", "ping"):
         rows = [r for r in results if r["phase"] == name]
         p99 = statistics.median(r["p99_ms"] for r in rows)
+        ratios = " ".join(f"{r['p99_ms'] / quiet_of[r['round']]:.2f}" for r in rows)
         print(
             f"{name:6}  {statistics.median(r['p50_ms'] for r in rows):13.2f}  {p99:13.2f}"
             f"  {p99 / quiet:11.2f}  {statistics.median(r['server_cpu_pct'] for r in rows):12.1f}"
-            f"  {statistics.median(r['member_kib_s'] for r in rows):12.1f}"
+            f"  {statistics.median(r['server_waited_ms'] for r in rows):16.1f}  {ratios}"
         )
+
+
+def place_server() -> None:
+    """In the server's process before it starts: its CPU and priority (see --isolate)."""
+    if ARGS.isolate:
+        os.sched_setaffinity(0, {0})
+        os.nice(-10)
 
 
 def main() -> int:
@@ -228,7 +258,12 @@ def main() -> int:
         "--log-format",
         "json",
     ]
-    server = subprocess.Popen(command + ARGS.server_args, cwd=ARGS.root, env=env, stdout=log, stderr=log)
+    server = subprocess.Popen(
+        command + ARGS.server_args, cwd=ARGS.root, env=env, stdout=log, stderr=log, preexec_fn=place_server
+    )
+    if ARGS.isolate:  # this process, the bystanders that measure (see --isolate)
+        os.sched_setaffinity(0, {1})
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -257,6 +292,13 @@ def parse_args() -> argparse.Namespace:
         type=int,
         help="run the attack and the members on this CPU only: on a small machine an attacker flooding the"
         " loopback would otherwise take the server's CPU, which one elsewhere could not",
+    )
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="(as root, 2 CPUs or more) the server alone on CPU 0 at nice -10; the attack and the members on CPU 1;"
+        " the bystanders on CPU 1 under SCHED_FIFO (they use little CPU): neither the load generator nor the"
+        " rest of a shared machine then shows as the server's latency",
     )
     parser.add_argument("--root", default=str(ROOT), help="the checkout whose server.py runs (a baseline)")
     parser.add_argument("server_args", nargs="*", help="more server flags, after --")

@@ -22,6 +22,7 @@ from bus.presence_batch import COALESCE_EVERY, SINGLE_FRAMES
 from handlers.joins import LOGGED_BURST
 from tests.client import TEST_SECRET, TIMEOUT, ChatClient, user_cookie
 from tests.helpers import ON_MEMORY, eventually
+from tests.raw_socket import PING, RawSocket, client_frame
 from tests.tokens import TOKEN_SECRET, hs256, token_cookie
 
 Frame = dict[str, Any]
@@ -230,3 +231,37 @@ async def test_a_ping_flood_is_charged_and_closed_with_1008(make_server: Any) ->
     answer = await again.recv_type("error")
     assert answer["error"] == "rate_limited" and answer["client_id"] == "c1"
     again.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_burst_of_pings_is_read_64_at_a_time_with_the_loop_turning_between(make_server: Any) -> None:
+    server = await make_server(client_rate_limit=1, client_rate_burst=5)
+    raw = await RawSocket.open(server.port, "pings")
+    await raw.json("ready")
+
+    def refused() -> float:
+        found = server.metrics.registry.get_sample_value("chat_messages_rejected_total", {"reason": "rate_limited"})
+        return found or 0.0
+
+    # Each turn of the loop runs ``turn`` once (a callback scheduled during a
+    # turn waits for the next), noting how many pings have been refused so far.
+    seen: list[float] = []
+    loop = asyncio.get_running_loop()
+    watching = True
+
+    def turn() -> None:
+        seen.append(refused())
+        if watching:
+            loop.call_soon(turn)
+
+    turn()
+    await raw.send(client_frame(PING, b"") * 900)  # one write: read at once; under the refusal budget (1,000)
+
+    async def all_refused() -> bool:
+        return refused() >= 895  # the 5 of the burst are answered
+
+    await eventually(all_refused, 20, "the pings charged")
+    watching = False
+    most = max(after - before for before, after in zip(seen, seen[1:]))
+    assert 0 < most <= 64  # before: 256 in one turn (frames counted as 1 KiB against 256 KiB)
+    raw.sock.close()

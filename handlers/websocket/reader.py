@@ -18,8 +18,9 @@ frames short and final, ``max_message_size`` against the length before the
 payload arrives, continuation frames), with the state on the protocol that
 Tornado keeps (``_fragmented_message_*``, ``_wire_bytes_in``), Tornado's
 ``_handle_message`` for each whole message (waited for, so a client is read no
-faster than its messages are handled), the same yield to the loop after a
-burst, and ``on_ws_connection_close`` at the end. Added are what RFC 6455
+faster than its messages are handled), a yield to the loop after a burst
+(sooner than Tornado's when the frames are small), and
+``on_ws_connection_close`` at the end. Added are what RFC 6455
 asks and Tornado does not do (rfc6455.py): masking required, close payloads
 and codes checked, UTF-8 checked as fragments arrive, and every violation
 closed with its code rather than just cut. Compression is never negotiated
@@ -50,8 +51,13 @@ from handlers.websocket.rfc6455 import (
 )
 
 READ_AT_MOST = 64 * 1024  # bytes per read: what a read of Tornado's own would take in
-YIELD_AFTER = 256 * 1024  # wire bytes, frames counted as 1 KiB each (Tornado's _YIELD_THRESHOLD)
-FRAME_COST = 1024
+YIELD_AFTER = 256 * 1024  # wire bytes, frames counted as FRAME_COST each (Tornado's _YIELD_THRESHOLD)
+# Tornado counts a frame as 1 KiB: 256 empty frames between two turns of the
+# loop. A frame costs this loop about 6 us however small (cut, unmasked,
+# charged), so a ping flood held each turn 1.5 ms per connection, and several
+# flooding connections at once delayed everyone's messages by as many
+# (bench/RESULTS.md, "Floods"). At 4 KiB a frame: 64 frames, about 0.4 ms.
+FRAME_COST = 4 * 1024
 
 
 class Frame(NamedTuple):
