@@ -46,6 +46,17 @@ def id_key(message_id: str) -> IdKey:
     raise ValueError(f"message id out of range: {message_id[:50]!r}")
 
 
+def stored_key(message_id: str) -> IdKey:
+    """The key of an id the bus itself gave (Redis's ``XADD``, the in-process bus, its data file).
+
+    Twice per message (the publish's answer, the delivery), so without
+    ``id_key``'s checks, which are for ids a client or an operator sends:
+    half its cost. A malformed id still raises ValueError.
+    """
+    ms, _, seq = message_id.partition("-")
+    return _new_tuple(IdKey, (int(ms), int(seq)))
+
+
 class _Logged:
     """An entry of a room's log (a message or a change): its id parsed once, for ordering and ``ts``."""
 
@@ -54,14 +65,17 @@ class _Logged:
     key: IdKey
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", id_key(self.id))
+        object.__setattr__(self, "key", stored_key(self.id))
 
     @property
     def ts(self) -> int:
         return self.key.ms
 
 
-@dataclass(frozen=True, slots=True)
+# The classes made per chat message (Draft, Published, Message) are not frozen: a frozen dataclass's
+# __init__ sets each field through object.__setattr__, 1.1 µs more per Message (bench/RESULTS.md,
+# "CPU per delivery"). Nothing assigns to one after it is made; they hash as the frozen ones did.
+@dataclass(slots=True, unsafe_hash=True)
 class Message(_Logged):
     """One accepted chat message. ``ts`` is the id's millisecond part."""
 
@@ -108,7 +122,7 @@ class Change(_Logged):
 Entry = Message | Change  # what a room's log holds, in one order
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Draft:
     """A message the bus has not stored yet."""
 
@@ -124,7 +138,7 @@ class Draft:
         return Message(message_id, self.room, self.user, self.text, self.client_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Published:
     """What publish returns: the stored message, and whether it was a resend of one."""
 

@@ -61,12 +61,16 @@ class NonBlockingLineWriter:
         return self._fd
 
     def write(self, text: str) -> int:
-        data = text.encode("utf-8", errors="replace")
+        self.write_line(text.encode("utf-8", errors="replace"))
+        return len(text)
+
+    def write_line(self, data: bytes) -> None:
+        """Queue one whole line, already encoded (its newline included)."""
         with self._ready:
             if self._broken or self._pending + len(data) > self._max_pending:
                 self._dropped += 1
                 self._unreported += 1
-                return len(text)
+                return
             self._lines.append(data)
             self._pending += len(data)
             if self._asleep:  # the thread set _idle as it fell asleep: it is busy again
@@ -75,7 +79,6 @@ class NonBlockingLineWriter:
                 self._ready.notify()
             elif self._pending >= FLUSH_BYTES:
                 self._ready.notify()
-        return len(text)
 
     def flush(self) -> None:
         """Nothing to do: the writer thread writes as soon as it can (see ``drain``)."""

@@ -28,7 +28,7 @@ from handlers.socket_inbound import Inbound
 from handlers.socket_state import CLOSE_GOING_AWAY, CLOSE_POLICY
 from handlers.websocket.control import PING_TIMED_OUT, aborter, watch_closes
 from handlers.websocket.slots import slotted_protocol
-from handlers.websocket.writer import Written, text_frame, write_text
+from handlers.websocket.writer import GONE, KERNEL, text_frame, write_text
 
 log = structlog.get_logger("chat.ws")
 
@@ -54,10 +54,10 @@ class RoomSocket(Handshake, Inbound):
             self._drop_slow_client()
             return
         written = write_text(self, frame)
-        if written is Written.GONE:
+        if written is GONE:
             return
         self._messages_out += 1
-        if written is Written.KERNEL:
+        if written is KERNEL:
             return
         self._unsent += size
         self._last_write = written

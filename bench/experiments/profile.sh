@@ -25,7 +25,7 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; 
 node "$LOADGEN" --url-template "ws://127.0.0.1:$port/ws/chat/{room}/" --connections-only 20 --rooms 2 --duration 1 >/dev/null 2>&1
 node "$LOADGEN" --url-template "ws://127.0.0.1:$port/ws/chat/{room}/" "$@" > /tmp/prof/$name.loadgen.json 2>/dev/null & lg=$!
 sleep 4
-"$PYSPY" record --pid $srv --duration 12 --rate 250 --format raw -o /tmp/prof/$name.txt >/dev/null 2>&1
+"$PYSPY" record ${PYSPY_ARGS:-} --pid $srv --duration 12 --rate 250 --format raw -o /tmp/prof/$name.txt >/dev/null 2>&1
 wait $lg
 kill $srv; wait $srv 2>/dev/null
 if [[ -n "$redis" ]]; then kill $redis; wait $redis 2>/dev/null; fi
