@@ -49,6 +49,7 @@ PRIVATE_NAMES: dict[str, str] = {
     "_StreamBuffer": "stream.LeanIOStream: the write buffer, made at the first write that queues",
     "_write_buffer": "stream.lean_stream: the stream's write buffer, shared and empty until then",
     "_write_futures": "stream.lean_stream: the deque of the writes' Futures, likewise",
+    "_closed": "writer.write_text: whether the stream is closed, read per delivery rather than through closed()",
     "_handle_write": "guard: the lean stream's check steps a queued write by hand, without a running loop",
 }  # plus the attribute names in slots.HANDLER_SLOTS and slots.PROTOCOL_SLOTS, checked below
 
