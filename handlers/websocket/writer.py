@@ -68,8 +68,8 @@ def write_text(handler: WebSocketHandler, payload: bytes) -> "Future[None] | Wri
     """Write one text frame: ``KERNEL`` when all of it was sent at once, else the Future of what Tornado queued.
 
     Once per recipient per message, so Tornado's checks are read off their
-    fields here (``is_closing``, ``closed``, ``writing``), not called: a
-    fifth of fan-out's Python time (bench/RESULTS.md, "CPU per delivery").
+    fields here (``is_closing``, ``closed``, ``writing``), not called: with
+    the module globals below, 0.74 -> 0.55 µs of Python a call (micro) (bench/RESULTS.md, "CPU per delivery").
     """
     connection = handler.ws_connection
     if connection is None or connection.client_terminated or connection.server_terminated:
