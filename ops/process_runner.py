@@ -41,14 +41,18 @@ def free_port(host: str = "127.0.0.1", also_free_at: int = 0) -> int:
     """A TCP port free on ``host`` right now (the caller binds it soon after).
 
     With ``also_free_at``, port + also_free_at is free too (a Redis Cluster
-    node's bus port is its port + 10000), so both are drawn at random below 65536.
+    node's bus port is its port + 10000). Both are drawn below the kernel's
+    ephemeral range where it leaves room: a port drawn inside it can be taken
+    by some outgoing connection between this check and the bind (CI once lost
+    a cluster test to exactly that, on a bus port).
     """
     if not also_free_at:
         with socket.socket() as sock:
             sock.bind((host, 0))
             return int(sock.getsockname()[1])
+    low, high = _pair_range(also_free_at)
     for _ in range(200):
-        port = random.randint(20000, 65535 - also_free_at)
+        port = random.randint(low, high)
         try:
             for candidate in (port, port + also_free_at):
                 with socket.socket() as sock:
@@ -57,6 +61,18 @@ def free_port(host: str = "127.0.0.1", also_free_at: int = 0) -> int:
             continue
         return port
     raise ProcessError(f"no free pair of ports {also_free_at} apart")
+
+
+def _pair_range(apart: int) -> tuple[int, int]:
+    """Where to draw a port whose partner ``apart`` above it also sits outside the ephemeral range."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    high = ephemeral_low - apart - 1
+    if high - 10000 >= 1000:
+        return 10000, high
+    return 20000, 65535 - apart
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT) -> None:

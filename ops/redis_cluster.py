@@ -159,13 +159,25 @@ class LocalRedisCluster:
         ]
         try:
             for node in self.nodes:
-                node.start(args)
+                self._start_on_a_free_pair(node, args)
             self._create()
             self.wait_ok()
         except BaseException:
             self.stop()
             raise
         return self
+
+    @staticmethod
+    def _start_on_a_free_pair(node: ClusterNode, args: Sequence[str], tries: int = 3) -> None:
+        """Start ``node``, on fresh ports if another process took its pair between the draw and the bind."""
+        for attempt in range(tries):
+            try:
+                node.start(args)
+                return
+            except RedisClusterError as exc:
+                if "Address already in use" not in str(exc) or attempt == tries - 1:
+                    raise
+                node.port = free_port(also_free_at=10000)
 
     def _create(self) -> None:
         command = [
