@@ -41,20 +41,16 @@ def free_port(host: str = "127.0.0.1", also_free_at: int = 0) -> int:
     """A TCP port free on ``host`` right now (the caller binds it soon after).
 
     With ``also_free_at``, port + also_free_at is free too (a Redis Cluster
-    node's bus port is its port + 10000). Both are drawn below the kernel's
-    ephemeral range where it leaves room: a port drawn inside it can be taken
-    by some outgoing connection between this check and the bind (CI once lost
-    a cluster test to exactly that, on a bus port).
+    node's bus port is its port + 10000). Ports are drawn below the kernel's
+    ephemeral range where it leaves room: a port inside it can be taken by
+    some outgoing connection between this check and the bind (CI once lost a
+    cluster test to exactly that, on a bus port).
     """
-    if not also_free_at:
-        with socket.socket() as sock:
-            sock.bind((host, 0))
-            return int(sock.getsockname()[1])
     low, high = _pair_range(also_free_at)
     for _ in range(200):
         port = random.randint(low, high)
         try:
-            for candidate in (port, port + also_free_at):
+            for candidate in {port, port + also_free_at}:
                 with socket.socket() as sock:
                     sock.bind((host, candidate))
         except OSError:
