@@ -32,12 +32,12 @@ from handlers.websocket.stream import LeanIOStream, lean_stream
 # Each private name, read or written by this package, and what for.
 PRIVATE_NAMES: dict[str, str] = {
     "_WebSocketParams": "slots.slotted_protocol: one shared parameters object per application",
-    "_websocket_mask": "reader: unmasking client payloads (tornado.util)",
+    "_websocket_mask": "client_frames: unmasking client payloads (tornado.util)",
     "_receive_frame_loop": "slots.SlottedProtocol13: the receive loop, replaced by reader.FrameReader",
-    "_handle_message": "reader: Tornado's handling of a whole message, a close, a ping or a pong",
+    "_handle_message": "client_frames: Tornado's handling of a whole message, a close, a ping or a pong",
     "_abort": "reader: ending the TCP connection after a refused frame or a closed stream",
-    "_fragmented_message_buffer": "reader: a fragmented message gathered where Tornado gathers it",
-    "_fragmented_message_opcode": "reader: the opcode of that message",
+    "_fragmented_message_buffer": "client_frames: a fragmented message gathered where Tornado gathers it",
+    "_fragmented_message_opcode": "client_frames: the opcode of that message",
     "_wire_bytes_in": "reader: bytes read, counted as Tornado counts them",
     "_received_pong": "control: the ping wheel's pong note",
     "_request_headers": "slots.release_handshake: the detached HTTP connection's copy of the headers",
@@ -51,6 +51,11 @@ PRIVATE_NAMES: dict[str, str] = {
     "_write_futures": "stream.lean_stream: the deque of the writes' Futures, likewise",
     "_closed": "writer.write_text: whether the stream is closed, read per delivery rather than through closed()",
     "_handle_write": "guard: the lean stream's check steps a queued write by hand, without a running loop",
+    "_handle_read": "stream.LeanIOStream: a readable socket's bytes straight to the reader that waits",
+    "_signal_closed": "stream.LeanIOStream: a close told to the reader that waits, as a failed read would be",
+    "_read_future": "stream.LeanIOStream: a read of Tornado's own pending, which goes first",
+    "_read_buffer_size": "stream, reader: bytes Tornado buffered, which go first",
+    "_add_io_state": "reader: interest in the socket's readiness, kept while the reader waits",
 }  # plus the attribute names in slots.HANDLER_SLOTS and slots.PROTOCOL_SLOTS, checked below
 
 RELIED_ON = (
@@ -71,6 +76,8 @@ RELIED_ON = (
     "tornado.util._websocket_mask(mask, data): data XOR the 4-byte mask, repeated",
     "IOStream._write_buffer (a _StreamBuffer()) and _write_futures (a deque) are its only write queues:"
     " a stream with empty ones in their place writes, queues and closes",
+    "IOStream._handle_read() on a readable socket, _signal_closed() at the close, _read_future,"
+    " _read_buffer_size, _add_io_state(IOLoop.READ): a lean stream hands its reads and its close to take_chunk",
 )
 
 _SIGNATURES: list[tuple[Any, str, list[str]]] = [
@@ -206,6 +213,26 @@ def _stream_problems() -> list[str]:
             problems.append("a lean IOStream no longer queues and sends what the kernel did not take")
         stream.close()
         far.close()
+    return problems + _direct_read_problems()
+
+
+def _direct_read_problems() -> list[str]:
+    """A lean stream with a taker: what the socket brought goes to it, and the peer's close closes the stream."""
+    near, far = socket.socketpair()
+    stream = IOStream(near)
+    lean_stream(stream)
+    taken: list[bytes] = []
+    stream.take_chunk = taken.append  # type: ignore[attr-defined]
+    far.sendall(b"frame")
+    stream._handle_read()
+    far.close()
+    stream.take_chunk = taken.append  # type: ignore[attr-defined]
+    stream._handle_read()
+    problems = []
+    if taken != [b"frame"]:
+        problems.append(f"a lean stream's read handed over {taken}, not the bytes sent")
+    if not stream.closed():
+        problems.append("a lean stream did not close when its peer did")
     return problems
 
 

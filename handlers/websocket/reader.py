@@ -1,6 +1,6 @@
 """Reading a client's frames: the protocol's receive loop, taking whatever has arrived in one read.
 
-The loop is callbacks on the reads' Futures, not a coroutine (``FrameReader`` says why).
+The loop is callbacks, not a coroutine (``FrameReader`` says why).
 
 Tornado's own receive loop (``WebSocketProtocol13``'s) reads a frame in
 three or four ``read_bytes`` calls (header, length, mask, payload). After the first,
@@ -9,14 +9,13 @@ pending, so the stream stops listening on the socket (``update_handler``,
 uvloop's ``remove_reader``), and starts again when the next frame is asked
 for (``add_reader``): two changes of the loop's interest in the socket per
 message, each a system call
-(bench/RESULTS.md, "Measurements formerly in code comments"). Here the stream is asked for whatever has arrived
-(``partial=True``): its buffer is empty after every read, so it keeps
-listening, and frames are cut out of what was read.
+(bench/RESULTS.md, "Measurements formerly in code comments"). Here whatever
+has arrived is taken in one read, so the stream keeps listening, and frames
+are cut out of what was read (client_frames.py). On a plain socket the read is the
+lean stream's own, handed over without a Future (stream.py says what that
+saves); otherwise it is ``read_bytes(partial=True)``.
 
-Tornado's checks are kept in Tornado's order (reserved bits, control
-frames short and final, ``max_message_size`` against the length before the
-payload arrives, continuation frames), with the state on the protocol that
-Tornado keeps (``_fragmented_message_*``, ``_wire_bytes_in``), Tornado's
+Tornado's checks are kept in Tornado's order (client_frames.py), with Tornado's
 ``_handle_message`` for each whole message (waited for, so a client is read no
 faster than its messages are handled), a yield to the loop after a burst
 (sooner than Tornado's when the frames are small), and
@@ -32,24 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import sys
-from typing import NamedTuple, cast
+from typing import cast
 
+from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
-from tornado.util import _websocket_mask
 from tornado.websocket import WebSocketProtocol13
 
-from handlers.websocket.rfc6455 import (
-    CLOSE,
-    CLOSE_POLICY_VIOLATION,
-    CLOSE_PROTOCOL_ERROR,
-    CLOSE_TOO_BIG,
-    KNOWN_OPCODES,
-    TEXT,
-    Refused,
-    TextCheck,
-    check_close,
-)
+from handlers.websocket.client_frames import cut_frame, take_frame
+from handlers.websocket.rfc6455 import Refused, TextCheck
+from handlers.websocket.stream import LeanIOStream
 
 READ_AT_MOST = 64 * 1024  # bytes per read: what a read of Tornado's own would take in
 YIELD_AFTER = 256 * 1024  # wire bytes, frames counted as FRAME_COST each (Tornado's _YIELD_THRESHOLD)
@@ -59,13 +49,6 @@ YIELD_AFTER = 256 * 1024  # wire bytes, frames counted as FRAME_COST each (Torna
 # flooding connections at once delayed everyone's messages by as many
 # (bench/RESULTS.md, "Floods"). At 4 KiB a frame: 64 frames, about 0.4 ms.
 FRAME_COST = 4 * 1024
-
-
-class Frame(NamedTuple):
-    final: bool
-    opcode: int
-    payload: bytes
-    end: int  # where the next frame starts in the data read
 
 
 class FrameReader:
@@ -106,6 +89,15 @@ class FrameReader:
         if protocol.client_terminated:
             self._end()
             return
+        stream = protocol.stream
+        if type(stream) is LeanIOStream and not stream._read_buffer_size:  # the common case: nothing buffered
+            if stream.closed():
+                protocol._abort()
+                self._end()
+                return
+            stream.take_chunk = self._on_chunk  # the next read's bytes, or b"" at the close (stream.py)
+            stream._add_io_state(IOLoop.READ)
+            return
         try:
             # A Future (typed Awaitable): its callbacks are run by the loop, never from inside read_bytes.
             future = cast("asyncio.Future[bytes]", protocol.stream.read_bytes(READ_AT_MOST, partial=True))
@@ -114,6 +106,10 @@ class FrameReader:
             self._end()
             return
         future.add_done_callback(self._on_read, context=self._context)
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        """What a lean stream read for this reader, in the connection's context; ``b""``: it closed."""
+        self._context.run(self._took, chunk)
 
     def _on_read(self, future: "asyncio.Future[bytes]") -> None:
         try:
@@ -127,6 +123,13 @@ class FrameReader:
             return
         except Exception as error:
             self._failed(error)
+            return
+        self._took(chunk)
+
+    def _took(self, chunk: bytes) -> None:
+        if not chunk:
+            self._protocol._abort()
+            self._end()
             return
         self._protocol._wire_bytes_in += len(chunk)
         if self._kept is not None:
@@ -207,101 +210,3 @@ def refuse(protocol: WebSocketProtocol13, refused: Refused) -> None:
     protocol.client_terminated = True  # nothing more is read: Tornado's close then closes the stream at once
     protocol.close(refused.code, refused.reason)
     protocol._abort()  # in case the close could not be written
-
-
-def cut_frame(protocol: WebSocketProtocol13, data: bytes, start: int) -> Frame | int:
-    """The frame at ``start`` (unmasked), or how many bytes from ``start`` it needs; raises Refused."""
-    have = len(data) - start
-    if have < 2:
-        return 2
-    first, second = data[start], data[start + 1]
-    opcode = first & protocol.OPCODE_MASK
-    if first & protocol.RSV_MASK:
-        raise Refused(CLOSE_PROTOCOL_ERROR, "reserved bits set: an extension nobody negotiated")
-    if not second & 0x80:
-        raise Refused(CLOSE_PROTOCOL_ERROR, "an unmasked client frame")
-    length = second & 0x7F
-    if opcode & 0x8 and length >= 126:
-        raise Refused(CLOSE_PROTOCOL_ERROR, "a control frame over 125 bytes")
-    head = 2 + (2 if length == 126 else 8 if length == 127 else 0)
-    if have < head:
-        return head
-    if length == 126:
-        length = int.from_bytes(data[start + 2 : start + 4], "big")
-    elif length == 127:
-        length = int.from_bytes(data[start + 2 : start + 10], "big")
-    fragments = protocol._fragmented_message_buffer
-    if length + (len(fragments) if fragments is not None else 0) > protocol.params.max_message_size:
-        raise Refused(CLOSE_TOO_BIG, "message too big")
-    body = start + head + 4
-    end = body + length
-    if len(data) < end:
-        return end - start
-    payload = _websocket_mask(data[body - 4 : body], data[body:end])
-    return Frame(bool(first & protocol.FIN), opcode, payload, end)
-
-
-def _free() -> bool:
-    return True
-
-
-def take_frame(protocol: WebSocketProtocol13, frame: Frame, text: TextCheck) -> "asyncio.Future[None] | None":
-    """One frame: fragments gathered and checked, a whole message handed to Tornado's ``_handle_message``."""
-    opcode, payload = frame.opcode, frame.payload
-    if opcode not in KNOWN_OPCODES:
-        raise Refused(CLOSE_PROTOCOL_ERROR, "a reserved opcode")
-    if opcode & 0x8:  # control frames may come between the fragments of a message
-        if not frame.final:
-            raise Refused(CLOSE_PROTOCOL_ERROR, "a fragmented control frame")
-        if opcode == CLOSE:
-            check_close(payload)
-        elif not getattr(protocol.handler, "charge_control", _free)():
-            if protocol.server_terminated:  # closed for it (1008): read nothing more of a flooder
-                raise Refused(CLOSE_POLICY_VIOLATION, "pings or pongs past the refusal budget")
-            return None  # a ping or pong past the frame limits: not answered, not noted
-    elif opcode == 0:
-        fragments = protocol._fragmented_message_buffer
-        if fragments is None:
-            raise Refused(CLOSE_PROTOCOL_ERROR, "a continuation of nothing")
-        text.more(payload, final=frame.final)
-        fragments.extend(payload)
-        if not frame.final:
-            return None
-        opcode, payload = int(protocol._fragmented_message_opcode or 0), bytes(fragments)  # Tornado types it None
-        protocol._fragmented_message_buffer = None
-    else:
-        if protocol._fragmented_message_buffer is not None:
-            raise Refused(CLOSE_PROTOCOL_ERROR, "a new message before the last one ended")
-        if not frame.final:
-            text.first(opcode, payload)
-            protocol._fragmented_message_opcode = opcode  # type: ignore[assignment]  # as Tornado's own
-            protocol._fragmented_message_buffer = bytearray(payload)
-            return None
-        if opcode == TEXT:
-            text.whole(payload)
-    if opcode == TEXT:
-        return handle_text(protocol, payload)
-    return protocol._handle_message(opcode, payload)
-
-
-def handle_text(protocol: WebSocketProtocol13, payload: bytes) -> "asyncio.Future[None] | None":
-    """A whole text message to the handler's ``on_message``, as Tornado's ``_handle_message`` does it,
-    less its wrapping: the coroutine becomes a Task and that is what the reader waits on (``_on_handled``
-    logs its error). Tornado's adds a Future, a closure and a ``convert_yielded`` dispatch per message
-    (bench/RESULTS.md, "CPU per delivery"). The payload's UTF-8 was checked (``TextCheck``); this server
-    negotiates no compression.
-    """
-    if protocol.client_terminated:
-        return None
-    protocol._message_bytes_in += len(payload)
-    try:
-        result = protocol.handler.on_message(payload.decode("utf-8"))
-    except Exception:
-        protocol.handler.log_exception(*sys.exc_info())
-        protocol._abort()
-        return None
-    if result is None:
-        return None
-    if asyncio.iscoroutine(result):
-        return asyncio.get_running_loop().create_task(result)
-    return asyncio.ensure_future(result)
