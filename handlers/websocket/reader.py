@@ -39,9 +39,8 @@ from tornado.websocket import WebSocketProtocol13
 
 from handlers.websocket.client_frames import cut_frame, take_frame
 from handlers.websocket.rfc6455 import Refused, TextCheck
-from handlers.websocket.stream import LeanIOStream
+from handlers.websocket.stream import READ_AT_MOST, LeanIOStream
 
-READ_AT_MOST = 64 * 1024  # bytes per read: what a read of Tornado's own would take in
 YIELD_AFTER = 256 * 1024  # wire bytes, frames counted as FRAME_COST each (Tornado's _YIELD_THRESHOLD)
 # Tornado counts a frame as 1 KiB: 256 empty frames between two turns of the
 # loop. A frame costs this loop about 6 us however small (cut, unmasked,
@@ -52,7 +51,8 @@ FRAME_COST = 4 * 1024
 
 
 class FrameReader:
-    """The protocol's receive loop, as callbacks on the reads' Futures rather than a coroutine.
+    """The protocol's receive loop, as callbacks rather than a coroutine: the lean stream's hand-over
+    (``take_chunk``) on a plain socket, a read Future's callback otherwise.
 
     Tornado awaits the receive loop at the bottom of the handshake's
     coroutines (the request's ``_execute``, ``get``, ``accept_connection``),
@@ -61,7 +61,7 @@ class FrameReader:
     headers that ``get`` holds in a local, about 4 KiB per connection
     (bench/RESULTS.md, "Idle connections: where each KiB goes"). Started
     from the loop, this returns at once and the chain ends; what stays is
-    this object, held by the pending read's callback.
+    this object, held by the stream's ``take_chunk`` or the pending read's callback.
 
     Every callback runs in one context, the connection's (taken when the
     loop starts, after ``open`` bound the log's fields), as a Task's steps
@@ -92,8 +92,7 @@ class FrameReader:
         stream = protocol.stream
         if type(stream) is LeanIOStream and not stream._read_buffer_size:  # the common case: nothing buffered
             if stream.closed():
-                protocol._abort()
-                self._end()
+                self._closed()
                 return
             stream.take_chunk = self._on_chunk  # the next read's bytes, or b"" at the close (stream.py)
             stream._add_io_state(IOLoop.READ)
@@ -102,8 +101,7 @@ class FrameReader:
             # A Future (typed Awaitable): its callbacks are run by the loop, never from inside read_bytes.
             future = cast("asyncio.Future[bytes]", protocol.stream.read_bytes(READ_AT_MOST, partial=True))
         except StreamClosedError:
-            protocol._abort()
-            self._end()
+            self._closed()
             return
         future.add_done_callback(self._on_read, context=self._context)
 
@@ -115,8 +113,7 @@ class FrameReader:
         try:
             chunk = future.result()  # one call on the common path: the data
         except StreamClosedError:
-            self._protocol._abort()
-            self._end()
+            self._closed()
             return
         except asyncio.CancelledError:
             self._end()
@@ -128,8 +125,7 @@ class FrameReader:
 
     def _took(self, chunk: bytes) -> None:
         if not chunk:
-            self._protocol._abort()
-            self._end()
+            self._closed()
             return
         self._protocol._wire_bytes_in += len(chunk)
         if self._kept is not None:
@@ -176,8 +172,7 @@ class FrameReader:
         # Tornado's Futures (_run_callback) never raise: the error was logged there. The handler's own
         # Task (handle_text) raises here and is logged as Tornado would; either way the connection ends.
         if handled.cancelled():
-            self._protocol._abort()
-            self._end()
+            self._closed()
         elif (error := handled.exception()) is not None:
             self._protocol._abort()
             self._failed(error)
@@ -190,6 +185,11 @@ class FrameReader:
         """After a burst, the rest of this read waits one turn of the loop, so one client does not hold it."""
         self._work = 0
         asyncio.get_running_loop().call_soon(self._cut, context=self._context)
+
+    def _closed(self) -> None:
+        """Nothing more can be read: the socket is dropped (no close handshake to wait for), the handler told."""
+        self._protocol._abort()
+        self._end()
 
     def _failed(self, error: BaseException) -> None:
         """A bug, not the client: logged as Tornado logs an error escaping a handler, and the connection ends."""

@@ -51,6 +51,8 @@ class _NoWrites:
 
 NO_WRITES: Any = _NoWrites()
 
+READ_AT_MOST = 64 * 1024  # bytes per read, on either path: what a read of Tornado's own takes in (read_chunk_size)
+
 
 class LeanIOStream(IOStream):
     """``IOStream`` whose write queues are made by the first write that needs them, and whose reads
@@ -66,7 +68,7 @@ class LeanIOStream(IOStream):
             super()._handle_read()
             return
         try:
-            chunk = self.socket.recv(self.read_chunk_size)
+            chunk = self.socket.recv(READ_AT_MOST)
         except BlockingIOError:
             return
         except OSError as error:  # a reset among them: closed, as Tornado closes on it
