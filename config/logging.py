@@ -24,6 +24,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, TextIO, cast
 
 import orjson
@@ -52,13 +53,13 @@ class _UtcStamp:
         self._second: tuple[int, str] = (-1, "")  # one tuple: a thread never sees a second with another's text
 
     def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
-        now = time.time()
+        micros = time.time_ns() // 1000  # integers: no float rounding past the microsecond
         second, prefix = self._second
-        if int(now) != second:
-            second = int(now)
+        if micros // 1_000_000 != second:
+            second = micros // 1_000_000
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = (second, prefix)
-        event["timestamp"] = f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
+        event["timestamp"] = "%s.%06dZ" % (prefix, micros % 1_000_000)
         return event
 
 
@@ -96,13 +97,57 @@ class _JsonLine:
             name = var.name
             if value is not Ellipsis and name.startswith(STRUCTLOG_KEY_PREFIX):
                 event.setdefault(name[STRUCTLOG_KEY_PREFIX_LEN:], value)
-        event["level"] = map_method_name(method_name)
+        event["level"] = "info" if method_name == "info" else map_method_name(method_name)
         self._stamp(logger, method_name, event)
         event.setdefault("node", self._node)
         event.pop("color_message", None)
         if "exc_info" in event:
             event = _dict_tracebacks(logger, method_name, event)
         return orjson.dumps(event, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class HotLog:
+    """``info`` for a line logged per chat message: the same line as structlog's, for less CPU.
+
+    A call through structlog's bound logger copies its context, builds the
+    event and walks the processors before ``_JsonLine`` runs: half of a
+    9 µs line (bench/experiments/log_line_cost.py). While the JSON pipeline
+    that ``configure_logging`` set is the one in force, the event goes
+    straight to that pipeline's ``_JsonLine`` and ``_LineLogger``, which is
+    what structlog would have done with it. Anything else (the console
+    format, ``structlog.testing.capture_logs``, which swaps the processors
+    in place, nothing configured) goes through structlog as usual.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._log = structlog.get_logger(name)
+
+    def info(self, event: str, fields: EventDict) -> None:
+        """Log ``event`` with ``fields`` (the caller's dict, taken over) at level info."""
+        route = _direct
+        if route is None or not route.in_force():
+            self._log.info(event, **fields)
+        elif route.info_enabled:
+            fields["event"] = event
+            route.write(route.line(None, "info", fields))
+
+
+@dataclass(frozen=True)
+class _DirectRoute:
+    """The JSON pipeline as ``configure_logging`` set it: the one processor, its logger, the level."""
+
+    processors: list[Processor]  # structlog's own list: replaced or changed in place when the pipeline is
+    line: "_JsonLine"
+    write: Callable[[bytes], None]
+    info_enabled: bool
+
+    def in_force(self) -> bool:
+        processors = self.processors
+        in_place = len(processors) == 1 and processors[0] is self.line
+        return in_place and structlog.get_config()["processors"] is processors
+
+
+_direct: _DirectRoute | None = None  # set by configure_logging for the JSON format
 
 
 class _LineLogger:
@@ -153,10 +198,14 @@ def configure_logging(node_id: str, log_format: str, stream: TextIO | None = Non
     # Our own events (one per chat message) go straight to the stream: a
     # detour through the standard library's LogRecords costs several times the
     # rest of the pipeline (structlog's docs/performance.md).
+    global _direct
     processors: list[Processor] = [*shared, *rendering]
     factory: Callable[..., Any] = structlog.WriteLoggerFactory(stream)
+    _direct = None
     if log_format != "console":
-        processors, factory = [_JsonLine(node_id)], lambda *_: _LineLogger(stream)
+        line, writer = _JsonLine(node_id), _LineLogger(stream)
+        processors, factory = [line], lambda *_: writer
+        _direct = _DirectRoute(processors, line, writer.msg, threshold <= logging.INFO)
     structlog.configure(
         processors=processors,
         logger_factory=factory,

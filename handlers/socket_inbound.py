@@ -14,6 +14,7 @@ import structlog
 from bus import frames
 from bus.backend import BusUnavailable, RateLimited
 from bus.message import Draft
+from config.logging import HotLog
 from handlers import room_requests
 from handlers.identity import Identity
 from handlers.inbound import ChatRequest, EditRequest, FrameError, TypingRequest, parse_frame
@@ -24,6 +25,7 @@ from handlers.socket_join import Joining
 from handlers.socket_state import CLOSE_POLICY
 
 log = structlog.get_logger("chat.ws")
+traffic_log = HotLog("chat.ws")  # the line per accepted message
 
 # requests, too long) may be refused REFUSED_BURST times, refilling at
 # REFUSED_PER_SECOND; past that the connection is closed with 1008, so junk
@@ -142,7 +144,7 @@ class Inbound(Joining):
             self._metrics.message_published()
         if self._settings.log_message_text:
             fields["text"] = request.text
-        log.info("message.accepted", **fields)
+        traffic_log.info("message.accepted", fields)
         if request.client_id is not None:
             self.send_frame(frames.ack(request.client_id, message.id))
 

@@ -79,3 +79,46 @@ def test_timestamps_are_utc_iso_8601_with_microseconds_and_follow_the_clock() ->
     slack = timedelta(milliseconds=1)  # the clocks round to the microsecond differently
     assert all(before - slack <= p <= after + slack for p in parsed)
     assert parsed == sorted(parsed)
+
+
+HOT_LOG_PROBE = """
+import io, json, sys
+import structlog
+from structlog.testing import capture_logs
+from config import logging as chat_logging
+from config.logging import HotLog, configure_logging
+
+out = io.StringIO()
+configure_logging("node-h", "json", out, sys.argv[1])
+structlog.contextvars.bind_contextvars(conn="node-h:7", room="lobby", user="ana")
+structlog.get_logger("chat.ws").info("message.accepted", msg_id="17-0", bytes=5, room="own")
+HotLog("chat.ws").info("message.accepted", {"msg_id": "17-0", "bytes": 5, "room": "own"})
+with capture_logs() as captured:
+    HotLog("chat.ws").info("message.accepted", {"msg_id": "18-0", "bytes": 6})
+direct = chat_logging._direct is not None and chat_logging._direct.in_force()
+print(json.dumps({"lines": out.getvalue().splitlines(), "captured": captured, "direct": direct}))
+"""
+
+
+def run_hot_log_probe(level: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", HOT_LOG_PROBE, level], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_the_per_message_line_is_the_line_structlog_writes_and_still_captured_in_tests() -> None:
+    probe = run_hot_log_probe("info")
+    assert probe["direct"]  # the JSON pipeline is in force: the line did not go through structlog's logger
+    through_structlog, direct = (json.loads(line) for line in probe["lines"])
+    assert through_structlog.pop("timestamp") and direct.pop("timestamp")
+    assert direct == through_structlog
+    assert list(direct) == list(through_structlog)  # the same fields in the same order
+    assert direct["room"] == "own" and direct["conn"] == "node-h:7"  # the event's field wins over the context's
+    assert [entry["msg_id"] for entry in probe["captured"]] == ["18-0"]  # capture_logs swaps the pipeline
+
+
+def test_the_per_message_line_follows_the_configured_level() -> None:
+    probe = run_hot_log_probe("warning")
+    assert probe["lines"] == []
