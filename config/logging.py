@@ -136,15 +136,16 @@ class HotLog:
 class _DirectRoute:
     """The JSON pipeline as ``configure_logging`` set it: the one processor, its logger, the level."""
 
-    processors: list[Processor]  # structlog's own list: replaced or changed in place when the pipeline is
+    processors: list[Processor]  # the very list handed to structlog (capture_logs changes it in place)
     line: "_JsonLine"
     write: Callable[[bytes], None]
     info_enabled: bool
 
     def in_force(self) -> bool:
+        # The list, not structlog's configuration: a logger cached on first use (as configured) keeps this
+        # list through a later ``configure``, and ``capture_logs`` changes this list in place.
         processors = self.processors
-        in_place = len(processors) == 1 and processors[0] is self.line
-        return in_place and structlog.get_config()["processors"] is processors
+        return len(processors) == 1 and processors[0] is self.line
 
 
 _direct: _DirectRoute | None = None  # set by configure_logging for the JSON format
