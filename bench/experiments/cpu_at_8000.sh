@@ -12,6 +12,8 @@
 # EXTRA adds server flags that only some trees know, e.g. the join and room-creation limits (all 200
 # clients connect from one address within a second):
 #   EXTRA="--join-rate 0 --room-create-rate 0" flock /tmp/bench.lock bench/experiments/cpu_at_8000.sh TREE redis
+# SERVER_PIN, REDIS_PIN, LOAD_PIN prefix each process's command, e.g. to place them on cores of their own:
+#   SERVER_PIN="taskset -c 0" REDIS_PIN="taskset -c 0" LOAD_PIN="taskset -c 1" ... cpu_at_8000.sh TREE redis
 set -euo pipefail
 repo=$PWD
 tree=$1; bus=$2; rate=${3:-40}
@@ -20,20 +22,20 @@ py=$repo/.venv/bin/python
 unlimited="${LIMITS:---rate-limit 0 --client-rate-limit 0} --max-connections-per-client 100000 --max-connections 20000 ${EXTRA:-}"
 extra=""; redis_pid=""
 if [[ $bus == redis ]]; then
-  redis-server --port 6398 --bind 127.0.0.1 --save '' --appendonly no >/dev/null & redis_pid=$!
+  ${REDIS_PIN:-} redis-server --port 6398 --bind 127.0.0.1 --save '' --appendonly no >/dev/null & redis_pid=$!
   extra="--redis-url redis://127.0.0.1:6398/0"
   for _ in $(seq 50); do redis-cli -p 6398 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 if [[ $bus == naive ]]; then
-  "$py" "$shared/peers/tornado_minimal.py" 8862 >/dev/null 2>&1 & server_pid=$!
+  ${SERVER_PIN:-} "$py" "$shared/peers/tornado_minimal.py" 8862 >/dev/null 2>&1 & server_pid=$!
 else
   # shellcheck disable=SC2086
-  (cd "$tree" && exec "$py" server.py --port 8862 $extra $unlimited >/dev/null 2>&1) & server_pid=$!
+  (cd "$tree" && exec ${SERVER_PIN:-} "$py" server.py --port 8862 $extra $unlimited >/dev/null 2>&1) & server_pid=$!
 fi
 trap 'kill $server_pid ${redis_pid} 2>/dev/null; wait 2>/dev/null' EXIT
 for _ in $(seq 100); do curl -s -o /dev/null localhost:8862/ && break; sleep 0.1; done
 out=$(mktemp)
-(cd "$shared" && node loadgen.mjs --url-template 'ws://127.0.0.1:8862/ws/chat/{room}/' --rooms 20 --clients 10 \
+(cd "$shared" && ${LOAD_PIN:-} node loadgen.mjs --url-template 'ws://127.0.0.1:8862/ws/chat/{room}/' --rooms 20 --clients 10 \
   --senders 1 --rate "$rate" --duration 22 --warmup 2 >"$out" 2>/dev/null) & load_pid=$!
 sleep 6
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
