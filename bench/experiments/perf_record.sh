@@ -12,9 +12,12 @@ repo=$PWD
 tree=$1; out=$2
 shared=${SHARED:-$repo/../shared/bench}
 py=$repo/.venv/bin/python
+bus_url="--redis-url redis://127.0.0.1:6398/0"
+[[ ${BUS:-redis} == memory ]] && bus_url=""  # BUS=memory: the in-process bus (Redis starts all the same, unused)
 redis-server --port 6398 --bind 127.0.0.1 --save '' --appendonly no >/dev/null & redis_pid=$!
 for _ in $(seq 50); do redis-cli -p 6398 ping >/dev/null 2>&1 && break; sleep 0.1; done
-(cd "$tree" && exec "$py" server.py --port 8862 --redis-url redis://127.0.0.1:6398/0 --rate-limit 0 \
+# shellcheck disable=SC2086
+(cd "$tree" && exec "$py" server.py --port 8862 $bus_url --rate-limit 0 \
   --client-rate-limit 0 --max-connections-per-client 100000 --max-connections 20000 --join-rate 0 \
   --room-create-rate 0 >/dev/null 2>&1) & server_pid=$!
 trap 'kill $server_pid $redis_pid 2>/dev/null; wait 2>/dev/null' EXIT
