@@ -257,6 +257,10 @@ async def test_edits_and_deletions_cross_processes_in_order(spawn: Spawn, redis_
 
     ann.send({"type": "edit", "id": first["id"], "message": "hello"})  # through n1
     ann.send({"type": "delete", "id": second["id"]})
+    # Stored once ann hears them back: only then is bob's marker, sent through
+    # the other process, certain to come after them in the room's one order.
+    await change(ann, "edited")
+    await change(ann, "deleted")
     bob.send({"type": "edit", "id": first["id"], "message": "bob's"})  # through n2: not his
     await bob.say("marker")
     got: list[Frame] = []
